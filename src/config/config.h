@@ -1,0 +1,52 @@
+/*
+ * config.h — every setting of tandem in one struct.
+ *
+ * Values come from defaults, then TANDEM_* environment variables, then command-line flags
+ * (flags win). The table in config.c is the single list of settings: it drives parsing,
+ * validation and `tandem --help`. A config is filled once at start-up and read-only after.
+ */
+#ifndef TANDEM_CONFIG_CONFIG_H
+#define TANDEM_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/log.h"
+
+struct config {
+	/* server */
+	char *listen_host; /* numeric IPv4/IPv6 address */
+	uint16_t listen_port;
+	char *data_dir;
+	char *database_url; /* NULL: SQLite at <data_dir>/tandem.db */
+	bool auto_migrate;
+	enum log_level log_level;
+	bool access_log;
+	/* http limits */
+	unsigned threads;
+	unsigned max_connections;
+	unsigned max_connections_per_ip;
+	unsigned connection_timeout_s;
+	size_t connection_memory;
+	size_t max_body_bytes;
+	unsigned shutdown_timeout_s;
+	/* auth */
+	char *jwt_secret;
+	int64_t access_token_ttl_s;
+	int64_t refresh_token_ttl_s;
+	int bcrypt_cost;
+};
+
+/*
+ * Fill cfg from defaults, the environment and argv[first..argc). On a bad setting prints
+ * one line naming it to `errout` and returns -1. Unknown flags are errors too.
+ */
+int config_load(struct config *cfg, int argc, char **argv, int first, FILE *errout);
+/* The database URL in effect (the SQLite default derived from data_dir when unset). */
+const char *config_database_url(const struct config *cfg);
+void config_release(struct config *cfg);
+/* Print every setting with its flag, variable, default and meaning. */
+void config_print_help(FILE *out);
+
+#endif

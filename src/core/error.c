@@ -1,0 +1,88 @@
+/* error.c — lookups in the error table and the struct error helpers. Thread-safe. */
+#include "core/error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+	int status;
+	const char *code;
+	const char *title;
+} table[ERR__COUNT] = {
+	[ERR_OK] = {200, "ok", "OK"},
+#define X(name, status, code, title) [ERR_##name] = {status, code, title},
+	ERROR_MAP(X)
+#undef X
+};
+
+static int index_of(int kind)
+{
+	if (kind < 0)
+		kind = -kind;
+	if (kind >= ERR__COUNT)
+		kind = ERR_INTERNAL;
+	return kind;
+}
+
+int error_status(int kind)
+{
+	return table[index_of(kind)].status;
+}
+
+const char *error_code(int kind)
+{
+	return table[index_of(kind)].code;
+}
+
+const char *error_title(int kind)
+{
+	return table[index_of(kind)].title;
+}
+
+int error_set(struct error *err, int kind, const char *fmt, ...)
+{
+	kind = index_of(kind);
+	if (err) {
+		va_list ap;
+		err->kind = kind;
+		va_start(ap, fmt);
+		vsnprintf(err->detail, sizeof(err->detail), fmt, ap);
+		va_end(ap);
+	}
+	return -kind;
+}
+
+void error_field(struct error *err, const char *field, const char *code, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	if (!err)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!err->fields)
+		err->fields = json_array();
+	json_array_append_new(err->fields,
+			      json_pack("{s:s, s:s, s:s}", "field", field, "code", code, "message", msg));
+	err->kind = ERR_VALIDATION_FAILED;
+	size_t n = json_array_size(err->fields);
+	snprintf(err->detail, sizeof(err->detail), "%zu field%s invalid", n,
+		 n == 1 ? " is" : "s are");
+}
+
+size_t error_field_count(const struct error *err)
+{
+	return err && err->fields ? json_array_size(err->fields) : 0;
+}
+
+void error_release(struct error *err)
+{
+	if (!err)
+		return;
+	json_decref(err->fields);
+	err->fields = NULL;
+	err->kind = 0;
+	err->detail[0] = '\0';
+}

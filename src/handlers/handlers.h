@@ -1,0 +1,16 @@
+/*
+ * handlers.h — every HTTP handler, one resource per .c file. A handler parses, authorises,
+ * calls a service or the store, and replies; it returns 0 after replying or a negative
+ * error kind (with detail in req->err) for the server to answer.
+ */
+#ifndef TANDEM_HANDLERS_HANDLERS_H
+#define TANDEM_HANDLERS_HANDLERS_H
+
+struct request;
+
+/* health.c */
+int handle_healthz(struct request *req);
+int handle_readyz(struct request *req);
+int handle_v1_info(struct request *req);
+
+#endif

@@ -1,0 +1,92 @@
+/* request.c — the request accessors of request.h over libmicrohttpd. */
+#include "http/request.h"
+#include "core/arena.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <strings.h>
+
+const char *request_header(struct request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *request_query(struct request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *request_param(struct request *req, const char *name)
+{
+	for (int i = 0; i < req->nparams; i++)
+		if (!strcmp(req->param_names[i], name))
+			return req->param_values[i];
+	return NULL;
+}
+
+const char *request_peer(struct request *req)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	char buf[INET6_ADDRSTRLEN] = "-";
+	if (ci && ci->client_addr) {
+		if (ci->client_addr->sa_family == AF_INET)
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr,
+				  buf, sizeof(buf));
+		else if (ci->client_addr->sa_family == AF_INET6)
+			inet_ntop(AF_INET6,
+				  &((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr, buf,
+				  sizeof(buf));
+	}
+	return arena_strdup(&req->arena, buf);
+}
+
+/* application/json, optionally with parameters; only a UTF-8 charset is accepted. */
+static bool json_content_type(const char *ct)
+{
+	if (!ct)
+		return false;
+	while (*ct == ' ')
+		ct++;
+	size_t n = strlen("application/json");
+	if (strncasecmp(ct, "application/json", n) != 0)
+		return false;
+	const char *rest = ct + n;
+	while (*rest == ' ')
+		rest++;
+	if (*rest == '\0')
+		return true;
+	if (*rest != ';')
+		return false;
+	const char *cs = strcasestr(rest, "charset=");
+	if (!cs)
+		return true;
+	cs += strlen("charset=");
+	if (*cs == '"')
+		cs++;
+	return strncasecmp(cs, "utf-8", 5) == 0 || strncasecmp(cs, "utf8", 4) == 0;
+}
+
+int request_json(struct request *req, json_t **out)
+{
+	json_error_t jerr;
+
+	if (!json_content_type(request_header(req, MHD_HTTP_HEADER_CONTENT_TYPE)))
+		return error_set(&req->err, ERR_UNSUPPORTED_MEDIA_TYPE,
+				 "the body must be application/json");
+	if (req->body_len == 0)
+		return error_set(&req->err, ERR_MALFORMED_JSON, "the body is empty");
+	json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j)
+		return error_set(&req->err, ERR_MALFORMED_JSON, "%s at line %d column %d",
+				 jerr.text, jerr.line, jerr.column);
+	arena_json(&req->arena, j);
+	if (!json_is_object(j)) {
+		error_field(&req->err, "", "type", "the body must be a JSON object");
+		return -ERR_VALIDATION_FAILED;
+	}
+	*out = j;
+	return 0;
+}

@@ -1,0 +1,83 @@
+/*
+ * request.h — one HTTP request as handlers see it, and the reply they build.
+ *
+ * A struct request lives from the moment libmicrohttpd reads the request line until it
+ * reports the request complete; everything allocated for it lives in req->arena. A request
+ * is handled by one worker thread. Handlers never touch libmicrohttpd: they read through
+ * the request_* accessors and answer through reply.h.
+ */
+#ifndef TANDEM_HTTP_REQUEST_H
+#define TANDEM_HTTP_REQUEST_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "core/error.h"
+
+#define ROUTE_MAX_PARAMS 4
+#define REQUEST_MAX_HEADERS 16
+
+struct app;
+struct MHD_Connection;
+struct route;
+
+struct reply_header {
+	const char *name, *value;
+};
+
+struct request {
+	struct arena arena;
+	struct app *app;
+	struct MHD_Connection *conn;
+	const char *method;
+	const char *path;
+	char id[130];
+	int64_t start_us;
+
+	/* Filled by the router. */
+	const struct route *route;
+	const char *param_names[ROUTE_MAX_PARAMS];
+	const char *param_values[ROUTE_MAX_PARAMS];
+	int nparams;
+
+	/* The body as received. */
+	char *body;
+	size_t body_len, body_cap;
+	bool body_too_large;
+
+	/* The caller, once authenticated (later issues). */
+	const char *user_id;
+
+	/* The reply being built. */
+	int status;
+	char *resp_body; /* malloc'd; handed to libmicrohttpd */
+	size_t resp_len;
+	const char *content_type;
+	struct reply_header headers[REQUEST_MAX_HEADERS];
+	int nheaders;
+	bool replied;
+	bool queued;
+
+	struct error err;
+};
+
+/* A request header, or NULL. Names are case-insensitive. */
+const char *request_header(struct request *req, const char *name);
+/* A query-string argument, or NULL. */
+const char *request_query(struct request *req, const char *name);
+/* A path parameter by name ("id" for "{id}"); NULL when the route has none. */
+const char *request_param(struct request *req, const char *name);
+/* The client's address as text, in the arena. */
+const char *request_peer(struct request *req);
+
+/*
+ * The body as a JSON object. Checks Content-Type (application/json, charset utf-8 if any:
+ * else -ERR_UNSUPPORTED_MEDIA_TYPE) and syntax (-ERR_MALFORMED_JSON); a body that is valid
+ * JSON but not an object is -ERR_VALIDATION_FAILED. *out is owned by the request arena.
+ */
+int request_json(struct request *req, json_t **out);
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * router.h — the route table: method, path pattern with {name} parameters, handler.
+ *
+ * routes.c holds the one table of every route the server answers; router.c matches a
+ * request against it. The table is static and read-only, so matching is thread-safe.
+ */
+#ifndef TANDEM_HTTP_ROUTER_H
+#define TANDEM_HTTP_ROUTER_H
+
+#include <stddef.h>
+
+struct request;
+
+typedef int (*handler_fn)(struct request *req);
+
+struct route {
+	const char *method;  /* "GET", "POST", ... */
+	const char *pattern; /* "/v1/tasks/{id}" */
+	handler_fn handler;
+	unsigned flags;
+};
+
+/* Route flags */
+#define ROUTE_PUBLIC 0x1 /* no authentication */
+
+extern const struct route routes[];
+extern const size_t routes_count;
+
+enum router_result { ROUTER_FOUND, ROUTER_NOT_FOUND, ROUTER_METHOD_NOT_ALLOWED };
+
+/*
+ * Match method and path. ROUTER_FOUND sets req->route and its parameters (values point into
+ * the arena). ROUTER_METHOD_NOT_ALLOWED fills `allow` (size allow_len) with the methods the
+ * path does accept, e.g. "GET, HEAD, PATCH". HEAD matches GET routes.
+ */
+enum router_result router_match(struct request *req, const char *method, const char *path,
+				 char *allow, size_t allow_len);
+
+#endif

@@ -1,0 +1,312 @@
+/*
+ * server.c — libmicrohttpd glue.
+ *
+ * Threads: libmicrohttpd's internal epoll thread pool runs everything here; each request is
+ * handled start to finish on one pool thread. The only shared state is the atomic count of
+ * requests in flight and the draining flag, used by graceful shutdown.
+ *
+ * A request object is created in the URI log callback (the earliest moment, so durations
+ * include header parsing), collects the body over the access-handler calls, is routed and
+ * answered on the final call (queuing earlier would make libmicrohttpd drop keep-alive),
+ * and is logged and freed in the completion callback.
+ */
+#include "http/server.h"
+#include "config/config.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "core/uuid.h"
+#include "core/xalloc.h"
+#include "http/reply.h"
+#include "http/request.h"
+#include "http/router.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct server {
+	struct MHD_Daemon *daemon;
+	struct app *app;
+	atomic_int inflight;
+	atomic_bool draining;
+	unsigned port;
+};
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512];
+	(void)cls;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	buf[strcspn(buf, "\n")] = '\0';
+	log_json(LOG_WARN, buf, json_pack("{s:s}", "component", "http"));
+}
+
+static bool sane_request_id(const char *s)
+{
+	size_t n = 0;
+	for (; s[n]; n++) {
+		char c = s[n];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.' || c == ':'))
+			return false;
+		if (n >= 128)
+			return false;
+	}
+	return n > 0;
+}
+
+static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct server *s = cls;
+	struct request *req = xcalloc(1, sizeof(*req));
+	(void)uri;
+	arena_init(&req->arena);
+	req->app = s->app;
+	req->conn = conn;
+	req->start_us = time_mono_us();
+	atomic_fetch_add(&s->inflight, 1);
+	return req;
+}
+
+static void access_log(struct request *req)
+{
+	char ts[TIME_RFC3339_LEN];
+	time_format_ms(time_now_ms(), ts);
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:I}", "time", ts, "type",
+			      "access", "request_id", req->id, "method",
+			      req->method ? req->method : "-", "path", req->path ? req->path : "-",
+			      "status", req->status, "duration_us",
+			      (json_int_t)(time_mono_us() - req->start_us), "bytes",
+			      (json_int_t)req->resp_len);
+	if (!o)
+		return; /* a path that is not valid UTF-8 cannot be logged as JSON text */
+	char *line = json_dumps(o, JSON_COMPACT);
+	if (line) {
+		log_line(line, strlen(line));
+		free(line);
+	}
+	json_decref(o);
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+		      enum MHD_RequestTerminationCode toe)
+{
+	struct server *s = cls;
+	struct request *req = *con_cls;
+	(void)conn;
+	if (!req)
+		return;
+	if (!req->queued || toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT)
+		req->status = 499; /* the client went away before the answer was sent */
+	if (s->app->cfg->access_log && req->method && log_get_level() <= LOG_INFO)
+		access_log(req);
+	free(req->resp_body);
+	error_release(&req->err);
+	arena_release(&req->arena);
+	free(req);
+	*con_cls = NULL;
+	atomic_fetch_sub(&s->inflight, 1);
+}
+
+static enum MHD_Result queue(struct server *s, struct request *req)
+{
+	struct MHD_Response *resp;
+
+	if (req->resp_body) {
+		resp = MHD_create_response_from_buffer(req->resp_len, req->resp_body,
+						       MHD_RESPMEM_MUST_FREE);
+		req->resp_body = NULL; /* libmicrohttpd owns it now */
+	} else {
+		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	}
+	if (!resp)
+		return MHD_NO;
+	if (req->content_type)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->content_type);
+	MHD_add_response_header(resp, "X-Request-Id", req->id);
+	for (int i = 0; i < req->nheaders; i++)
+		MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);
+	if (atomic_load(&s->draining))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)req->status, resp);
+	MHD_destroy_response(resp);
+	req->queued = true;
+	return r;
+}
+
+/* Answer now, before the body was read: libmicrohttpd then closes the connection. */
+static enum MHD_Result reject_early(struct server *s, struct request *req, int kind,
+				    const char *detail)
+{
+	error_set(&req->err, kind, "%s", detail);
+	reply_error(req, kind);
+	return queue(s, req);
+}
+
+static void dispatch(struct request *req)
+{
+	char allow[128];
+	switch (router_match(req, req->method, req->path, allow, sizeof(allow))) {
+	case ROUTER_NOT_FOUND:
+		reply_fail(req, ERR_NOT_FOUND, "no route for %s", req->path);
+		return;
+	case ROUTER_METHOD_NOT_ALLOWED:
+		reply_header(req, "Allow", arena_strdup(&req->arena, allow));
+		reply_fail(req, ERR_METHOD_NOT_ALLOWED, "%s does not accept %s", req->path,
+			   req->method);
+		return;
+	case ROUTER_FOUND:
+		break;
+	}
+	int rc = req->route->handler(req);
+	if (rc < 0 && !req->replied)
+		reply_error(req, rc);
+	if (!req->replied) {
+		log_error("handler for %s %s returned without replying", req->method, req->path);
+		reply_fail(req, ERR_INTERNAL, "no reply");
+	}
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
+			      const char *method, const char *version, const char *upload_data,
+			      size_t *upload_data_size, void **con_cls)
+{
+	struct server *s = cls;
+	struct request *req = *con_cls;
+	(void)version;
+
+	if (!req->method) {
+		/* First call: the headers are in. */
+		req->method = arena_strdup(&req->arena, method);
+		req->path = arena_strdup(&req->arena, url);
+		const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+		if (rid && sane_request_id(rid))
+			snprintf(req->id, sizeof(req->id), "%s", rid);
+		else
+			uuid_v7(req->id);
+		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl && strtoull(cl, NULL, 10) > s->app->cfg->max_body_bytes)
+			return reject_early(s, req, ERR_PAYLOAD_TOO_LARGE,
+					    "request body is larger than the limit");
+		return MHD_YES;
+	}
+	if (req->queued)
+		return MHD_YES; /* answered early; libmicrohttpd discards the rest */
+	if (*upload_data_size) {
+		size_t n = *upload_data_size;
+		*upload_data_size = 0;
+		if (req->body_len + n > s->app->cfg->max_body_bytes)
+			return reject_early(s, req, ERR_PAYLOAD_TOO_LARGE,
+					    "request body is larger than the limit");
+		if (req->body_len + n + 1 > req->body_cap) {
+			size_t cap = req->body_cap ? req->body_cap : 1024;
+			while (cap < req->body_len + n + 1)
+				cap *= 2;
+			char *nb = arena_alloc(&req->arena, cap);
+			if (req->body_len)
+				memcpy(nb, req->body, req->body_len);
+			req->body = nb;
+			req->body_cap = cap;
+		}
+		memcpy(req->body + req->body_len, upload_data, n);
+		req->body_len += n;
+		req->body[req->body_len] = '\0';
+		return MHD_YES;
+	}
+	/* Final call: the whole request is here. */
+	dispatch(req);
+	return queue(s, req);
+}
+
+int server_start(struct app *app, struct server **out)
+{
+	const struct config *cfg = app->cfg;
+	struct server *s = xcalloc(1, sizeof(*s));
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+
+	s->app = app;
+	if (strchr(cfg->listen_host, ':')) {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons(cfg->listen_port);
+		inet_pton(AF_INET6, cfg->listen_host, &a6->sin6_addr);
+		flags |= MHD_USE_IPv6;
+	} else {
+		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons(cfg->listen_port);
+		inet_pton(AF_INET, cfg->listen_host, &a4->sin_addr);
+	}
+
+	s->daemon = MHD_start_daemon(
+		flags, cfg->listen_port, NULL, NULL, handle, s,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, /* first, so every message goes through it */
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory,
+		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+		MHD_OPTION_URI_LOG_CALLBACK, uri_logger, s,
+		MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+		MHD_OPTION_END);
+	if (!s->daemon) {
+		log_error("cannot listen on %s:%u (address in use or not available)",
+			  cfg->listen_host, cfg->listen_port);
+		free(s);
+		return -1;
+	}
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	s->port = info ? info->port : cfg->listen_port;
+	*out = s;
+	return 0;
+}
+
+unsigned server_port(const struct server *s)
+{
+	return s->port;
+}
+
+void server_stop(struct server *s)
+{
+	if (!s)
+		return;
+	atomic_store(&s->draining, true);
+	MHD_socket lsock = MHD_quiesce_daemon(s->daemon);
+	if (lsock != MHD_INVALID_SOCKET)
+		close(lsock);
+	int64_t deadline = time_mono_us() + (int64_t)s->app->cfg->shutdown_timeout_s * 1000000;
+	int64_t idle_since = 0;
+	/*
+	 * Wait until nothing has been in flight for a short moment: a keep-alive client may
+	 * have a request on the wire that libmicrohttpd has not read yet.
+	 */
+	while (time_mono_us() < deadline) {
+		if (atomic_load(&s->inflight) == 0) {
+			if (!idle_since)
+				idle_since = time_mono_us();
+			else if (time_mono_us() - idle_since > 100000)
+				break;
+		} else {
+			idle_since = 0;
+		}
+		struct timespec ts = {0, 5 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	int left = atomic_load(&s->inflight);
+	if (left > 0)
+		log_warn("shutdown timeout: %d request(s) still in flight", left);
+	MHD_stop_daemon(s->daemon);
+	free(s);
+}

@@ -1,0 +1,33 @@
+/*
+ * server.h — the HTTP server: libmicrohttpd with an epoll thread pool, explicit limits,
+ * request ids, the access log and graceful shutdown.
+ *
+ * struct app is what handlers reach through req->app: the configuration and the store,
+ * both created before the server starts and freed after it stops.
+ */
+#ifndef TANDEM_HTTP_SERVER_H
+#define TANDEM_HTTP_SERVER_H
+
+#include <stdbool.h>
+
+struct config;
+struct store;
+struct server;
+
+struct app {
+	const struct config *cfg;
+	struct store *store;
+	const char *version;
+};
+
+/* Start listening and serving. Returns 0, or -1 with a log line (e.g. port in use). */
+int server_start(struct app *app, struct server **out);
+/* The port actually bound (useful with port 0). */
+unsigned server_port(const struct server *s);
+/*
+ * Graceful stop: stop accepting, let in-flight requests finish (at most cfg->shutdown_timeout
+ * seconds; responses sent meanwhile carry Connection: close), then close everything.
+ */
+void server_stop(struct server *s);
+
+#endif

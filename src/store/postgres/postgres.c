@@ -1,0 +1,265 @@
+/*
+ * postgres.c — the PostgreSQL backend of db.h on libpq.
+ *
+ * One PGconn per connection (per worker thread). Every statement is prepared once per
+ * connection (named "s<N>") and executed with text parameters; results are not copied:
+ * the PGresult is handed to the caller's arena, which clears it at release.
+ *
+ * A lost server is survived without a restart: a call made outside a transaction on a
+ * broken connection resets it (dropping the prepared statements, which died with the
+ * session) and retries once, so /readyz and requests recover as soon as PostgreSQL is back.
+ */
+#include "core/arena.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/xalloc.h"
+#include "store/db.h"
+#include "store/stmtcache.h"
+
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PG_MAX_PARAMS 64
+#define PG_MIGRATION_LOCK_KEY "7310412352063"
+
+struct pg_conn {
+	struct db_conn base;
+	PGconn *pg;
+	struct stmtcache stmts; /* sql -> (void *)(uintptr_t)statement number */
+	unsigned next_stmt;
+};
+
+static int conn_fail(struct pg_conn *c, const char *what, struct error *err)
+{
+	char msg[256];
+	snprintf(msg, sizeof(msg), "%s", PQerrorMessage(c->pg));
+	msg[strcspn(msg, "\n")] = '\0';
+	return error_set(err, ERR_UNAVAILABLE, "postgres %s: %s", what, msg);
+}
+
+static int open_pg(const char *url, PGconn **out, struct error *err)
+{
+	/* Defaults first: a value in the URL overrides them (expand_dbname processes it last). */
+	const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+	const char *vals[] = {"5", "tandem", url, NULL};
+	PGconn *pg = PQconnectdbParams(keys, vals, 1);
+	if (!pg)
+		return error_set(err, ERR_UNAVAILABLE, "postgres connect: out of memory");
+	if (PQstatus(pg) != CONNECTION_OK) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "%s", PQerrorMessage(pg));
+		msg[strcspn(msg, "\n")] = '\0';
+		PQfinish(pg);
+		return error_set(err, ERR_UNAVAILABLE, "postgres connect: %s", msg);
+	}
+	*out = pg;
+	return 0;
+}
+
+static int connect(const char *url, struct db_conn **out, struct error *err)
+{
+	PGconn *pg;
+	int rc = open_pg(url, &pg, err);
+	if (rc < 0)
+		return rc;
+	struct pg_conn *c = xcalloc(1, sizeof(*c));
+	c->base.driver = &db_postgres_driver;
+	c->base.dialect = DB_POSTGRES;
+	c->pg = pg;
+	*out = &c->base;
+	return 0;
+}
+
+static void disconnect(struct db_conn *base)
+{
+	struct pg_conn *c = (struct pg_conn *)base;
+	stmtcache_release(&c->stmts, NULL);
+	PQfinish(c->pg);
+	free(c);
+}
+
+/* Re-establish a broken session. Prepared statements died with it. */
+static int reset(struct pg_conn *c, struct error *err)
+{
+	stmtcache_clear(&c->stmts, NULL);
+	c->base.tx_depth = 0;
+	PQreset(c->pg);
+	if (PQstatus(c->pg) != CONNECTION_OK)
+		return conn_fail(c, "reconnect", err);
+	log_info("postgres connection re-established");
+	return 0;
+}
+
+static int result_fail(struct pg_conn *c, PGresult *res, const char *what, struct error *err)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(c->pg);
+	char line[384];
+	snprintf(line, sizeof(line), "%s", msg ? msg : "");
+	line[strcspn(line, "\n")] = '\0';
+
+	if (PQstatus(c->pg) != CONNECTION_OK)
+		return error_set(err, ERR_UNAVAILABLE, "postgres %s: %s", what, line);
+	if (state && (!strcmp(state, "23505") || !strcmp(state, "23503"))) {
+		const char *cons = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+		return error_set(err, ERR_CONFLICT, "constraint %s: %s", cons ? cons : "?", line);
+	}
+	if (state && (!strncmp(state, "08", 2) || !strncmp(state, "57P", 3) ||
+		      !strcmp(state, "53300") || !strcmp(state, "40001") ||
+		      !strcmp(state, "40P01")))
+		return error_set(err, ERR_UNAVAILABLE, "postgres %s: %s (%s)", what, line, state);
+	return error_set(err, ERR_INTERNAL, "postgres %s: %s (%s)", what, line,
+			 state ? state : "no sqlstate");
+}
+
+static void pqclear(void *p)
+{
+	PQclear(p);
+}
+
+static int run(struct pg_conn *c, struct arena *a, const char *sql, const struct db_param *p,
+	       int np, struct db_rows *out, struct error *err)
+{
+	char name[16], nums[PG_MAX_PARAMS][24];
+	const char *values[PG_MAX_PARAMS];
+	uintptr_t id = (uintptr_t)stmtcache_get(&c->stmts, sql);
+
+	if (np > PG_MAX_PARAMS)
+		return error_set(err, ERR_INTERNAL, "too many parameters (%d)", np);
+	if (!id) {
+		id = ++c->next_stmt;
+		snprintf(name, sizeof(name), "s%u", (unsigned)id);
+		PGresult *res = PQprepare(c->pg, name, sql, 0, NULL);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			int rc = result_fail(c, res, "prepare", err);
+			PQclear(res);
+			return rc;
+		}
+		PQclear(res);
+		stmtcache_put(&c->stmts, sql, (void *)id);
+	}
+	snprintf(name, sizeof(name), "s%u", (unsigned)id);
+	for (int i = 0; i < np; i++) {
+		switch (p[i].type) {
+		case DB_TEXT:
+			values[i] = p[i].text;
+			break;
+		case DB_INT:
+			snprintf(nums[i], sizeof(nums[i]), "%" PRId64, p[i].i);
+			values[i] = nums[i];
+			break;
+		default:
+			values[i] = NULL;
+		}
+	}
+	PGresult *res = PQexecPrepared(c->pg, name, np, values, NULL, NULL, 0);
+	ExecStatusType st = PQresultStatus(res);
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+		int rc = result_fail(c, res, "query", err);
+		PQclear(res);
+		return rc;
+	}
+	if (!out) {
+		PQclear(res);
+		return 0;
+	}
+	/* Hand the result to the arena; values point into it. */
+	arena_defer(a, pqclear, res);
+	int nrows = PQntuples(res), ncols = PQnfields(res);
+	out->nrows = nrows;
+	out->ncols = ncols;
+	out->vals = arena_alloc(a, sizeof(char *) * (size_t)(nrows * ncols + 1));
+	for (int r = 0; r < nrows; r++)
+		for (int j = 0; j < ncols; j++)
+			out->vals[r * ncols + j] = PQgetisnull(res, r, j) ? NULL : PQgetvalue(res, r, j);
+	const char *aff = PQcmdTuples(res);
+	out->affected = aff && *aff ? strtoll(aff, NULL, 10) : 0;
+	return 0;
+}
+
+static int query(struct db_conn *base, struct arena *a, const char *sql, const struct db_param *p,
+		 int np, struct db_rows *out, struct error *err)
+{
+	struct pg_conn *c = (struct pg_conn *)base;
+	int rc;
+
+	if (PQstatus(c->pg) != CONNECTION_OK) {
+		if (base->tx_depth > 0)
+			return conn_fail(c, "query", err);
+		if ((rc = reset(c, err)) < 0)
+			return rc;
+	}
+	rc = run(c, a, sql, p, np, out, err);
+	/*
+	 * The session died under us (server restart). Outside a transaction the statement did
+	 * not run in a session that still exists; retry once on a fresh one.
+	 */
+	if (rc == -ERR_UNAVAILABLE && PQstatus(c->pg) != CONNECTION_OK && base->tx_depth == 0) {
+		if ((rc = reset(c, err)) < 0)
+			return rc;
+		rc = run(c, a, sql, p, np, out, err);
+	}
+	return rc;
+}
+
+static int exec_script(struct db_conn *base, const char *sql, struct error *err)
+{
+	struct pg_conn *c = (struct pg_conn *)base;
+	PGresult *res = PQexec(c->pg, sql);
+	int rc = 0;
+	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+		rc = result_fail(c, res, "script", err);
+	PQclear(res);
+	return rc;
+}
+
+static int begin(struct db_conn *base, bool write, struct error *err)
+{
+	(void)write; /* row locks taken by the statements themselves serialise writers */
+	int rc = query(base, NULL, "BEGIN", NULL, 0, NULL, err);
+	if (rc == 0)
+		base->tx_depth = 1;
+	return rc;
+}
+
+static int commit(struct db_conn *base, struct error *err)
+{
+	int rc = query(base, NULL, "COMMIT", NULL, 0, NULL, err);
+	base->tx_depth = 0;
+	return rc;
+}
+
+static void rollback(struct db_conn *base)
+{
+	struct pg_conn *c = (struct pg_conn *)base;
+	if (PQstatus(c->pg) == CONNECTION_OK &&
+	    PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+		PGresult *res = PQexec(c->pg, "ROLLBACK");
+		PQclear(res);
+	}
+	base->tx_depth = 0;
+}
+
+static int migration_lock(struct db_conn *base, bool lock, struct error *err)
+{
+	return query(base, NULL,
+		     lock ? "SELECT pg_advisory_lock(" PG_MIGRATION_LOCK_KEY ")"
+			  : "SELECT pg_advisory_unlock(" PG_MIGRATION_LOCK_KEY ")",
+		     NULL, 0, NULL, err);
+}
+
+const struct db_driver db_postgres_driver = {
+	.name = "postgres",
+	.dialect = DB_POSTGRES,
+	.connect = connect,
+	.disconnect = disconnect,
+	.query = query,
+	.exec_script = exec_script,
+	.begin = begin,
+	.commit = commit,
+	.rollback = rollback,
+	.migration_lock = migration_lock,
+};

@@ -1,0 +1,220 @@
+/*
+ * store.c — the store object: picks the backend from the URL, hands each thread its own
+ * connection (a pthread key; the destructor closes it when a worker thread exits), pings and
+ * migrates. The registry of live connections lets store_free() close those of threads that
+ * are still alive (the main thread).
+ */
+#include "store/store.h"
+#include "core/arena.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "core/xalloc.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct conn_slot {
+	struct conn_slot *next, *prev;
+	struct store *store;
+	struct db_conn *conn;
+};
+
+struct store {
+	const struct db_driver *driver;
+	char *url;
+	pthread_key_t key;
+	pthread_mutex_t lock;
+	struct conn_slot *slots;
+};
+
+static void slot_unlink(struct conn_slot *slot)
+{
+	struct store *s = slot->store;
+	pthread_mutex_lock(&s->lock);
+	if (slot->prev)
+		slot->prev->next = slot->next;
+	else
+		s->slots = slot->next;
+	if (slot->next)
+		slot->next->prev = slot->prev;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void thread_exit(void *p)
+{
+	struct conn_slot *slot = p;
+	slot_unlink(slot);
+	if (slot->conn)
+		slot->conn->driver->disconnect(slot->conn);
+	free(slot);
+}
+
+int store_create(const char *url, struct store **out, struct error *err)
+{
+	const struct db_driver *driver;
+	const char *target = url;
+
+	if (!strncmp(url, "sqlite://", 9)) {
+		driver = &db_sqlite_driver;
+		target = url + 9;
+	} else if (!strncmp(url, "sqlite:", 7)) {
+		driver = &db_sqlite_driver;
+		target = url + 7;
+	} else if (!strncmp(url, "postgres://", 11) || !strncmp(url, "postgresql://", 13) ||
+		   strchr(url, '=')) {
+		driver = &db_postgres_driver;
+	} else {
+		return error_set(err, ERR_BAD_REQUEST, "unsupported database url \"%s\"", url);
+	}
+	if (!*target)
+		return error_set(err, ERR_BAD_REQUEST, "database url \"%s\" names no database", url);
+
+	struct store *s = xcalloc(1, sizeof(*s));
+	s->driver = driver;
+	s->url = xstrdup(target);
+	pthread_mutex_init(&s->lock, NULL);
+	if (pthread_key_create(&s->key, thread_exit) != 0)
+		abort();
+	*out = s;
+	return 0;
+}
+
+void store_free(struct store *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	struct conn_slot *slot = s->slots;
+	s->slots = NULL;
+	pthread_mutex_unlock(&s->lock);
+	while (slot) {
+		struct conn_slot *next = slot->next;
+		if (slot->conn)
+			slot->conn->driver->disconnect(slot->conn);
+		slot->conn = NULL;
+		slot->store = NULL;
+		/* The owning thread may still be alive; its key destructor must not touch us. */
+		slot = next;
+	}
+	/* The calling thread's slot memory goes with its key value. */
+	struct conn_slot *mine = pthread_getspecific(s->key);
+	pthread_setspecific(s->key, NULL);
+	free(mine);
+	pthread_key_delete(s->key);
+	pthread_mutex_destroy(&s->lock);
+	free(s->url);
+	free(s);
+}
+
+enum db_dialect store_dialect(const struct store *s)
+{
+	return s->driver->dialect;
+}
+
+const char *store_backend_name(const struct store *s)
+{
+	return s->driver->name;
+}
+
+struct db_conn *store_conn(struct store *s, struct error *err)
+{
+	struct conn_slot *slot = pthread_getspecific(s->key);
+	if (slot && slot->conn)
+		return slot->conn;
+	struct db_conn *c;
+	if (s->driver->connect(s->url, &c, err) < 0)
+		return NULL;
+	if (!slot) {
+		slot = xcalloc(1, sizeof(*slot));
+		slot->store = s;
+		pthread_setspecific(s->key, slot);
+	}
+	slot->conn = c;
+	pthread_mutex_lock(&s->lock);
+	slot->prev = NULL;
+	slot->next = s->slots;
+	if (s->slots)
+		s->slots->prev = slot;
+	s->slots = slot;
+	pthread_mutex_unlock(&s->lock);
+	return c;
+}
+
+int store_ping(struct store *s, struct error *err)
+{
+	struct arena a;
+	struct db_rows rows;
+	struct db_conn *c = store_conn(s, err);
+	if (!c)
+		return -ERR_UNAVAILABLE;
+	arena_init(&a);
+	int rc = db_query(c, &a, "SELECT 1", NULL, 0, &rows, err);
+	arena_release(&a);
+	if (rc < 0)
+		return error_set(err, ERR_UNAVAILABLE, "%s", err ? err->detail : "database down");
+	return 0;
+}
+
+static const char *MIGRATIONS_TABLE =
+	"CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
+	"name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+
+int store_migrate(struct store *s, int *applied, struct error *err)
+{
+	struct arena a;
+	struct db_rows rows;
+	int rc, count, done = 0;
+	const struct migration *m = migrations_for(s->driver->dialect, &count);
+	struct db_conn *c = store_conn(s, err);
+
+	if (!c)
+		return -ERR_UNAVAILABLE;
+	arena_init(&a);
+	if ((rc = s->driver->migration_lock(c, true, err)) < 0)
+		goto out;
+	if ((rc = db_exec(c, MIGRATIONS_TABLE, NULL, 0, err)) < 0)
+		goto unlock;
+	for (int i = 0; i < count; i++) {
+		struct db_param p[] = {DB_INT(m[i].version)};
+		/* Checked inside the write transaction: another process may have just applied it. */
+		if ((rc = db_begin(c, true, err)) < 0)
+			goto unlock;
+		if ((rc = db_query(c, &a, "SELECT 1 FROM schema_migrations WHERE version = $1", p, 1,
+				   &rows, err)) < 0) {
+			db_rollback(c);
+			goto unlock;
+		}
+		if (rows.nrows > 0) {
+			db_rollback(c);
+			continue;
+		}
+		if ((rc = c->driver->exec_script(c, m[i].sql, err)) < 0) {
+			db_rollback(c);
+			error_set(err, -rc, "migration %04d_%s failed: %s", m[i].version, m[i].name,
+				  err ? err->detail : "");
+			goto unlock;
+		}
+		struct db_param ins[] = {DB_INT(m[i].version), DB_TEXT(m[i].name),
+					 DB_INT(time_now_ms())};
+		if ((rc = db_exec(c,
+				  "INSERT INTO schema_migrations (version, name, applied_at) "
+				  "VALUES ($1, $2, $3)",
+				  ins, 3, err)) < 0) {
+			db_rollback(c);
+			goto unlock;
+		}
+		if ((rc = db_commit(c, err)) < 0)
+			goto unlock;
+		log_info("applied migration %04d_%s", m[i].version, m[i].name);
+		done++;
+	}
+unlock:
+	s->driver->migration_lock(c, false, NULL);
+out:
+	arena_release(&a);
+	if (applied)
+		*applied = done;
+	return rc < 0 ? rc : 0;
+}
