@@ -25,7 +25,8 @@ static int ensure_data_dir(const struct config *cfg)
 	if (cfg->database_url && strncmp(cfg->database_url, "sqlite:", 7) != 0)
 		return 0; /* PostgreSQL needs no local directory */
 	if (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST) {
-		fprintf(stderr, "tandem: invalid setting TANDEM_DATA_DIR (--data-dir) = \"%s\": %s\n",
+		fprintf(stderr,
+			"tandem: invalid setting TANDEM_DATA_DIR (--data-dir) = \"%s\": %s\n",
 			cfg->data_dir, strerror(errno));
 		return -1;
 	}
@@ -36,7 +37,8 @@ static int open_store(const struct config *cfg, struct store **out)
 {
 	struct error err = ERROR_INIT;
 	if (store_create(config_database_url(cfg), out, &err) < 0) {
-		fprintf(stderr, "tandem: invalid setting TANDEM_DATABASE_URL (--database-url): %s\n",
+		fprintf(stderr,
+			"tandem: invalid setting TANDEM_DATABASE_URL (--database-url): %s\n",
 			err.detail);
 		return -1;
 	}

@@ -14,8 +14,8 @@
 enum kind { K_STR, K_LISTEN, K_BOOL, K_UINT, K_SIZE, K_LEVEL, K_SECONDS, K_INT };
 
 struct setting {
-	const char *flag;   /* --flag */
-	const char *env;    /* TANDEM_... */
+	const char *flag; /* --flag */
+	const char *env;  /* TANDEM_... */
 	enum kind kind;
 	size_t offset;
 	const char *def;    /* default as text; NULL = unset */
@@ -26,43 +26,42 @@ struct setting {
 #define OFF(f) offsetof(struct config, f)
 
 static const struct setting settings[] = {
-	{"listen", "TANDEM_LISTEN", K_LISTEN, 0, "127.0.0.1:8080", 0, 0,
-	 "address:port to listen on (IPv6 as [::1]:8080)"},
-	{"data-dir", "TANDEM_DATA_DIR", K_STR, OFF(data_dir), "./data", 0, 0,
-	 "directory for the SQLite database and generated secrets"},
-	{"database-url", "TANDEM_DATABASE_URL", K_STR, OFF(database_url), NULL, 0, 0,
-	 "postgres://..., postgresql://..., a libpq key=value string, or sqlite:PATH "
-	 "(default: sqlite:<data-dir>/tandem.db)"},
-	{"auto-migrate", "TANDEM_AUTO_MIGRATE", K_BOOL, OFF(auto_migrate), "true", 0, 0,
-	 "apply pending migrations when `serve` starts"},
-	{"log-level", "TANDEM_LOG_LEVEL", K_LEVEL, OFF(log_level), "info", 0, 0,
-	 "debug, info, warn, error or off"},
-	{"access-log", "TANDEM_ACCESS_LOG", K_BOOL, OFF(access_log), "true", 0, 0,
-	 "one JSON line per request on stderr"},
-	{"threads", "TANDEM_THREADS", K_UINT, OFF(threads), "0", 0, 1024,
-	 "HTTP worker threads (0: four per CPU core)"},
-	{"max-connections", "TANDEM_MAX_CONNECTIONS", K_UINT, OFF(max_connections), "10000", 1,
-	 1000000, "open HTTP connections at most"},
-	{"max-connections-per-ip", "TANDEM_MAX_CONNECTIONS_PER_IP", K_UINT,
-	 OFF(max_connections_per_ip), "0", 0, 1000000,
-	 "open connections from one client address at most (0: no limit)"},
-	{"connection-timeout", "TANDEM_CONNECTION_TIMEOUT", K_SECONDS, OFF(connection_timeout_s),
-	 "30", 1, 3600, "seconds an idle or slow connection may stay open"},
-	{"connection-memory", "TANDEM_CONNECTION_MEMORY", K_SIZE, OFF(connection_memory), "65536",
-	 8192, 16777216, "bytes of buffer per connection (limits request line and headers)"},
-	{"max-body-bytes", "TANDEM_MAX_BODY_BYTES", K_SIZE, OFF(max_body_bytes), "1048576", 1024,
-	 1073741824, "largest request body accepted (larger: 413)"},
-	{"shutdown-timeout", "TANDEM_SHUTDOWN_TIMEOUT", K_SECONDS, OFF(shutdown_timeout_s), "10", 0,
-	 3600, "seconds in-flight requests get to finish on SIGTERM/SIGINT"},
-	{"jwt-secret", "TANDEM_JWT_SECRET", K_STR, OFF(jwt_secret), NULL, 0, 0,
-	 "HS256 key for access tokens, at least 32 bytes (default: generated once into "
-	 "<data-dir>/jwt.secret)"},
-	{"access-token-ttl", "TANDEM_ACCESS_TOKEN_TTL", K_INT, OFF(access_token_ttl_s), "86400", 1,
-	 31536000, "access token lifetime in seconds"},
-	{"refresh-token-ttl", "TANDEM_REFRESH_TOKEN_TTL", K_INT, OFF(refresh_token_ttl_s), "2592000",
-	 1, 315360000, "refresh token lifetime in seconds"},
-	{"bcrypt-cost", "TANDEM_BCRYPT_COST", K_INT, OFF(bcrypt_cost), "12", 4, 31,
-	 "bcrypt work factor for password hashes"},
+    {"listen", "TANDEM_LISTEN", K_LISTEN, 0, "127.0.0.1:8080", 0, 0,
+     "address:port to listen on (IPv6 as [::1]:8080)"},
+    {"data-dir", "TANDEM_DATA_DIR", K_STR, OFF(data_dir), "./data", 0, 0,
+     "directory for the SQLite database and generated secrets"},
+    {"database-url", "TANDEM_DATABASE_URL", K_STR, OFF(database_url), NULL, 0, 0,
+     "postgres://..., postgresql://..., a libpq key=value string, or sqlite:PATH "
+     "(default: sqlite:<data-dir>/tandem.db)"},
+    {"auto-migrate", "TANDEM_AUTO_MIGRATE", K_BOOL, OFF(auto_migrate), "true", 0, 0,
+     "apply pending migrations when `serve` starts"},
+    {"log-level", "TANDEM_LOG_LEVEL", K_LEVEL, OFF(log_level), "info", 0, 0,
+     "debug, info, warn, error or off"},
+    {"access-log", "TANDEM_ACCESS_LOG", K_BOOL, OFF(access_log), "true", 0, 0,
+     "one JSON line per request on stderr"},
+    {"threads", "TANDEM_THREADS", K_UINT, OFF(threads), "0", 0, 1024,
+     "HTTP worker threads (0: four per CPU core)"},
+    {"max-connections", "TANDEM_MAX_CONNECTIONS", K_UINT, OFF(max_connections), "10000", 1, 1000000,
+     "open HTTP connections at most"},
+    {"max-connections-per-ip", "TANDEM_MAX_CONNECTIONS_PER_IP", K_UINT, OFF(max_connections_per_ip),
+     "0", 0, 1000000, "open connections from one client address at most (0: no limit)"},
+    {"connection-timeout", "TANDEM_CONNECTION_TIMEOUT", K_SECONDS, OFF(connection_timeout_s), "30",
+     1, 3600, "seconds an idle or slow connection may stay open"},
+    {"connection-memory", "TANDEM_CONNECTION_MEMORY", K_SIZE, OFF(connection_memory), "65536", 8192,
+     16777216, "bytes of buffer per connection (limits request line and headers)"},
+    {"max-body-bytes", "TANDEM_MAX_BODY_BYTES", K_SIZE, OFF(max_body_bytes), "1048576", 1024,
+     1073741824, "largest request body accepted (larger: 413)"},
+    {"shutdown-timeout", "TANDEM_SHUTDOWN_TIMEOUT", K_SECONDS, OFF(shutdown_timeout_s), "10", 0,
+     3600, "seconds in-flight requests get to finish on SIGTERM/SIGINT"},
+    {"jwt-secret", "TANDEM_JWT_SECRET", K_STR, OFF(jwt_secret), NULL, 0, 0,
+     "HS256 key for access tokens, at least 32 bytes (default: generated once into "
+     "<data-dir>/jwt.secret)"},
+    {"access-token-ttl", "TANDEM_ACCESS_TOKEN_TTL", K_INT, OFF(access_token_ttl_s), "86400", 1,
+     31536000, "access token lifetime in seconds"},
+    {"refresh-token-ttl", "TANDEM_REFRESH_TOKEN_TTL", K_INT, OFF(refresh_token_ttl_s), "2592000", 1,
+     315360000, "refresh token lifetime in seconds"},
+    {"bcrypt-cost", "TANDEM_BCRYPT_COST", K_INT, OFF(bcrypt_cost), "12", 4, 31,
+     "bcrypt work factor for password hashes"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -156,8 +155,8 @@ static int apply(struct config *cfg, const struct setting *s, const char *v, FIL
 		if (parse_number(v, &n) || n < (unsigned long long)s->min ||
 		    n > (unsigned long long)s->max) {
 			char why[96];
-			snprintf(why, sizeof(why), "expected a whole number from %lld to %lld", s->min,
-				 s->max);
+			snprintf(why, sizeof(why), "expected a whole number from %lld to %lld",
+				 s->min, s->max);
 			return fail(errout, s, v, why);
 		}
 		if (s->kind == K_SIZE)
@@ -187,7 +186,8 @@ int config_load(struct config *cfg, int argc, char **argv, int first, FILE *erro
 	for (int a = first; a < argc; a++) {
 		const char *arg = argv[a];
 		if (strncmp(arg, "--", 2) != 0) {
-			fprintf(errout, "tandem: unexpected argument \"%s\" (see tandem --help)\n", arg);
+			fprintf(errout, "tandem: unexpected argument \"%s\" (see tandem --help)\n",
+				arg);
 			return -1;
 		}
 		const char *name = arg + 2, *eq = strchr(name, '=');
@@ -197,8 +197,8 @@ int config_load(struct config *cfg, int argc, char **argv, int first, FILE *erro
 			if (strlen(settings[i].flag) == nl && !strncmp(settings[i].flag, name, nl))
 				s = &settings[i];
 		if (!s) {
-			fprintf(errout, "tandem: unknown flag \"--%.*s\" (see tandem --help)\n", (int)nl,
-				name);
+			fprintf(errout, "tandem: unknown flag \"--%.*s\" (see tandem --help)\n",
+				(int)nl, name);
 			return -1;
 		}
 		const char *v = eq ? eq + 1 : NULL;
@@ -215,18 +215,21 @@ int config_load(struct config *cfg, int argc, char **argv, int first, FILE *erro
 			return -1;
 	}
 	if (cfg->jwt_secret && strlen(cfg->jwt_secret) < 32) {
-		fprintf(errout, "tandem: invalid setting TANDEM_JWT_SECRET (--jwt-secret): must be at "
-				"least 32 bytes\n");
+		fprintf(errout,
+			"tandem: invalid setting TANDEM_JWT_SECRET (--jwt-secret): must be at "
+			"least 32 bytes\n");
 		return -1;
 	}
 	if (cfg->database_url) {
 		const char *u = cfg->database_url;
 		if (strncmp(u, "postgres://", 11) && strncmp(u, "postgresql://", 13) &&
 		    strncmp(u, "sqlite:", 7) && !strchr(u, '=')) {
-			fprintf(errout,
-				"tandem: invalid setting TANDEM_DATABASE_URL (--database-url) = \"%s\": "
-				"expected postgres://..., postgresql://..., key=value or sqlite:PATH\n",
-				u);
+			fprintf(
+			    errout,
+			    "tandem: invalid setting TANDEM_DATABASE_URL (--database-url) = "
+			    "\"%s\": "
+			    "expected postgres://..., postgresql://..., key=value or sqlite:PATH\n",
+			    u);
 			return -1;
 		}
 	}
@@ -259,15 +262,16 @@ void config_release(struct config *cfg)
 
 void config_print_help(FILE *out)
 {
-	fprintf(out, "usage: tandem <command> [--flag value ...]\n\n"
-		     "commands:\n"
-		     "  serve      migrate the database (unless --auto-migrate=false) and serve HTTP\n"
-		     "  migrate    apply pending database migrations and exit\n"
-		     "  user create --username NAME --email ADDR [--admin]\n"
-		     "             create an account; the password is read from stdin\n"
-		     "  version    print the version\n"
-		     "  --help     this text\n\n"
-		     "settings (flag, environment variable, default):\n");
+	fprintf(out,
+		"usage: tandem <command> [--flag value ...]\n\n"
+		"commands:\n"
+		"  serve      migrate the database (unless --auto-migrate=false) and serve HTTP\n"
+		"  migrate    apply pending database migrations and exit\n"
+		"  user create --username NAME --email ADDR [--admin]\n"
+		"             create an account; the password is read from stdin\n"
+		"  version    print the version\n"
+		"  --help     this text\n\n"
+		"settings (flag, environment variable, default):\n");
 	for (size_t i = 0; i < NSETTINGS; i++) {
 		fprintf(out, "  --%-24s %-32s %s\n", settings[i].flag, settings[i].env,
 			settings[i].def ? settings[i].def : "(unset)");

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #define ARENA_FIRST_CHUNK 4096
-#define ARENA_MAX_CHUNK (256 * 1024)
+#define ARENA_MAX_CHUNK	  (256 * 1024)
 
 struct arena_chunk {
 	struct arena_chunk *next;

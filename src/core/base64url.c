@@ -34,7 +34,8 @@ unsigned char *base64url_decode(struct arena *a, const char *s, size_t *out_n)
 			c = '+';
 		else if (c == '_')
 			c = '/';
-		else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')))
+		else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			   (c >= '0' && c <= '9')))
 			return NULL;
 		tmp[i] = c;
 	}

@@ -8,10 +8,9 @@ static const struct {
 	int status;
 	const char *code;
 	const char *title;
-} table[ERR__COUNT] = {
-	[ERR_OK] = {200, "ok", "OK"},
+} table[ERR__COUNT] = {[ERR_OK] = {200, "ok", "OK"},
 #define X(name, status, code, title) [ERR_##name] = {status, code, title},
-	ERROR_MAP(X)
+		       ERROR_MAP(X)
 #undef X
 };
 
@@ -64,8 +63,8 @@ void error_field(struct error *err, const char *field, const char *code, const c
 	va_end(ap);
 	if (!err->fields)
 		err->fields = json_array();
-	json_array_append_new(err->fields,
-			      json_pack("{s:s, s:s, s:s}", "field", field, "code", code, "message", msg));
+	json_array_append_new(err->fields, json_pack("{s:s, s:s, s:s}", "field", field, "code",
+						     code, "message", msg));
 	err->kind = ERR_VALIDATION_FAILED;
 	size_t n = json_array_size(err->fields);
 	snprintf(err->detail, sizeof(err->detail), "%zu field%s invalid", n,

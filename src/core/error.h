@@ -16,8 +16,8 @@
 #define ERROR_MAP(X)                                                                               \
 	X(MALFORMED_JSON, 400, "malformed_json", "Malformed JSON")                                 \
 	X(BAD_REQUEST, 400, "bad_request", "Bad request")                                          \
-	X(UNAUTHENTICATED, 401, "unauthenticated", "Authentication required")                     \
-	X(INVALID_CREDENTIALS, 401, "invalid_credentials", "Invalid credentials")                 \
+	X(UNAUTHENTICATED, 401, "unauthenticated", "Authentication required")                      \
+	X(INVALID_CREDENTIALS, 401, "invalid_credentials", "Invalid credentials")                  \
 	X(TOKEN_EXPIRED, 401, "token_expired", "Token expired")                                    \
 	X(FORBIDDEN, 403, "forbidden", "Forbidden")                                                \
 	X(NOT_FOUND, 404, "not_found", "Not found")                                                \
@@ -37,7 +37,7 @@ enum error_kind {
 #define X(name, status, code, title) ERR_##name,
 	ERROR_MAP(X)
 #undef X
-	ERR__COUNT
+	    ERR__COUNT
 };
 
 /*
@@ -51,7 +51,10 @@ struct error {
 	json_t *fields;
 };
 
-#define ERROR_INIT {0, {0}, NULL}
+#define ERROR_INIT                                                                                 \
+	{                                                                                          \
+		0, {0}, NULL                                                                       \
+	}
 
 /* The HTTP status, stable code and title of a (positive or negative) kind. */
 int error_status(int kind);
@@ -64,11 +67,11 @@ const char *error_title(int kind);
  * A later call overwrites the detail but keeps accumulated field errors.
  */
 int error_set(struct error *err, int kind, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Add one field error ({field, code, message}) and set the kind to VALIDATION_FAILED. */
 void error_field(struct error *err, const char *field, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 /* Number of field errors recorded. */
 size_t error_field_count(const struct error *err);

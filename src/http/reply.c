@@ -76,9 +76,9 @@ int reply_error(struct request *req, int kind)
 			      "title", error_title(kind), "status", status, "detail", detail,
 			      "instance", req->id, "code", code);
 	if (!p) /* a detail that is not valid UTF-8 (it quoted client input) */
-		p = json_pack("{s:s+, s:s, s:i, s:s, s:s, s:s}", "type", "/problems/", code, "title",
-			      error_title(kind), "status", status, "detail", error_title(kind),
-			      "instance", req->id, "code", code);
+		p = json_pack("{s:s+, s:s, s:i, s:s, s:s, s:s}", "type", "/problems/", code,
+			      "title", error_title(kind), "status", status, "detail",
+			      error_title(kind), "instance", req->id, "code", code);
 	if (req->err.fields && kind == ERR_VALIDATION_FAILED)
 		json_object_set(p, "errors", req->err.fields);
 	char *s = json_dumps(p, JSON_COMPACT);

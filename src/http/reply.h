@@ -29,6 +29,6 @@ int reply_error(struct request *req, int kind);
 
 /* Record an error and answer it at once: reply_fail(req, ERR_NOT_FOUND, "no task %s", id). */
 int reply_fail(struct request *req, int kind, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #endif

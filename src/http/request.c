@@ -29,7 +29,7 @@ const char *request_param(struct request *req, const char *name)
 const char *request_peer(struct request *req)
 {
 	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	    MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	char buf[INET6_ADDRSTRLEN] = "-";
 	if (ci && ci->client_addr) {
 		if (ci->client_addr->sa_family == AF_INET)

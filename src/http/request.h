@@ -17,7 +17,7 @@
 #include "core/arena.h"
 #include "core/error.h"
 
-#define ROUTE_MAX_PARAMS 4
+#define ROUTE_MAX_PARAMS    4
 #define REQUEST_MAX_HEADERS 16
 
 struct app;

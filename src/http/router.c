@@ -25,7 +25,7 @@ static bool match(struct request *req, const char *pattern, const char *path, bo
 				return false;
 			if (capture) {
 				req->param_names[n] =
-					arena_strndup(&req->arena, p + 1, (size_t)(close - p - 1));
+				    arena_strndup(&req->arena, p + 1, (size_t)(close - p - 1));
 				req->param_values[n] = arena_strndup(&req->arena, u, seg);
 			}
 			n++;

@@ -34,6 +34,6 @@ enum router_result { ROUTER_FOUND, ROUTER_NOT_FOUND, ROUTER_METHOD_NOT_ALLOWED }
  * path does accept, e.g. "GET, HEAD, PATCH". HEAD matches GET routes.
  */
 enum router_result router_match(struct request *req, const char *method, const char *path,
-				 char *allow, size_t allow_len);
+				char *allow, size_t allow_len);
 
 #endif

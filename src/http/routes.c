@@ -7,9 +7,9 @@
 #include "http/router.h"
 
 const struct route routes[] = {
-	{"GET", "/healthz", handle_healthz, ROUTE_PUBLIC},
-	{"GET", "/readyz", handle_readyz, ROUTE_PUBLIC},
-	{"GET", "/v1", handle_v1_info, ROUTE_PUBLIC},
+    {"GET", "/healthz", handle_healthz, ROUTE_PUBLIC},
+    {"GET", "/readyz", handle_readyz, ROUTE_PUBLIC},
+    {"GET", "/v1", handle_v1_info, ROUTE_PUBLIC},
 };
 
 const size_t routes_count = sizeof(routes) / sizeof(routes[0]);

@@ -78,12 +78,11 @@ static void access_log(struct request *req)
 {
 	char ts[TIME_RFC3339_LEN];
 	time_format_ms(time_now_ms(), ts);
-	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:I}", "time", ts, "type",
-			      "access", "request_id", req->id, "method",
-			      req->method ? req->method : "-", "path", req->path ? req->path : "-",
-			      "status", req->status, "duration_us",
-			      (json_int_t)(time_mono_us() - req->start_us), "bytes",
-			      (json_int_t)req->resp_len);
+	json_t *o = json_pack(
+	    "{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:I}", "time", ts, "type", "access", "request_id",
+	    req->id, "method", req->method ? req->method : "-", "path", req->path ? req->path : "-",
+	    "status", req->status, "duration_us", (json_int_t)(time_mono_us() - req->start_us),
+	    "bytes", (json_int_t)req->resp_len);
 	if (!o)
 		return; /* a path that is not valid UTF-8 cannot be logged as JSON text */
 	char *line = json_dumps(o, JSON_COMPACT);
@@ -185,7 +184,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		/* First call: the headers are in. */
 		req->method = arena_strdup(&req->arena, method);
 		req->path = arena_strdup(&req->arena, url);
-		const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+		const char *rid =
+		    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
 		if (rid && sane_request_id(rid))
 			snprintf(req->id, sizeof(req->id), "%s", rid);
 		else
@@ -248,26 +248,24 @@ int server_start(struct app *app, struct server **out)
 	}
 
 	s->daemon = MHD_start_daemon(
-		flags, cfg->listen_port, NULL, NULL, handle, s,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, /* first, so every message goes through it */
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory,
-		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-		MHD_OPTION_URI_LOG_CALLBACK, uri_logger, s,
-		MHD_OPTION_NOTIFY_COMPLETED, completed, s,
-		MHD_OPTION_END);
+	    flags, cfg->listen_port, NULL, NULL, handle, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+	    s, /* first, so every message goes through it */
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+	    (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory,
+	    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+	    (unsigned)1, MHD_OPTION_URI_LOG_CALLBACK, uri_logger, s, MHD_OPTION_NOTIFY_COMPLETED,
+	    completed, s, MHD_OPTION_END);
 	if (!s->daemon) {
 		log_error("cannot listen on %s:%u (address in use or not available)",
 			  cfg->listen_host, cfg->listen_port);
 		free(s);
 		return -1;
 	}
-	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	const union MHD_DaemonInfo *info =
+	    MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	s->port = info ? info->port : cfg->listen_port;
 	*out = s;
 	return 0;

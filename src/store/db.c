@@ -10,8 +10,7 @@ int db_query(struct db_conn *c, struct arena *a, const char *sql, const struct d
 	return c->driver->query(c, a, sql, p, np, out, err);
 }
 
-int db_exec(struct db_conn *c, const char *sql, const struct db_param *p, int np,
-	    struct error *err)
+int db_exec(struct db_conn *c, const char *sql, const struct db_param *p, int np, struct error *err)
 {
 	return c->driver->query(c, NULL, sql, p, np, NULL, err);
 }

@@ -30,15 +30,15 @@ struct db_param {
 };
 
 #define DB_TEXT(s) ((struct db_param){.type = (s) ? DB_TEXT : DB_NULL, .text = (s)})
-#define DB_INT(v) ((struct db_param){.type = DB_INT, .i = (int64_t)(v)})
-#define DB_NULLP ((struct db_param){.type = DB_NULL})
+#define DB_INT(v)  ((struct db_param){.type = DB_INT, .i = (int64_t)(v)})
+#define DB_NULLP   ((struct db_param){.type = DB_NULL})
 #define DB_BOOL(b) DB_INT((b) ? 1 : 0)
 
 /* Rows of a result, as text; a SQL NULL is a NULL pointer. Owned by the arena. */
 struct db_rows {
 	int nrows, ncols;
-	char **vals;        /* nrows * ncols */
-	int64_t affected;   /* rows changed by INSERT/UPDATE/DELETE */
+	char **vals;	  /* nrows * ncols */
+	int64_t affected; /* rows changed by INSERT/UPDATE/DELETE */
 };
 
 struct db_conn {

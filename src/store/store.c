@@ -69,7 +69,8 @@ int store_create(const char *url, struct store **out, struct error *err)
 		return error_set(err, ERR_BAD_REQUEST, "unsupported database url \"%s\"", url);
 	}
 	if (!*target)
-		return error_set(err, ERR_BAD_REQUEST, "database url \"%s\" names no database", url);
+		return error_set(err, ERR_BAD_REQUEST, "database url \"%s\" names no database",
+				 url);
 
 	struct store *s = xcalloc(1, sizeof(*s));
 	s->driver = driver;
@@ -158,8 +159,8 @@ int store_ping(struct store *s, struct error *err)
 }
 
 static const char *MIGRATIONS_TABLE =
-	"CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
-	"name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
+    "name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
 
 int store_migrate(struct store *s, int *applied, struct error *err)
 {
@@ -178,11 +179,12 @@ int store_migrate(struct store *s, int *applied, struct error *err)
 		goto unlock;
 	for (int i = 0; i < count; i++) {
 		struct db_param p[] = {DB_INT(m[i].version)};
-		/* Checked inside the write transaction: another process may have just applied it. */
+		/* Checked inside the write transaction: another process may have just applied it.
+		 */
 		if ((rc = db_begin(c, true, err)) < 0)
 			goto unlock;
-		if ((rc = db_query(c, &a, "SELECT 1 FROM schema_migrations WHERE version = $1", p, 1,
-				   &rows, err)) < 0) {
+		if ((rc = db_query(c, &a, "SELECT 1 FROM schema_migrations WHERE version = $1", p,
+				   1, &rows, err)) < 0) {
 			db_rollback(c);
 			goto unlock;
 		}

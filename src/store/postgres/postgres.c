@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PG_MAX_PARAMS 64
+#define PG_MAX_PARAMS	      64
 #define PG_MIGRATION_LOCK_KEY "7310412352063"
 
 struct pg_conn {
@@ -107,9 +107,9 @@ static int result_fail(struct pg_conn *c, PGresult *res, const char *what, struc
 		const char *cons = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
 		return error_set(err, ERR_CONFLICT, "constraint %s: %s", cons ? cons : "?", line);
 	}
-	if (state && (!strncmp(state, "08", 2) || !strncmp(state, "57P", 3) ||
-		      !strcmp(state, "53300") || !strcmp(state, "40001") ||
-		      !strcmp(state, "40P01")))
+	if (state &&
+	    (!strncmp(state, "08", 2) || !strncmp(state, "57P", 3) || !strcmp(state, "53300") ||
+	     !strcmp(state, "40001") || !strcmp(state, "40P01")))
 		return error_set(err, ERR_UNAVAILABLE, "postgres %s: %s (%s)", what, line, state);
 	return error_set(err, ERR_INTERNAL, "postgres %s: %s (%s)", what, line,
 			 state ? state : "no sqlstate");
@@ -174,7 +174,8 @@ static int run(struct pg_conn *c, struct arena *a, const char *sql, const struct
 	out->vals = arena_alloc(a, sizeof(char *) * (size_t)(nrows * ncols + 1));
 	for (int r = 0; r < nrows; r++)
 		for (int j = 0; j < ncols; j++)
-			out->vals[r * ncols + j] = PQgetisnull(res, r, j) ? NULL : PQgetvalue(res, r, j);
+			out->vals[r * ncols + j] =
+			    PQgetisnull(res, r, j) ? NULL : PQgetvalue(res, r, j);
 	const char *aff = PQcmdTuples(res);
 	out->affected = aff && *aff ? strtoll(aff, NULL, 10) : 0;
 	return 0;
@@ -235,8 +236,7 @@ static int commit(struct db_conn *base, struct error *err)
 static void rollback(struct db_conn *base)
 {
 	struct pg_conn *c = (struct pg_conn *)base;
-	if (PQstatus(c->pg) == CONNECTION_OK &&
-	    PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+	if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
 		PGresult *res = PQexec(c->pg, "ROLLBACK");
 		PQclear(res);
 	}
@@ -252,14 +252,14 @@ static int migration_lock(struct db_conn *base, bool lock, struct error *err)
 }
 
 const struct db_driver db_postgres_driver = {
-	.name = "postgres",
-	.dialect = DB_POSTGRES,
-	.connect = connect,
-	.disconnect = disconnect,
-	.query = query,
-	.exec_script = exec_script,
-	.begin = begin,
-	.commit = commit,
-	.rollback = rollback,
-	.migration_lock = migration_lock,
+    .name = "postgres",
+    .dialect = DB_POSTGRES,
+    .connect = connect,
+    .disconnect = disconnect,
+    .query = query,
+    .exec_script = exec_script,
+    .begin = begin,
+    .commit = commit,
+    .rollback = rollback,
+    .migration_lock = migration_lock,
 };

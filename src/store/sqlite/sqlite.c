@@ -70,7 +70,7 @@ static int connect(const char *path, struct db_conn **out, struct error *err)
 	c->base.dialect = DB_SQLITE;
 	int rc = sqlite3_open_v2(path, &c->db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
-					 SQLITE_OPEN_EXRESCODE,
+				     SQLITE_OPEN_EXRESCODE,
 				 NULL);
 	if (rc != SQLITE_OK) {
 		error_set(err, ERR_UNAVAILABLE, "cannot open sqlite database \"%s\": %s", path,
@@ -81,10 +81,11 @@ static int connect(const char *path, struct db_conn **out, struct error *err)
 	}
 	sqlite3_busy_timeout(c->db, SQLITE_BUSY_TIMEOUT_MS);
 	char *msg = NULL;
-	rc = sqlite3_exec(c->db,
-			  "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
-			  " PRAGMA temp_store=MEMORY;",
-			  NULL, NULL, &msg);
+	rc =
+	    sqlite3_exec(c->db,
+			 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+			 " PRAGMA temp_store=MEMORY;",
+			 NULL, NULL, &msg);
 	if (rc != SQLITE_OK) {
 		error_set(err, ERR_UNAVAILABLE, "cannot configure sqlite database \"%s\": %s", path,
 			  msg ? msg : sqlite3_errstr(rc));
@@ -154,10 +155,9 @@ static int query(struct db_conn *base, struct arena *a, const char *sql, const s
 		}
 		for (int j = 0; j < ncols; j++) {
 			const unsigned char *t = sqlite3_column_text(st, j);
-			vals[n * ncols + j] =
-				t ? arena_strndup(a, (const char *)t,
-						  (size_t)sqlite3_column_bytes(st, j))
-				  : NULL;
+			vals[n * ncols + j] = t ? arena_strndup(a, (const char *)t,
+								(size_t)sqlite3_column_bytes(st, j))
+						: NULL;
 		}
 		n++;
 	}
@@ -234,14 +234,14 @@ static int migration_lock(struct db_conn *base, bool lock, struct error *err)
 }
 
 const struct db_driver db_sqlite_driver = {
-	.name = "sqlite",
-	.dialect = DB_SQLITE,
-	.connect = connect,
-	.disconnect = disconnect,
-	.query = query,
-	.exec_script = exec_script,
-	.begin = begin,
-	.commit = commit,
-	.rollback = rollback,
-	.migration_lock = migration_lock,
+    .name = "sqlite",
+    .dialect = DB_SQLITE,
+    .connect = connect,
+    .disconnect = disconnect,
+    .query = query,
+    .exec_script = exec_script,
+    .begin = begin,
+    .commit = commit,
+    .rollback = rollback,
+    .migration_lock = migration_lock,
 };
