@@ -7,14 +7,21 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "handlers/handlers.h"
 #include "http/server.h"
+#include "services/auth.h"
 #include "store/store.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+#include "core/arena.h"
 
 #ifndef TANDEM_VERSION
 #define TANDEM_VERSION "dev"
@@ -88,7 +95,16 @@ static int cmd_serve(struct config *cfg)
 		store_free(store);
 		return 1;
 	}
-	struct app app = {.cfg = cfg, .store = store, .version = TANDEM_VERSION};
+	static struct auth auth; /* large (keys, hashes): keep it off the stack */
+	if (auth_init(&auth, cfg) < 0) {
+		store_free(store);
+		return 2;
+	}
+	struct app app = {.cfg = cfg,
+			  .store = store,
+			  .auth = &auth,
+			  .version = TANDEM_VERSION,
+			  .authenticate = handlers_authenticate};
 	if (server_start(&app, &server) < 0) {
 		store_free(store);
 		return 1;
@@ -105,6 +121,93 @@ static int cmd_serve(struct config *cfg)
 	return 0;
 }
 
+/* Read a password from stdin: one line, without echo when it is a terminal. */
+static int read_password(char *buf, size_t len)
+{
+	struct termios old, quiet;
+	bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+	if (tty) {
+		fprintf(stderr, "password: ");
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	}
+	char *line = fgets(buf, (int)len, stdin);
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		fprintf(stderr, "\n");
+	}
+	if (!line)
+		return -1;
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return 0;
+}
+
+/* tandem user create --username NAME --email ADDR [--admin] [settings...] */
+static int cmd_user_create(int argc, char **argv)
+{
+	const char *username = NULL, *email = NULL;
+	bool admin = false;
+	char *rest[64];
+	int nrest = 0;
+	struct config cfg;
+
+	rest[nrest++] = argv[0];
+	for (int i = 3; i < argc; i++) {
+		if (!strcmp(argv[i], "--username") && i + 1 < argc)
+			username = argv[++i];
+		else if (!strcmp(argv[i], "--email") && i + 1 < argc)
+			email = argv[++i];
+		else if (!strcmp(argv[i], "--admin"))
+			admin = true;
+		else if (nrest < 63)
+			rest[nrest++] = argv[i];
+	}
+	if (!username || !email) {
+		fprintf(stderr,
+			"usage: tandem user create --username NAME --email ADDR [--admin]\n");
+		return 2;
+	}
+	if (config_load(&cfg, nrest, rest, 1, stderr) < 0)
+		return 2;
+	log_set_level(cfg.log_level);
+	struct store *store;
+	static struct auth auth;
+	char password[1100];
+	int rc = 1;
+	if (ensure_data_dir(&cfg) < 0 || open_store(&cfg, &store) < 0) {
+		config_release(&cfg);
+		return 2;
+	}
+	if (migrate(store) < 0 || auth_init(&auth, &cfg) < 0)
+		goto out;
+	if (read_password(password, sizeof(password)) < 0) {
+		fprintf(stderr, "tandem: no password given on stdin\n");
+		goto out;
+	}
+	struct arena a;
+	struct error err = ERROR_INIT;
+	struct user u;
+	arena_init(&a);
+	if (auth_create_user(&auth, store, &a, username, email, password, admin, &u, &err) < 0) {
+		char *fields = err.fields ? json_dumps(err.fields, JSON_COMPACT) : NULL;
+		fprintf(stderr, "tandem: cannot create user: %s%s%s\n", err.detail,
+			fields ? " " : "", fields ? fields : "");
+		free(fields);
+	} else {
+		printf("created user %s (%s)%s\n", u.username, u.id,
+		       admin ? " as administrator" : "");
+		rc = 0;
+	}
+	error_release(&err);
+	arena_release(&a);
+out:
+	memset(password, 0, sizeof(password));
+	store_free(store);
+	config_release(&cfg);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct config cfg;
@@ -118,6 +221,13 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
 		printf("tandem %s\n", TANDEM_VERSION);
 		return 0;
+	}
+	if (!strcmp(cmd, "user")) {
+		if (argc > 2 && !strcmp(argv[2], "create"))
+			return cmd_user_create(argc, argv);
+		fprintf(stderr,
+			"usage: tandem user create --username NAME --email ADDR [--admin]\n");
+		return 2;
 	}
 	if (strcmp(cmd, "serve") && strcmp(cmd, "migrate")) {
 		fprintf(stderr, "tandem: unknown command \"%s\" (see tandem --help)\n", cmd);

@@ -13,4 +13,17 @@ int handle_healthz(struct request *req);
 int handle_readyz(struct request *req);
 int handle_v1_info(struct request *req);
 
+/* auth.c */
+int handlers_authenticate(struct request *req);
+int handle_auth_register(struct request *req);
+int handle_auth_login(struct request *req);
+int handle_auth_refresh(struct request *req);
+int handle_auth_logout(struct request *req);
+
+/* users.c */
+int handle_users_me_get(struct request *req);
+int handle_users_me_patch(struct request *req);
+int handle_users_me_password(struct request *req);
+int handle_users_search(struct request *req);
+
 #endif

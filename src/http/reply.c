@@ -79,7 +79,7 @@ int reply_error(struct request *req, int kind)
 		p = json_pack("{s:s+, s:s, s:i, s:s, s:s, s:s}", "type", "/problems/", code,
 			      "title", error_title(kind), "status", status, "detail",
 			      error_title(kind), "instance", req->id, "code", code);
-	if (req->err.fields && kind == ERR_VALIDATION_FAILED)
+	if (req->err.fields && status < 500)
 		json_object_set(p, "errors", req->err.fields);
 	char *s = json_dumps(p, JSON_COMPACT);
 	json_decref(p);

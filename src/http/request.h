@@ -23,6 +23,7 @@
 struct app;
 struct MHD_Connection;
 struct route;
+struct user;
 
 struct reply_header {
 	const char *name, *value;
@@ -48,8 +49,8 @@ struct request {
 	size_t body_len, body_cap;
 	bool body_too_large;
 
-	/* The caller, once authenticated (later issues). */
-	const char *user_id;
+	/* The caller, once authenticated (NULL on public routes). */
+	struct user *user;
 
 	/* The reply being built. */
 	int status;

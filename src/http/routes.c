@@ -10,6 +10,14 @@ const struct route routes[] = {
     {"GET", "/healthz", handle_healthz, ROUTE_PUBLIC},
     {"GET", "/readyz", handle_readyz, ROUTE_PUBLIC},
     {"GET", "/v1", handle_v1_info, ROUTE_PUBLIC},
+    {"POST", "/v1/auth/register", handle_auth_register, ROUTE_PUBLIC},
+    {"POST", "/v1/auth/login", handle_auth_login, ROUTE_PUBLIC},
+    {"POST", "/v1/auth/refresh", handle_auth_refresh, ROUTE_PUBLIC},
+    {"POST", "/v1/auth/logout", handle_auth_logout, ROUTE_PUBLIC},
+    {"GET", "/v1/users/me", handle_users_me_get, 0},
+    {"PATCH", "/v1/users/me", handle_users_me_patch, 0},
+    {"PUT", "/v1/users/me/password", handle_users_me_password, 0},
+    {"GET", "/v1/users", handle_users_search, 0},
 };
 
 const size_t routes_count = sizeof(routes) / sizeof(routes[0]);

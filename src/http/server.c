@@ -163,7 +163,11 @@ static void dispatch(struct request *req)
 	case ROUTER_FOUND:
 		break;
 	}
-	int rc = req->route->handler(req);
+	int rc = 0;
+	if (!(req->route->flags & ROUTE_PUBLIC) && req->app->authenticate)
+		rc = req->app->authenticate(req);
+	if (rc == 0)
+		rc = req->route->handler(req);
 	if (rc < 0 && !req->replied)
 		reply_error(req, rc);
 	if (!req->replied) {

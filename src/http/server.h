@@ -14,10 +14,19 @@ struct config;
 struct store;
 struct server;
 
+struct request;
+struct auth;
+
 struct app {
 	const struct config *cfg;
 	struct store *store;
+	struct auth *auth;
 	const char *version;
+	/*
+	 * Called before the handler of every route not marked ROUTE_PUBLIC: sets req->user or
+	 * returns a negative error kind (answered as the problem).
+	 */
+	int (*authenticate)(struct request *req);
 };
 
 /* Start listening and serving. Returns 0, or -1 with a log line (e.g. port in use). */

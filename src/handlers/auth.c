@@ -1,0 +1,86 @@
+/*
+ * auth.c — /v1/auth/...: register, login, refresh, logout; and the bearer-token check that
+ * runs before every non-public route.
+ */
+#include "handlers/handlers.h"
+#include "http/reply.h"
+#include "http/request.h"
+#include "http/server.h"
+#include "services/auth.h"
+
+static int no_store(struct request *req)
+{
+	reply_header(req, "Cache-Control", "no-store");
+	reply_header(req, "Pragma", "no-cache");
+	return 0;
+}
+
+int handlers_authenticate(struct request *req)
+{
+	struct user *u = arena_alloc(&req->arena, sizeof(*u));
+	int rc = auth_authenticate(req->app->auth, req->app->store, &req->arena,
+				   request_header(req, "Authorization"), u, &req->err);
+	if (rc == -ERR_UNAUTHENTICATED || rc == -ERR_TOKEN_EXPIRED)
+		reply_header(req, "WWW-Authenticate",
+			     rc == -ERR_TOKEN_EXPIRED || request_header(req, "Authorization")
+				 ? "Bearer realm=\"tandem\", error=\"invalid_token\""
+				 : "Bearer realm=\"tandem\"");
+	if (rc == 0)
+		req->user = u;
+	return rc;
+}
+
+/* POST /v1/auth/register {email, username, password, display_name?} -> 201 | 409 | 422 */
+int handle_auth_register(struct request *req)
+{
+	struct session s;
+	json_t *body;
+	int rc;
+	no_store(req);
+	if ((rc = request_json(req, &body)) < 0 ||
+	    (rc = auth_register(req->app->auth, req->app->store, &req->arena, body, &s,
+				&req->err)) < 0)
+		return rc;
+	reply_header(req, "Location", "/v1/users/me");
+	return reply_json(req, 201, session_json(&s));
+}
+
+/* POST /v1/auth/login {login, password} -> 200 | 401 invalid_credentials | 422 */
+int handle_auth_login(struct request *req)
+{
+	struct session s;
+	json_t *body;
+	int rc;
+	no_store(req);
+	if ((rc = request_json(req, &body)) < 0 ||
+	    (rc = auth_login(req->app->auth, req->app->store, &req->arena, body, &s, &req->err)) <
+		0)
+		return rc;
+	return reply_json(req, 200, session_json(&s));
+}
+
+/* POST /v1/auth/refresh {refresh_token} -> 200 new pair | 401 | 422 */
+int handle_auth_refresh(struct request *req)
+{
+	struct session s;
+	json_t *body;
+	int rc;
+	no_store(req);
+	if ((rc = request_json(req, &body)) < 0 ||
+	    (rc = auth_refresh(req->app->auth, req->app->store, &req->arena, body, &s, &req->err)) <
+		0)
+		return rc;
+	return reply_json(req, 200, session_json(&s));
+}
+
+/* POST /v1/auth/logout {refresh_token} -> 204 | 422 */
+int handle_auth_logout(struct request *req)
+{
+	json_t *body;
+	int rc;
+	no_store(req);
+	if ((rc = request_json(req, &body)) < 0 ||
+	    (rc = auth_logout(req->app->auth, req->app->store, &req->arena, body, &req->err)) < 0)
+		return rc;
+	return reply_empty(req, 204);
+}

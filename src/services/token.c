@@ -1,0 +1,122 @@
+/* token.c — see token.h. */
+#include "services/token.h"
+#include "core/arena.h"
+#include "core/base64url.h"
+#include "core/error.h"
+#include "core/random.h"
+#include "core/timeutil.h"
+
+#include <jansson.h>
+#include <errno.h>
+#include <jwt.h>
+#include <openssl/sha.h>
+#include <stdlib.h>
+#include <string.h>
+
+char *token_issue(struct arena *a, const struct token_key *key, const char *user_id, int64_t ver,
+		  int64_t ttl_s)
+{
+	jwt_t *jwt = NULL;
+	char jti[UUID_STR_LEN];
+	int64_t now = time_now_ms() / 1000;
+
+	uuid_v7(jti);
+	if (jwt_new(&jwt) != 0)
+		abort();
+	int rc = jwt_add_grant(jwt, "iss", TOKEN_ISSUER) |
+		 jwt_add_grant(jwt, "aud", TOKEN_AUDIENCE) | jwt_add_grant(jwt, "sub", user_id) |
+		 jwt_add_grant(jwt, "jti", jti) | jwt_add_grant_int(jwt, "iat", now) |
+		 jwt_add_grant_int(jwt, "exp", now + ttl_s) | jwt_add_grant_int(jwt, "ver", ver) |
+		 jwt_set_alg(jwt, JWT_ALG_HS256, key->secret, (int)key->len);
+	char *s = rc == 0 ? jwt_encode_str(jwt) : NULL;
+	jwt_free(jwt);
+	if (!s)
+		abort(); /* only on allocation failure */
+	char *out = arena_strdup(a, s);
+	free(s);
+	return out;
+}
+
+/* The header must be exactly a JSON object whose alg is HS256 (typ JWT if present). */
+static int header_is_hs256(struct arena *a, const char *token)
+{
+	const char *dot = strchr(token, '.');
+	size_t n;
+	if (!dot || dot == token || dot - token > 512)
+		return 0;
+	char *b64 = arena_strndup(a, token, (size_t)(dot - token));
+	unsigned char *raw = base64url_decode(a, b64, &n);
+	if (!raw)
+		return 0;
+	json_t *h = json_loadb((const char *)raw, n, JSON_REJECT_DUPLICATES, NULL);
+	json_t *alg = json_object_get(h, "alg"), *typ = json_object_get(h, "typ");
+	int ok = json_is_string(alg) && !strcmp(json_string_value(alg), "HS256") &&
+		 (!typ || (json_is_string(typ) && !strcmp(json_string_value(typ), "JWT"))) &&
+		 !json_object_get(h, "crit");
+	json_decref(h);
+	return ok;
+}
+
+int token_verify(struct arena *a, const struct token_key *key, const char *token,
+		 struct access_claims *out, struct error *err)
+{
+	jwt_t *jwt = NULL;
+	int rc = -ERR_UNAUTHENTICATED;
+
+	if (strlen(token) > 4096 || !header_is_hs256(a, token))
+		return error_set(err, ERR_UNAUTHENTICATED, "the access token is not valid");
+	if (jwt_decode(&jwt, token, key->secret, (int)key->len) != 0 || !jwt ||
+	    jwt_get_alg(jwt) != JWT_ALG_HS256) {
+		error_set(err, ERR_UNAUTHENTICATED, "the access token is not valid");
+		goto out;
+	}
+	const char *iss = jwt_get_grant(jwt, "iss"), *aud = jwt_get_grant(jwt, "aud");
+	const char *sub = jwt_get_grant(jwt, "sub"), *jti = jwt_get_grant(jwt, "jti");
+	errno = 0;
+	long exp = jwt_get_grant_int(jwt, "exp");
+	int exp_ok = errno == 0;
+	errno = 0;
+	long iat = jwt_get_grant_int(jwt, "iat");
+	int iat_ok = errno == 0;
+	errno = 0;
+	long ver = jwt_get_grant_int(jwt, "ver");
+	int ver_ok = errno == 0;
+	if (!iss || strcmp(iss, TOKEN_ISSUER) || !aud || strcmp(aud, TOKEN_AUDIENCE) || !sub ||
+	    !uuid_normalize(sub, out->sub) || !jti || strlen(jti) >= sizeof(out->jti) || !exp_ok ||
+	    !iat_ok || !ver_ok) {
+		error_set(err, ERR_UNAUTHENTICATED, "the access token is not valid");
+		goto out;
+	}
+	if ((int64_t)exp <= time_now_ms() / 1000) {
+		rc = error_set(err, ERR_TOKEN_EXPIRED, "the access token has expired");
+		goto out;
+	}
+	memcpy(out->jti, jti, strlen(jti) + 1);
+	out->exp = exp;
+	out->iat = iat;
+	out->ver = ver;
+	rc = 0;
+out:
+	jwt_free(jwt);
+	return rc;
+}
+
+char *token_refresh_new(struct arena *a)
+{
+	unsigned char b[32];
+	random_bytes(b, sizeof(b));
+	return base64url_encode(a, b, sizeof(b));
+}
+
+char *token_hash(struct arena *a, const char *token)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char d[SHA256_DIGEST_LENGTH];
+	SHA256((const unsigned char *)token, strlen(token), d);
+	char *out = arena_alloc(a, 2 * sizeof(d) + 1);
+	for (size_t i = 0; i < sizeof(d); i++) {
+		out[2 * i] = hex[d[i] >> 4];
+		out[2 * i + 1] = hex[d[i] & 15];
+	}
+	return out;
+}

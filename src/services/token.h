@@ -1,0 +1,51 @@
+/*
+ * token.h — access tokens (HS256 JWT through libjwt) and opaque refresh tokens.
+ *
+ * Verification pins HS256 twice: the header is read and must say {"alg":"HS256"} before
+ * libjwt sees the token, and the algorithm libjwt decoded is checked again afterwards, so
+ * "none" and every other algorithm are refused whatever libjwt would do with them.
+ * Thread-safe; the key is read-only after start-up.
+ */
+#ifndef TANDEM_SERVICES_TOKEN_H
+#define TANDEM_SERVICES_TOKEN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/uuid.h"
+
+struct arena;
+struct error;
+
+#define TOKEN_ISSUER   "tandem"
+#define TOKEN_AUDIENCE "tandem-api"
+
+struct token_key {
+	unsigned char secret[256];
+	size_t len;
+};
+
+struct access_claims {
+	char sub[UUID_STR_LEN];
+	char jti[UUID_STR_LEN];
+	int64_t iat, exp;
+	int64_t ver; /* the user's token version when issued */
+};
+
+/* Issue a token for `user_id` at `ver`, valid `ttl_s` seconds from now (arena string). */
+char *token_issue(struct arena *a, const struct token_key *key, const char *user_id, int64_t ver,
+		  int64_t ttl_s);
+
+/*
+ * Verify signature, algorithm, issuer, audience and expiry. Returns 0 and fills *out, or
+ * -ERR_TOKEN_EXPIRED for an expired but otherwise valid token, or -ERR_UNAUTHENTICATED.
+ */
+int token_verify(struct arena *a, const struct token_key *key, const char *token,
+		 struct access_claims *out, struct error *err);
+
+/* 32 random bytes as base64url (43 characters): a new refresh token. */
+char *token_refresh_new(struct arena *a);
+/* Lower-case hex SHA-256 of a token: what the database stores. */
+char *token_hash(struct arena *a, const char *token);
+
+#endif
