@@ -104,7 +104,8 @@ static int cmd_serve(struct config *cfg)
 			  .store = store,
 			  .auth = &auth,
 			  .version = TANDEM_VERSION,
-			  .authenticate = handlers_authenticate};
+			  .authenticate = handlers_authenticate,
+			  .idempotent = handlers_idempotent};
 	if (server_start(&app, &server) < 0) {
 		store_free(store);
 		return 1;

@@ -26,4 +26,29 @@ int handle_users_me_patch(struct request *req);
 int handle_users_me_password(struct request *req);
 int handle_users_search(struct request *req);
 
+/* idempotency.c: run a POST handler under its Idempotency-Key header */
+int handlers_idempotent(struct request *req, int (*handler)(struct request *));
+
+/* projects.c */
+int handle_projects_create(struct request *req);
+int handle_projects_list(struct request *req);
+int handle_projects_get(struct request *req);
+int handle_projects_patch(struct request *req);
+int handle_projects_delete(struct request *req);
+int handle_events_list(struct request *req);
+
+/* members.c */
+int handle_members_list(struct request *req);
+int handle_members_add(struct request *req);
+int handle_members_patch(struct request *req);
+int handle_members_delete(struct request *req);
+
+/* tasks.c */
+int handle_tasks_create(struct request *req);
+int handle_tasks_list_project(struct request *req);
+int handle_tasks_list_all(struct request *req);
+int handle_tasks_get(struct request *req);
+int handle_tasks_patch(struct request *req);
+int handle_tasks_delete(struct request *req);
+
 #endif

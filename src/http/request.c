@@ -26,6 +26,74 @@ const char *request_param(struct request *req, const char *name)
 	return NULL;
 }
 
+struct url_build {
+	struct request *req;
+	const char *key, *value;
+	char *buf;
+	size_t len, cap;
+};
+
+static void url_append(struct url_build *b, const char *s, bool encode)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		bool plain = !encode || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			     (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
+			     c == '~' || c == ',';
+		if (b->len + 4 > b->cap) {
+			size_t cap = b->cap ? b->cap * 2 : 256;
+			char *nb = arena_alloc(&b->req->arena, cap);
+			memcpy(nb, b->buf, b->len);
+			b->buf = nb;
+			b->cap = cap;
+		}
+		if (plain) {
+			b->buf[b->len++] = (char)c;
+		} else {
+			b->buf[b->len++] = '%';
+			b->buf[b->len++] = hex[c >> 4];
+			b->buf[b->len++] = hex[c & 15];
+		}
+	}
+	b->buf[b->len] = '\0';
+}
+
+static enum MHD_Result url_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+			       const char *value)
+{
+	struct url_build *b = cls;
+	(void)kind;
+	if (!strcmp(key, b->key))
+		return MHD_YES;
+	url_append(b, b->len && strchr(b->buf, '?') ? "&" : "?", false);
+	url_append(b, key, true);
+	if (value) {
+		url_append(b, "=", false);
+		url_append(b, value, true);
+	}
+	return MHD_YES;
+}
+
+const char *request_url_with(struct request *req, const char *key, const char *value)
+{
+	struct url_build b = {.req = req, .key = key, .value = value};
+	url_append(&b, req->path, true);
+	/* The path was decoded by libmicrohttpd; re-encoding keeps its slashes as they were. */
+	for (size_t i = 0; i + 2 < b.len; i++)
+		if (b.buf[i] == '%' && b.buf[i + 1] == '2' && b.buf[i + 2] == 'F') {
+			b.buf[i] = '/';
+			memmove(b.buf + i + 1, b.buf + i + 3, b.len - i - 2);
+			b.len -= 2;
+		}
+	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, url_arg, &b);
+	url_append(&b, strchr(b.buf, '?') ? "&" : "?", false);
+	url_append(&b, key, true);
+	url_append(&b, "=", false);
+	url_append(&b, value, true);
+	return b.buf;
+}
+
 const char *request_peer(struct request *req)
 {
 	const union MHD_ConnectionInfo *ci =

@@ -71,6 +71,11 @@ const char *request_header(struct request *req, const char *name);
 const char *request_query(struct request *req, const char *name);
 /* A path parameter by name ("id" for "{id}"); NULL when the route has none. */
 const char *request_param(struct request *req, const char *name);
+/*
+ * This request's path and query string with `key` set to `value` (added or replaced),
+ * percent-encoded, in the arena: the target of a Link: rel="next" header.
+ */
+const char *request_url_with(struct request *req, const char *key, const char *value);
 /* The client's address as text, in the arena. */
 const char *request_peer(struct request *req);
 

@@ -21,7 +21,8 @@ struct route {
 };
 
 /* Route flags */
-#define ROUTE_PUBLIC 0x1 /* no authentication */
+#define ROUTE_PUBLIC	 0x1 /* no authentication */
+#define ROUTE_IDEMPOTENT 0x2 /* honours Idempotency-Key (POST that creates) */
 
 extern const struct route routes[];
 extern const size_t routes_count;

@@ -18,6 +18,22 @@ const struct route routes[] = {
     {"PATCH", "/v1/users/me", handle_users_me_patch, 0},
     {"PUT", "/v1/users/me/password", handle_users_me_password, 0},
     {"GET", "/v1/users", handle_users_search, 0},
+    {"POST", "/v1/projects", handle_projects_create, ROUTE_IDEMPOTENT},
+    {"GET", "/v1/projects", handle_projects_list, 0},
+    {"GET", "/v1/projects/{id}", handle_projects_get, 0},
+    {"PATCH", "/v1/projects/{id}", handle_projects_patch, 0},
+    {"DELETE", "/v1/projects/{id}", handle_projects_delete, 0},
+    {"GET", "/v1/projects/{id}/members", handle_members_list, 0},
+    {"POST", "/v1/projects/{id}/members", handle_members_add, ROUTE_IDEMPOTENT},
+    {"PATCH", "/v1/projects/{id}/members/{user_id}", handle_members_patch, 0},
+    {"DELETE", "/v1/projects/{id}/members/{user_id}", handle_members_delete, 0},
+    {"GET", "/v1/projects/{id}/events", handle_events_list, 0},
+    {"GET", "/v1/projects/{id}/tasks", handle_tasks_list_project, 0},
+    {"POST", "/v1/projects/{id}/tasks", handle_tasks_create, ROUTE_IDEMPOTENT},
+    {"GET", "/v1/tasks", handle_tasks_list_all, 0},
+    {"GET", "/v1/tasks/{id}", handle_tasks_get, 0},
+    {"PATCH", "/v1/tasks/{id}", handle_tasks_patch, 0},
+    {"DELETE", "/v1/tasks/{id}", handle_tasks_delete, 0},
 };
 
 const size_t routes_count = sizeof(routes) / sizeof(routes[0]);

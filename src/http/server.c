@@ -166,7 +166,9 @@ static void dispatch(struct request *req)
 	int rc = 0;
 	if (!(req->route->flags & ROUTE_PUBLIC) && req->app->authenticate)
 		rc = req->app->authenticate(req);
-	if (rc == 0)
+	if (rc == 0 && (req->route->flags & ROUTE_IDEMPOTENT) && req->app->idempotent)
+		rc = req->app->idempotent(req, req->route->handler);
+	else if (rc == 0)
 		rc = req->route->handler(req);
 	if (rc < 0 && !req->replied)
 		reply_error(req, rc);

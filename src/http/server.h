@@ -27,6 +27,8 @@ struct app {
 	 * returns a negative error kind (answered as the problem).
 	 */
 	int (*authenticate)(struct request *req);
+	/* Runs the handler of a ROUTE_IDEMPOTENT route under its Idempotency-Key. */
+	int (*idempotent)(struct request *req, int (*handler)(struct request *));
 };
 
 /* Start listening and serving. Returns 0, or -1 with a log line (e.g. port in use). */

@@ -57,6 +57,26 @@ static int header_is_hs256(struct arena *a, const char *token)
 	return ok;
 }
 
+/*
+ * An integer claim. jwt_get_grant_int() reads a string, a real or a boolean as 0 without
+ * setting errno, so the type is checked on the claim's JSON text instead.
+ */
+static int int_grant(jwt_t *jwt, const char *name, long *out)
+{
+	char *js = jwt_get_grants_json(jwt, name), *end;
+	int ok = 0;
+	if (js && (js[0] == '-' || (js[0] >= '0' && js[0] <= '9'))) {
+		errno = 0;
+		long v = strtol(js, &end, 10);
+		if (errno == 0 && *end == '\0') {
+			*out = v;
+			ok = 1;
+		}
+	}
+	free(js);
+	return ok;
+}
+
 int token_verify(struct arena *a, const struct token_key *key, const char *token,
 		 struct access_claims *out, struct error *err)
 {
@@ -72,15 +92,9 @@ int token_verify(struct arena *a, const struct token_key *key, const char *token
 	}
 	const char *iss = jwt_get_grant(jwt, "iss"), *aud = jwt_get_grant(jwt, "aud");
 	const char *sub = jwt_get_grant(jwt, "sub"), *jti = jwt_get_grant(jwt, "jti");
-	errno = 0;
-	long exp = jwt_get_grant_int(jwt, "exp");
-	int exp_ok = errno == 0;
-	errno = 0;
-	long iat = jwt_get_grant_int(jwt, "iat");
-	int iat_ok = errno == 0;
-	errno = 0;
-	long ver = jwt_get_grant_int(jwt, "ver");
-	int ver_ok = errno == 0;
+	long exp = 0, iat = 0, ver = 0;
+	int exp_ok = int_grant(jwt, "exp", &exp), iat_ok = int_grant(jwt, "iat", &iat),
+	    ver_ok = int_grant(jwt, "ver", &ver);
 	if (!iss || strcmp(iss, TOKEN_ISSUER) || !aud || strcmp(aud, TOKEN_AUDIENCE) || !sub ||
 	    !uuid_normalize(sub, out->sub) || !jti || strlen(jti) >= sizeof(out->jti) || !exp_ok ||
 	    !iat_ok || !ver_ok) {

@@ -12,6 +12,7 @@
 #include "core/xalloc.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,8 +154,13 @@ int store_ping(struct store *s, struct error *err)
 	arena_init(&a);
 	int rc = db_query(c, &a, "SELECT 1", NULL, 0, &rows, err);
 	arena_release(&a);
-	if (rc < 0)
-		return error_set(err, ERR_UNAVAILABLE, "%s", err ? err->detail : "database down");
+	if (rc < 0) {
+		/* Keep the driver's detail as it is: formatting err->detail into itself would
+		 * overlap source and destination. */
+		if (err)
+			err->kind = ERR_UNAVAILABLE;
+		return -ERR_UNAVAILABLE;
+	}
 	return 0;
 }
 
@@ -193,9 +199,13 @@ int store_migrate(struct store *s, int *applied, struct error *err)
 			continue;
 		}
 		if ((rc = c->driver->exec_script(c, m[i].sql, err)) < 0) {
+			/* A copy: err->detail cannot be both the source and the destination. */
+			char why[sizeof(err->detail)] = "";
+			if (err)
+				snprintf(why, sizeof(why), "%s", err->detail);
 			db_rollback(c);
 			error_set(err, -rc, "migration %04d_%s failed: %s", m[i].version, m[i].name,
-				  err ? err->detail : "");
+				  why);
 			goto unlock;
 		}
 		struct db_param ins[] = {DB_INT(m[i].version), DB_TEXT(m[i].name),

@@ -1,0 +1,493 @@
+/* tasks.c — see tasks.h. */
+#include "services/tasks.h"
+#include "core/arena.h"
+#include "core/cursor.h"
+#include "core/error.h"
+#include "core/timeutil.h"
+#include "core/uuid.h"
+#include "services/access.h"
+#include "services/validate.h"
+#include "store/projects.h"
+#include "store/store.h"
+
+#include <ctype.h>
+#include <string.h>
+
+/* Writers that lost a race re-read and re-apply their patch; bounded so nothing spins. */
+#define TASK_UPDATE_RETRIES 16
+
+static const char *const statuses[] = {"todo", "in_progress", "done", NULL};
+static const char *const priorities[] = {"low", "medium", "high", "urgent", NULL};
+
+static int priority_rank(const char *s)
+{
+	for (int i = 0; priorities[i]; i++)
+		if (!strcmp(priorities[i], s))
+			return i;
+	return -1;
+}
+
+json_t *task_json(const struct task *t)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:o, s:s, s:o, s:o, s:I}", "id",
+			 t->id, "project_id", t->project_id, "title", t->title, "description",
+			 t->description, "status", t->status, "priority",
+			 priorities[t->priority & 3], "assignee_id", t->assignee_id, "due_date",
+			 t->has_due ? json_time(t->due_date) : json_null(), "created_by",
+			 t->created_by, "created_at", json_time(t->created_at), "updated_at",
+			 json_time(t->updated_at), "version", (json_int_t)t->version);
+}
+
+static const struct field_spec task_fields[] = {
+    {"title", FIELD_STRING, true, false, 1, 200, NULL},
+    {"description", FIELD_STRING, false, true, 0, 10000, NULL},
+    {"status", FIELD_ENUM, false, false, 0, 0, statuses},
+    {"priority", FIELD_ENUM, false, false, 0, 0, priorities},
+    {"assignee_id", FIELD_UUID, false, true, 0, 0, NULL},
+    {"due_date", FIELD_TIMESTAMP, false, true, 0, 0, NULL},
+    {"id", FIELD_READ_ONLY, false, false, 0, 0, NULL},
+    {"project_id", FIELD_READ_ONLY, false, false, 0, 0, NULL},
+    {"created_by", FIELD_READ_ONLY, false, false, 0, 0, NULL},
+    {"created_at", FIELD_READ_ONLY, false, false, 0, 0, NULL},
+    {"updated_at", FIELD_READ_ONLY, false, false, 0, 0, NULL},
+    {"version", FIELD_READ_ONLY, false, false, 0, 0, NULL},
+};
+#define NTASK_FIELDS (sizeof(task_fields) / sizeof(task_fields[0]))
+
+static int finish(struct db_conn *c, int rc, struct error *err)
+{
+	if (rc < 0) {
+		db_rollback(c);
+		return rc;
+	}
+	return db_commit(c, err);
+}
+
+/* Apply the (validated) body onto t: absent = unchanged, null = cleared. */
+static void apply_patch(struct arena *a, struct task *t, json_t *body)
+{
+	json_t *v;
+	if ((v = json_object_get(body, "title")))
+		t->title = json_string_value(v);
+	if ((v = json_object_get(body, "description")))
+		t->description = json_is_null(v) ? "" : json_string_value(v);
+	if ((v = json_object_get(body, "status")))
+		t->status = json_string_value(v);
+	if ((v = json_object_get(body, "priority")))
+		t->priority = priority_rank(json_string_value(v));
+	if ((v = json_object_get(body, "assignee_id"))) {
+		if (json_is_null(v)) {
+			t->assignee_id = NULL;
+		} else {
+			char *id = arena_alloc(a, UUID_STR_LEN);
+			uuid_normalize(json_string_value(v), id);
+			t->assignee_id = id;
+		}
+	}
+	if ((v = json_object_get(body, "due_date"))) {
+		t->has_due = !json_is_null(v);
+		t->due_date = 0;
+		if (t->has_due)
+			time_parse_rfc3339(json_string_value(v), &t->due_date);
+	}
+}
+
+static int check_assignee(struct db_conn *c, struct arena *a, const struct task *t,
+			  struct error *err)
+{
+	const char *role;
+	if (!t->assignee_id)
+		return 0;
+	int rc = store_member_role(c, a, t->project_id, t->assignee_id, &role, err);
+	if (rc < 0)
+		return rc;
+	if (!role) {
+		error_field(err, "assignee_id", "not_a_member",
+			    "must be a member of the task's project");
+		return -ERR_VALIDATION_FAILED;
+	}
+	return 0;
+}
+
+int task_create(struct store *st, struct arena *a, const struct user *me, const char *project_id,
+		json_t *body, struct task *out, struct error *err)
+{
+	char id[UUID_STR_LEN];
+	int rc;
+
+	if ((rc = validate_object(body, task_fields, NTASK_FIELDS, err)) < 0)
+		return rc;
+	struct db_conn *c = store_conn(st, err);
+	if (!c)
+		return -ERR_UNAVAILABLE;
+	if ((rc = access_project(c, a, project_id, me->id, ACCESS_WRITE_TASKS, NULL, err)) < 0)
+		return rc;
+	uuid_v7(id);
+	int64_t now = time_now_ms();
+	*out = (struct task){.id = arena_strdup(a, id),
+			     .project_id = project_id,
+			     .title = "",
+			     .description = "",
+			     .status = "todo",
+			     .priority = 1,
+			     .created_by = me->id,
+			     .created_at = now,
+			     .updated_at = now,
+			     .version = 1};
+	apply_patch(a, out, body);
+	if ((rc = db_begin(c, true, err)) < 0)
+		return rc;
+	if ((rc = check_assignee(c, a, out, err)) == 0 &&
+	    (rc = store_task_insert(c, out, err)) == 0)
+		rc = event_write(c, a, project_id, "task.created", me->id,
+				 arena_json(a, task_json(out)), err);
+	return finish(c, rc, err);
+}
+
+/* The task if the caller may do `action` on it; 404 for non-members, as if it did not exist. */
+static int load(struct db_conn *c, struct arena *a, const struct user *me, const char *id,
+		enum access_action action, struct task *out, struct error *err)
+{
+	if (!uuid_valid(id))
+		return error_set(err, ERR_NOT_FOUND, "no such task");
+	int rc = store_task_get_for(c, a, id, me->id, out, err);
+	if (rc < 0)
+		return rc;
+	rc = access_check(out->role, action, err);
+	if (rc == -ERR_NOT_FOUND)
+		return error_set(err, ERR_NOT_FOUND, "no such task");
+	return rc;
+}
+
+int task_get(struct store *st, struct arena *a, const struct user *me, const char *id,
+	     struct task *out, struct error *err)
+{
+	struct db_conn *c = store_conn(st, err);
+	if (!c)
+		return -ERR_UNAVAILABLE;
+	return load(c, a, me, id, ACCESS_READ, out, err);
+}
+
+/* {field: [old, new]} for every field that differs. New reference. */
+static json_t *changes(const struct task *o, const struct task *n)
+{
+	json_t *ch = json_object(), *a = task_json(o), *b = task_json(n);
+	static const char *const fields[] = {"title",	    "description", "status", "priority",
+					     "assignee_id", "due_date",	   NULL};
+	for (int i = 0; fields[i]; i++) {
+		json_t *x = json_object_get(a, fields[i]), *y = json_object_get(b, fields[i]);
+		if (!json_equal(x, y))
+			json_object_set_new(ch, fields[i], json_pack("[OO]", x, y));
+	}
+	json_decref(a);
+	json_decref(b);
+	return ch;
+}
+
+int task_update(struct store *st, struct arena *a, const struct user *me, const char *id,
+		json_t *body, int64_t expected_version, struct task *out, struct error *err)
+{
+	struct field_spec specs[NTASK_FIELDS];
+	struct task old;
+	bool updated = false;
+	int rc;
+
+	memcpy(specs, task_fields, sizeof(specs));
+	specs[0].required = false;
+	if ((rc = validate_object(body, specs, NTASK_FIELDS, err)) < 0)
+		return rc;
+	struct db_conn *c = store_conn(st, err);
+	if (!c)
+		return -ERR_UNAVAILABLE;
+	for (int attempt = 0; attempt < TASK_UPDATE_RETRIES; attempt++) {
+		if ((rc = db_begin(c, true, err)) < 0)
+			return rc;
+		if ((rc = load(c, a, me, id, ACCESS_WRITE_TASKS, &old, err)) < 0)
+			return finish(c, rc, err);
+		if (expected_version && old.version != expected_version)
+			return finish(c,
+				      error_set(err, ERR_PRECONDITION_FAILED,
+						"the task has changed (version %lld)",
+						(long long)old.version),
+				      err);
+		*out = old;
+		apply_patch(a, out, body);
+		json_t *ch = arena_json(a, changes(&old, out));
+		if (json_object_size(ch) == 0)
+			return finish(c, 0, err); /* nothing changes: no new version, no event */
+		if ((rc = check_assignee(c, a, out, err)) < 0)
+			return finish(c, rc, err);
+		out->updated_at = time_now_ms();
+		if ((rc = store_task_update(c, out, old.version, &updated, err)) < 0)
+			return finish(c, rc, err);
+		if (!updated) {
+			/* Another writer committed in between: re-read and re-apply our fields. */
+			db_rollback(c);
+			if (expected_version)
+				return error_set(err, ERR_PRECONDITION_FAILED,
+						 "the task has changed");
+			continue;
+		}
+		out->version = old.version + 1;
+		json_t *data = arena_json(a, task_json(out));
+		json_object_set(data, "changes", ch);
+		rc = event_write(c, a, out->project_id, "task.updated", me->id, data, err);
+		return finish(c, rc, err);
+	}
+	return error_set(err, ERR_UNAVAILABLE, "task %s is too contended; retry", id);
+}
+
+int task_delete(struct store *st, struct arena *a, const struct user *me, const char *id,
+		int64_t expected_version, struct error *err)
+{
+	struct task t;
+	bool deleted;
+	int rc;
+	struct db_conn *c = store_conn(st, err);
+	if (!c)
+		return -ERR_UNAVAILABLE;
+	if ((rc = db_begin(c, true, err)) < 0)
+		return rc;
+	if ((rc = load(c, a, me, id, ACCESS_WRITE_TASKS, &t, err)) < 0)
+		return finish(c, rc, err);
+	if (expected_version && t.version != expected_version)
+		return finish(c, error_set(err, ERR_PRECONDITION_FAILED, "the task has changed"),
+			      err);
+	if ((rc = store_task_delete(c, id, t.version, &deleted, err)) < 0)
+		return finish(c, rc, err);
+	if (!deleted)
+		return finish(c, error_set(err, ERR_PRECONDITION_FAILED, "the task has changed"),
+			      err);
+	rc = event_write(c, a, t.project_id, "task.deleted", me->id, arena_json(a, task_json(&t)),
+			 err);
+	return finish(c, rc, err);
+}
+
+int task_unassign_member(struct db_conn *c, struct arena *a, const char *project_id,
+			 const char *user_id, const char *actor_id, struct error *err)
+{
+	struct task *tasks;
+	int n, rc;
+	if ((rc = store_task_unassign(c, a, project_id, user_id, time_now_ms(), &tasks, &n, err)) <
+	    0)
+		return rc;
+	for (int i = 0; i < n; i++) {
+		json_t *data = arena_json(a, task_json(&tasks[i]));
+		json_object_set_new(data, "changes",
+				    json_pack("{s:[s,n]}", "assignee_id", user_id));
+		if ((rc = event_write(c, a, project_id, "task.updated", actor_id, data, err)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- listing ---- */
+
+/* Split a comma-separated list; each item must be one of `choices`. */
+static int parse_choices(const char *field, const char *s, const char *const *choices, int *idx,
+			 int max, int *n, struct error *err)
+{
+	*n = 0;
+	const char *p = s;
+	while (1) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		int found = -1;
+		for (int i = 0; choices[i]; i++)
+			if (strlen(choices[i]) == len && !strncmp(choices[i], p, len))
+				found = i;
+		if (found < 0) {
+			error_field(err, field, "invalid_choice",
+				    "a comma-separated list of known values");
+			return -ERR_VALIDATION_FAILED;
+		}
+		bool dup = false;
+		for (int i = 0; i < *n; i++)
+			dup |= idx[i] == found;
+		if (!dup && *n < max)
+			idx[(*n)++] = found;
+		if (!comma)
+			return 0;
+		p = comma + 1;
+	}
+}
+
+static int parse_time(const char *field, const char *s, bool *has, int64_t *out, struct error *err)
+{
+	if (!s)
+		return 0;
+	if (time_parse_rfc3339(s, out) < 0) {
+		error_field(err, field, "invalid", "must be an RFC 3339 date-time");
+		return -ERR_VALIDATION_FAILED;
+	}
+	*has = true;
+	return 0;
+}
+
+static const char *const sort_names[] = {"created_at", "updated_at", "due_date", "priority", NULL};
+
+static int parse_sort(const char *s, struct task_filter *f, struct error *err)
+{
+	f->nsort = 0;
+	if (!s || !*s)
+		s = "-created_at";
+	const char *p = s;
+	while (1) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		bool desc = len > 0 && *p == '-';
+		const char *name = desc ? p + 1 : p;
+		size_t nl = desc ? len - 1 : len;
+		int found = -1;
+		for (int i = 0; sort_names[i]; i++)
+			if (strlen(sort_names[i]) == nl && !strncmp(sort_names[i], name, nl))
+				found = i;
+		for (int i = 0; i < f->nsort && found >= 0; i++)
+			if ((int)f->sort[i].key == found)
+				found = -2;
+		if (found < 0 || f->nsort >= TASK_MAX_SORT) {
+			error_field(err, "sort", "invalid",
+				    "comma-separated created_at, updated_at, due_date, priority, "
+				    "each at most once, optionally prefixed with '-'");
+			return -ERR_VALIDATION_FAILED;
+		}
+		f->sort[f->nsort++] = (struct task_sort){(enum task_sort_key)found, desc};
+		if (!comma)
+			return 0;
+		p = comma + 1;
+	}
+}
+
+/* The canonical text of the sort, which the cursor is bound to. */
+static const char *sort_spec(struct arena *a, const struct task_filter *f)
+{
+	char buf[128] = "tasks:";
+	size_t used = strlen(buf);
+	for (int i = 0; i < f->nsort; i++) {
+		int w = snprintf(buf + used, sizeof(buf) - used, "%s%s%s", i ? "," : "",
+				 f->sort[i].desc ? "-" : "", sort_names[f->sort[i].key]);
+		if (w > 0)
+			used += (size_t)w;
+	}
+	return arena_strdup(a, buf);
+}
+
+static int parse_words(struct arena *a, const char *q, struct task_filter *f, struct error *err)
+{
+	if (!q)
+		return 0;
+	if (utf8_length(q) > 200) {
+		error_field(err, "q", "too_long", "at most 200 characters");
+		return -ERR_VALIDATION_FAILED;
+	}
+	char *copy = arena_strdup(a, q);
+	for (char *p = copy; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	char *save = NULL;
+	for (char *w = strtok_r(copy, " \t\r\n", &save); w; w = strtok_r(NULL, " \t\r\n", &save)) {
+		if (f->nwords >= TASK_MAX_WORDS) {
+			error_field(err, "q", "too_many_words", "at most %d words", TASK_MAX_WORDS);
+			return -ERR_VALIDATION_FAILED;
+		}
+		f->words[f->nwords++] = w;
+	}
+	return 0;
+}
+
+/* Cursor keys must have the types the sort implies, and end with a task id. */
+static bool cursor_keys_valid(const struct task_filter *f, json_t *keys)
+{
+	for (int i = 0; i < f->nsort; i++) {
+		json_t *v = json_array_get(keys, (size_t)i);
+		if (!json_is_integer(v) && !(f->sort[i].key == TASK_SORT_DUE && json_is_null(v)))
+			return false;
+	}
+	json_t *id = json_array_get(keys, (size_t)f->nsort);
+	if (!json_is_string(id) || !uuid_valid(json_string_value(id)))
+		return false;
+	return true;
+}
+
+int task_list(struct store *st, struct arena *a, const struct user *me, const struct task_query *q,
+	      bool in_project, struct page *out, struct error *err)
+{
+	struct task_filter f;
+	struct task *items;
+	int count, rc, idx[4], n;
+
+	memset(&f, 0, sizeof(f));
+	f.member_id = me->id;
+	parse_limit(q->limit, &f.limit, err);
+	if (q->status && parse_choices("status", q->status, statuses, idx, 3, &n, err) == 0) {
+		for (int i = 0; i < n; i++)
+			f.statuses[i] = statuses[idx[i]];
+		f.nstatuses = n;
+	}
+	if (q->priority &&
+	    parse_choices("priority", q->priority, priorities, f.priorities, 4, &n, err) == 0)
+		f.npriorities = n;
+	if (q->assignee_id) {
+		if (!strcmp(q->assignee_id, "me")) {
+			f.assignee_id = me->id;
+		} else if (!strcmp(q->assignee_id, "none")) {
+			f.assignee_none = true;
+		} else {
+			char *id = arena_alloc(a, UUID_STR_LEN);
+			if (uuid_normalize(q->assignee_id, id))
+				f.assignee_id = id;
+			else
+				error_field(err, "assignee_id", "invalid", "a user id, me or none");
+		}
+	}
+	parse_time("due_before", q->due_before, &f.has_due_before, &f.due_before, err);
+	parse_time("due_after", q->due_after, &f.has_due_after, &f.due_after, err);
+	parse_time("updated_since", q->updated_since, &f.has_updated_since, &f.updated_since, err);
+	parse_words(a, q->q, &f, err);
+	parse_sort(q->sort, &f, err);
+	if (!in_project && q->project_id) {
+		char *id = arena_alloc(a, UUID_STR_LEN);
+		if (uuid_normalize(q->project_id, id))
+			f.project_id = id;
+		else
+			error_field(err, "project_id", "invalid", "must be a project id");
+	}
+	if (error_field_count(err))
+		return -ERR_VALIDATION_FAILED;
+	const char *spec = sort_spec(a, &f);
+	if (q->cursor) {
+		if ((rc = cursor_decode(a, q->cursor, spec, (size_t)f.nsort + 1, &f.after, err)) <
+		    0)
+			return rc;
+		if (!cursor_keys_valid(&f, f.after))
+			return error_set(err, ERR_BAD_REQUEST, "cursor is not valid");
+	}
+	struct db_conn *c = store_conn(st, err);
+	if (!c)
+		return -ERR_UNAVAILABLE;
+	if (in_project) {
+		if ((rc = access_project(c, a, q->project_id, me->id, ACCESS_READ, NULL, err)) < 0)
+			return rc;
+		f.project_id = q->project_id;
+	} else if (f.project_id) {
+		/* Filtering on a project the caller cannot see yields nothing, like any other. */
+		const char *role;
+		if ((rc = store_member_role(c, a, f.project_id, me->id, &role, err)) < 0)
+			return rc;
+		if (!role)
+			f.project_id = "00000000-0000-0000-0000-000000000000";
+	}
+	int limit = f.limit;
+	f.limit = limit + 1;
+	if ((rc = store_task_list(c, a, &f, &items, &count, err)) < 0)
+		return rc;
+	out->data = arena_json(a, json_array());
+	for (int i = 0; i < count && i < limit; i++)
+		json_array_append_new(out->data, task_json(&items[i]));
+	out->next_cursor = NULL;
+	if (count > limit) {
+		json_t *k = store_task_cursor_keys(&f, &items[limit - 1]);
+		out->next_cursor = cursor_encode(a, spec, k);
+		json_decref(k);
+	}
+	return 0;
+}

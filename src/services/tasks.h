@@ -1,0 +1,47 @@
+/*
+ * tasks.h — the rules of API.md "Tasks": validation, assignment, merge-patch updates with
+ * per-field last-write-wins (or If-Match), filters and sorts, and the task events written in
+ * the same transaction as each change. No HTTP, no SQL.
+ */
+#ifndef TANDEM_SERVICES_TASKS_H
+#define TANDEM_SERVICES_TASKS_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "services/projects.h"
+#include "store/tasks.h"
+
+struct arena;
+struct db_conn;
+struct error;
+struct store;
+struct user;
+
+/* The raw query-string values of a list request (any may be NULL). */
+struct task_query {
+	const char *project_id; /* the path's project, or ?project_id= on /v1/tasks */
+	const char *status, *priority, *assignee_id, *due_before, *due_after, *updated_since, *q,
+	    *sort, *cursor, *limit;
+};
+
+int task_create(struct store *st, struct arena *a, const struct user *me, const char *project_id,
+		json_t *body, struct task *out, struct error *err);
+int task_get(struct store *st, struct arena *a, const struct user *me, const char *id,
+	     struct task *out, struct error *err);
+/* expected_version 0: last write wins per field; otherwise 412 when stale. */
+int task_update(struct store *st, struct arena *a, const struct user *me, const char *id,
+		json_t *body, int64_t expected_version, struct task *out, struct error *err);
+int task_delete(struct store *st, struct arena *a, const struct user *me, const char *id,
+		int64_t expected_version, struct error *err);
+/* `in_project`: listing one project (path) rather than across the caller's projects. */
+int task_list(struct store *st, struct arena *a, const struct user *me, const struct task_query *q,
+	      bool in_project, struct page *out, struct error *err);
+
+/* Unassign user_id's tasks in project_id (member removal), with a task.updated each. */
+int task_unassign_member(struct db_conn *c, struct arena *a, const char *project_id,
+			 const char *user_id, const char *actor_id, struct error *err);
+
+json_t *task_json(const struct task *t);
+
+#endif
