@@ -46,8 +46,12 @@ static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
 
 void time_format_ms(int64_t ms, char out[TIME_RFC3339_LEN])
 {
-	int64_t days = ms >= 0 ? ms / 86400000 : -((-ms + 86399999) / 86400000);
-	int64_t rem = ms - days * 86400000;
+	/* Floor division without negating ms: -INT64_MIN would overflow. */
+	int64_t days = ms / 86400000, rem = ms % 86400000;
+	if (rem < 0) {
+		rem += 86400000;
+		days--;
+	}
 	int64_t y;
 	int m, d;
 	civil_from_days(days, &y, &m, &d);

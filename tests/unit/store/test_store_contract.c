@@ -1,0 +1,1161 @@
+/*
+ * test_store_contract.c — one suite, run unchanged against both backends of store.h/db.h.
+ *
+ * Every test gets a fresh, migrated database: for SQLite a new file in a new temporary
+ * directory; for PostgreSQL a new database created through a maintenance connection to the
+ * server at $TANDEM_TEST_PG_URL and dropped afterwards. The PostgreSQL group fails when that
+ * variable is unset, unless TANDEM_TEST_PG_OPTIONAL=1: a backend that is silently skipped
+ * is a backend that is not tested.
+ *
+ * Statements are cached by the address of their SQL text (db.h), so every SQL string given
+ * to db_query/db_exec here is a literal; the per-test CREATE/DROP DATABASE, whose text
+ * varies, goes through the driver's exec_script, which does not cache.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/arena.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "core/uuid.h"
+#include "store/db.h"
+#include "store/store.h"
+
+enum backend { SQLITE, POSTGRES };
+
+struct fixture {
+	enum backend backend;
+	char url[1024];	 /* the test database */
+	char dir[256];	 /* SQLite: temporary directory */
+	char dbname[64]; /* PostgreSQL: test database */
+	struct store *s;
+	struct db_conn *c; /* the main thread's connection */
+	struct arena a;
+	struct error err;
+};
+
+/* PostgreSQL: the server from the environment and a connection to its maintenance db. */
+static const char *pg_base_url;
+static struct store *pg_admin;
+static unsigned db_counter;
+
+/* ---- fixtures ----------------------------------------------------------------------- */
+
+static struct fixture *fixture_new(enum backend b)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	f->backend = b;
+	arena_init(&f->a);
+	return f;
+}
+
+static void fixture_free(struct fixture *f)
+{
+	arena_release(&f->a);
+	error_release(&f->err);
+	free(f);
+}
+
+static int open_and_migrate(struct fixture *f)
+{
+	int applied = -1;
+	if (store_create(f->url, &f->s, &f->err) < 0) {
+		print_error("store_create(%s): %s\n", f->url, f->err.detail);
+		return -1;
+	}
+	if (store_migrate(f->s, &applied, &f->err) < 0) {
+		print_error("store_migrate: %s\n", f->err.detail);
+		return -1;
+	}
+	f->c = store_conn(f->s, &f->err);
+	if (!f->c) {
+		print_error("store_conn: %s\n", f->err.detail);
+		return -1;
+	}
+	return 0;
+}
+
+static int setup_sqlite(void **state)
+{
+	struct fixture *f = fixture_new(SQLITE);
+	const char *tmp = getenv("TMPDIR");
+	snprintf(f->dir, sizeof(f->dir), "%s/tandem-unit-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(f->dir)) {
+		print_error("mkdtemp %s failed\n", f->dir);
+		fixture_free(f);
+		return -1;
+	}
+	snprintf(f->url, sizeof(f->url), "sqlite:%s/test.db", f->dir);
+	*state = f;
+	return open_and_migrate(f);
+}
+
+/* Append key='value' to a libpq conninfo string, quoting as libpq wants. */
+static void conninfo_add(char *out, size_t cap, const char *key, const char *val)
+{
+	size_t o = strlen(out);
+	o += (size_t)snprintf(out + o, cap - o, "%s%s='", o ? " " : "", key);
+	for (const char *v = val; *v && o + 3 < cap; v++) {
+		if (*v == '\'' || *v == '\\')
+			out[o++] = '\\';
+		out[o++] = *v;
+	}
+	snprintf(out + o, cap - o, "'");
+}
+
+/* The conninfo of $TANDEM_TEST_PG_URL with another database name. */
+static int pg_url_for(const char *dbname, char *out, size_t cap)
+{
+	char *msg = NULL;
+	PQconninfoOption *opts = PQconninfoParse(pg_base_url, &msg);
+	if (!opts) {
+		print_error("TANDEM_TEST_PG_URL does not parse: %s\n", msg ? msg : "?");
+		PQfreemem(msg);
+		return -1;
+	}
+	out[0] = '\0';
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		if (o->val && *o->val && strcmp(o->keyword, "dbname") != 0)
+			conninfo_add(out, cap, o->keyword, o->val);
+	conninfo_add(out, cap, "dbname", dbname);
+	PQconninfoFree(opts);
+	return 0;
+}
+
+static int pg_admin_script(const char *sql, struct error *err)
+{
+	struct db_conn *c = store_conn(pg_admin, err);
+	if (!c)
+		return -ERR_UNAVAILABLE;
+	return c->driver->exec_script(c, sql, err);
+}
+
+static int setup_pg(void **state)
+{
+	struct fixture *f = fixture_new(POSTGRES);
+	char sql[160];
+	*state = f;
+	snprintf(f->dbname, sizeof(f->dbname), "tandem_unit_%ld_%u", (long)getpid(), ++db_counter);
+	/* One statement per call: CREATE DATABASE refuses to share an implicit transaction. */
+	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", f->dbname);
+	if (pg_admin_script(sql, &f->err) < 0)
+		goto fail;
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->dbname);
+	if (pg_admin_script(sql, &f->err) < 0)
+		goto fail;
+	if (pg_url_for(f->dbname, f->url, sizeof(f->url)) < 0)
+		return -1;
+	return open_and_migrate(f);
+fail:
+	print_error("cannot create test database %s: %s\n", f->dbname, f->err.detail);
+	f->dbname[0] = '\0';
+	return -1;
+}
+
+static void remove_dir(const char *dir)
+{
+	static const char *const files[] = {"test.db", "test.db-wal", "test.db-shm",
+					    "test.db-journal"};
+	char path[300];
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	if (!f)
+		return 0;
+	store_free(f->s);
+	if (f->backend == SQLITE && f->dir[0]) {
+		remove_dir(f->dir);
+	} else if (f->backend == POSTGRES && f->dbname[0]) {
+		char sql[160];
+		struct error err = ERROR_INIT;
+		snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->dbname);
+		if (pg_admin_script(sql, &err) < 0)
+			print_error("cannot drop %s: %s\n", f->dbname, err.detail);
+		error_release(&err);
+	}
+	fixture_free(f);
+	return 0;
+}
+
+static int group_setup_pg(void **state)
+{
+	struct error err = ERROR_INIT;
+	pg_base_url = getenv("TANDEM_TEST_PG_URL");
+	if (!pg_base_url || !*pg_base_url) {
+		print_error("TANDEM_TEST_PG_URL is not set: the PostgreSQL contract tests cannot "
+			    "run (set TANDEM_TEST_PG_OPTIONAL=1 to skip them on purpose)\n");
+		return -1;
+	}
+	if (store_create(pg_base_url, &pg_admin, &err) < 0 || store_ping(pg_admin, &err) < 0) {
+		print_error("PostgreSQL at TANDEM_TEST_PG_URL does not answer: %s\n", err.detail);
+		error_release(&err);
+		return -1;
+	}
+	return 0;
+}
+
+static int group_teardown_pg(void **state)
+{
+	store_free(pg_admin);
+	pg_admin = NULL;
+	return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+/* DB_TEXT for a char array (the macro's NULL test trips -Waddress on an array). */
+static struct db_param txt(const char *s)
+{
+	return DB_TEXT(s);
+}
+
+static void ok(struct fixture *f, int rc, const char *what)
+{
+	if (rc < 0)
+		fail_msg("%s failed (%d): %s", what, rc, f->err.detail);
+}
+
+static int64_t count_rows(struct fixture *f, struct db_conn *c, const char *sql)
+{
+	struct db_rows r;
+	ok(f, db_query(c, &f->a, sql, NULL, 0, &r, &f->err), sql);
+	assert_int_equal(r.nrows, 1);
+	return db_int(&r, 0, 0);
+}
+
+static int64_t count_users(struct fixture *f, struct db_conn *c)
+{
+	return count_rows(f, c, "SELECT COUNT(*) FROM users");
+}
+
+/* Insert a user named `name`; id may be NULL for a fresh one. Returns db_exec's rc. */
+static int insert_user(struct fixture *f, struct db_conn *c, const char *id, const char *name,
+		       char out_id[UUID_STR_LEN])
+{
+	char idbuf[UUID_STR_LEN], email[128];
+	if (!id) {
+		uuid_v7(idbuf);
+		id = idbuf;
+	}
+	if (out_id)
+		memcpy(out_id, id, UUID_STR_LEN);
+	snprintf(email, sizeof(email), "%s@example.com", name);
+	int64_t now = time_now_ms();
+	struct db_param p[] = {txt(id), txt(name), txt(email), DB_TEXT("x"), DB_INT(now)};
+	return db_exec(c,
+		       "INSERT INTO users (id, username, email, password_hash, created_at, "
+		       "updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+		       p, DB_NPARAMS(p), &f->err);
+}
+
+static void must_insert_user(struct fixture *f, const char *name, char out_id[UUID_STR_LEN])
+{
+	ok(f, insert_user(f, f->c, NULL, name, out_id), "insert user");
+}
+
+/* ---- migrations --------------------------------------------------------------------- */
+
+static void test_migrate_applies_every_migration_once(void **state)
+{
+	struct fixture *f = *state;
+	int count, applied = -1;
+	migrations_for(store_dialect(f->s), &count);
+	assert_true(count >= 1);
+	/* The fixture migrated already: a second run finds nothing to do. */
+	ok(f, store_migrate(f->s, &applied, &f->err), "store_migrate");
+	assert_int_equal(applied, 0);
+	/* A fresh store on the same database agrees. */
+	struct store *s2;
+	ok(f, store_create(f->url, &s2, &f->err), "store_create");
+	applied = -1;
+	int rc = store_migrate(s2, &applied, &f->err);
+	store_free(s2);
+	ok(f, rc, "store_migrate on a second store");
+	assert_int_equal(applied, 0);
+}
+
+static void test_migrate_on_an_empty_database_applies_all(void **state)
+{
+	struct fixture *f = *state;
+	int count, applied = -1;
+	migrations_for(store_dialect(f->s), &count);
+	/* The fixture's migration ran through the same call; redo it on a clean slate. */
+	ok(f, db_exec(f->c, "DROP TABLE schema_migrations", NULL, 0, &f->err), "drop");
+	static const char *const drops[] = {"DROP TABLE idempotency_keys",
+					    "DROP TABLE events",
+					    "DROP TABLE tasks",
+					    "DROP TABLE memberships",
+					    "DROP TABLE projects",
+					    "DROP TABLE refresh_tokens",
+					    "DROP TABLE users"};
+	for (size_t i = 0; i < sizeof(drops) / sizeof(drops[0]); i++)
+		ok(f, db_exec(f->c, drops[i], NULL, 0, &f->err), drops[i]);
+	ok(f, store_migrate(f->s, &applied, &f->err), "store_migrate");
+	assert_int_equal(applied, count);
+	assert_int_equal(count_users(f, f->c), 0);
+}
+
+static void test_schema_migrations_has_one_row_per_migration(void **state)
+{
+	struct fixture *f = *state;
+	int count;
+	const struct migration *m = migrations_for(store_dialect(f->s), &count);
+	struct db_rows r;
+	ok(f,
+	   db_query(f->c, &f->a,
+		    "SELECT version, name, applied_at FROM schema_migrations ORDER BY "
+		    "version",
+		    NULL, 0, &r, &f->err),
+	   "select");
+	assert_int_equal(r.nrows, count);
+	assert_int_equal(r.ncols, 3);
+	int64_t now = time_now_ms();
+	for (int i = 0; i < count; i++) {
+		assert_int_equal(db_int(&r, i, 0), m[i].version);
+		assert_string_equal(db_val(&r, i, 1), m[i].name);
+		assert_true(db_int(&r, i, 2) > now - 600000 && db_int(&r, i, 2) <= now);
+	}
+}
+
+static void test_migrations_are_numbered_alike_in_both_dialects(void **state)
+{
+	int nl, np;
+	const struct migration *l = migrations_for(DB_SQLITE, &nl);
+	const struct migration *p = migrations_for(DB_POSTGRES, &np);
+	assert_int_equal(nl, np);
+	for (int i = 0; i < nl; i++) {
+		assert_int_equal(l[i].version, p[i].version);
+		assert_string_equal(l[i].name, p[i].name);
+		if (i > 0)
+			assert_true(l[i].version > l[i - 1].version);
+	}
+}
+
+struct migrator {
+	const char *url;
+	int rc, applied;
+	struct error err;
+};
+
+static void *migrate_thread(void *p)
+{
+	struct migrator *m = p;
+	struct store *s;
+	m->rc = store_create(m->url, &s, &m->err);
+	if (m->rc == 0) {
+		m->rc = store_migrate(s, &m->applied, &m->err);
+		store_free(s);
+	}
+	return NULL;
+}
+
+static void test_concurrent_migrations_apply_each_migration_once(void **state)
+{
+	struct fixture *f = *state;
+	int count;
+	migrations_for(store_dialect(f->s), &count);
+	ok(f, db_exec(f->c, "DROP TABLE schema_migrations", NULL, 0, &f->err), "drop");
+	static const char *const drops[] = {"DROP TABLE idempotency_keys",
+					    "DROP TABLE events",
+					    "DROP TABLE tasks",
+					    "DROP TABLE memberships",
+					    "DROP TABLE projects",
+					    "DROP TABLE refresh_tokens",
+					    "DROP TABLE users"};
+	for (size_t i = 0; i < sizeof(drops) / sizeof(drops[0]); i++)
+		ok(f, db_exec(f->c, drops[i], NULL, 0, &f->err), drops[i]);
+
+	enum { N = 4 };
+	struct migrator m[N];
+	pthread_t t[N];
+	for (int i = 0; i < N; i++) {
+		m[i] = (struct migrator){.url = f->url, .applied = -1};
+		assert_int_equal(pthread_create(&t[i], NULL, migrate_thread, &m[i]), 0);
+	}
+	int total = 0;
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		if (m[i].rc < 0)
+			fail_msg("migrator %d failed (%d): %s", i, m[i].rc, m[i].err.detail);
+		error_release(&m[i].err);
+		total += m[i].applied;
+	}
+	assert_int_equal(total, count);
+	assert_int_equal(count_rows(f, f->c, "SELECT COUNT(*) FROM schema_migrations"), count);
+}
+
+static void test_failed_migration_is_reported_and_rolled_back(void **state)
+{
+	struct fixture *f = *state;
+	int applied = -1;
+	/* Undo the migration bookkeeping but leave a table behind, so 0001 collides with it. */
+	ok(f, db_exec(f->c, "DELETE FROM schema_migrations", NULL, 0, &f->err), "delete");
+	ok(f, db_exec(f->c, "DROP TABLE idempotency_keys", NULL, 0, &f->err), "drop");
+	int rc = store_migrate(f->s, &applied, &f->err);
+	assert_true(rc < 0);
+	assert_int_equal(applied, 0);
+	/* The detail names the migration once, then the database's reason. */
+	const char *d = f->err.detail;
+	if (strncmp(d, "migration 0001_init failed: ", 28) != 0 || strstr(d + 28, "migration"))
+		fail_msg("detail \"%s\"", d);
+	assert_true(strlen(d) > 28);
+	/* Nothing half-applied: 0001 is not recorded and its first tables were rolled back
+	 * (it failed on "users", which already exists, or on a later statement). */
+	assert_int_equal(count_rows(f, f->c, "SELECT COUNT(*) FROM schema_migrations"), 0);
+	struct db_rows r;
+	assert_int_equal(
+	    db_query(f->c, &f->a, "SELECT COUNT(*) FROM idempotency_keys", NULL, 0, &r, &f->err),
+	    -ERR_INTERNAL);
+	/* The connection is usable afterwards. */
+	assert_int_equal(count_users(f, f->c), 0);
+}
+
+/* ---- parameters and values ---------------------------------------------------------- */
+
+static void test_parameters_used_out_of_order_bind_by_number(void **state)
+{
+	struct fixture *f = *state;
+	struct db_rows r;
+	struct db_param p[] = {DB_TEXT("first"), DB_TEXT("second")};
+	ok(f, db_query(f->c, &f->a, "SELECT $2, $1", p, 2, &r, &f->err), "select");
+	assert_int_equal(r.nrows, 1);
+	assert_int_equal(r.ncols, 2);
+	assert_string_equal(db_val(&r, 0, 0), "second");
+	assert_string_equal(db_val(&r, 0, 1), "first");
+}
+
+static void test_parameter_used_twice_and_out_of_order_in_a_write(void **state)
+{
+	struct fixture *f = *state;
+	char id[UUID_STR_LEN];
+	uuid_v7(id);
+	struct db_param p[] = {DB_INT(1234), DB_TEXT("pw"), DB_TEXT("mail@example.com"),
+			       DB_TEXT("name"), txt(id)};
+	ok(f,
+	   db_exec(f->c,
+		   "INSERT INTO users (id, username, email, password_hash, created_at, updated_at) "
+		   "VALUES ($5, $4, $3, $2, $1, $1)",
+		   p, 5, &f->err),
+	   "insert");
+	struct db_rows r;
+	struct db_param q[] = {txt(id)};
+	ok(f,
+	   db_query(f->c, &f->a,
+		    "SELECT username, email, password_hash, created_at, updated_at FROM users "
+		    "WHERE id = $1",
+		    q, 1, &r, &f->err),
+	   "select");
+	assert_int_equal(r.nrows, 1);
+	assert_string_equal(db_val(&r, 0, 0), "name");
+	assert_string_equal(db_val(&r, 0, 1), "mail@example.com");
+	assert_string_equal(db_val(&r, 0, 2), "pw");
+	assert_int_equal(db_int(&r, 0, 3), 1234);
+	assert_int_equal(db_int(&r, 0, 4), 1234);
+}
+
+static void test_null_parameters_and_null_results(void **state)
+{
+	struct fixture *f = *state;
+	struct db_rows r;
+	struct db_param p[] = {DB_NULLP, DB_TEXT(NULL), DB_TEXT("")};
+	ok(f, db_query(f->c, &f->a, "SELECT $1, $2, $3, NULL", p, 3, &r, &f->err), "select");
+	assert_int_equal(r.nrows, 1);
+	assert_null(db_val(&r, 0, 0));
+	assert_null(db_val(&r, 0, 1));
+	assert_non_null(db_val(&r, 0, 2)); /* an empty string is not NULL */
+	assert_string_equal(db_val(&r, 0, 2), "");
+	assert_null(db_val(&r, 0, 3));
+	assert_int_equal(db_int(&r, 0, 0), 0);
+	assert_false(db_bool(&r, 0, 0));
+}
+
+static void test_null_stored_in_a_nullable_column_reads_back_as_null(void **state)
+{
+	struct fixture *f = *state;
+	char uid[UUID_STR_LEN], tid[UUID_STR_LEN];
+	must_insert_user(f, "owner", uid);
+	uuid_v7(tid);
+	struct db_param p[] = {txt(tid), txt(uid), DB_TEXT("h"), DB_INT(1), DB_INT(2), DB_NULLP};
+	ok(f,
+	   db_exec(f->c,
+		   "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, created_at, "
+		   "expires_at, used_at) VALUES ($1, $2, $1, $3, $4, $5, $6)",
+		   p, 6, &f->err),
+	   "insert");
+	struct db_rows r;
+	ok(f,
+	   db_query(f->c, &f->a,
+		    "SELECT used_at, revoked_at, expires_at FROM refresh_tokens WHERE used_at IS "
+		    "NULL",
+		    NULL, 0, &r, &f->err),
+	   "select");
+	assert_int_equal(r.nrows, 1);
+	assert_null(db_val(&r, 0, 0));
+	assert_null(db_val(&r, 0, 1));
+	assert_int_equal(db_int(&r, 0, 2), 2);
+}
+
+static void test_int64_values_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	static const int64_t values[] = {
+	    0,
+	    1,
+	    -1,
+	    INT64_C(2147483647),
+	    INT64_C(2147483648),
+	    INT64_C(-2147483649),
+	    INT64_C(9007199254740993), /* 2^53 + 1: not exact as a double */
+	    INT64_C(253402300799999),
+	    INT64_C(-62135596800000),
+	    INT64_MAX,
+	    INT64_MIN,
+	};
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		struct db_rows r;
+		struct db_param p[] = {DB_INT(values[i])};
+		ok(f, db_query(f->c, &f->a, "SELECT CAST($1 AS BIGINT)", p, 1, &r, &f->err),
+		   "select");
+		if (db_int(&r, 0, 0) != values[i])
+			fail_msg("%" PRId64 " came back as %s", values[i], db_val(&r, 0, 0));
+
+		/* Through a BIGINT column, and compared as a number, not as text. */
+		char id[UUID_STR_LEN], name[32];
+		snprintf(name, sizeof(name), "u%zu", i);
+		ok(f, insert_user(f, f->c, NULL, name, id), "insert");
+		struct db_param u[] = {DB_INT(values[i]), txt(id)};
+		ok(f,
+		   db_exec(f->c, "UPDATE users SET created_at = $1 WHERE id = $2", u, 2, &f->err),
+		   "update");
+		struct db_param q[] = {txt(id)};
+		ok(f,
+		   db_query(f->c, &f->a, "SELECT created_at FROM users WHERE id = $1", q, 1, &r,
+			    &f->err),
+		   "select");
+		assert_int_equal(db_int(&r, 0, 0), values[i]);
+	}
+	struct db_rows r;
+	struct db_param p[] = {DB_INT(0)};
+	ok(f,
+	   db_query(f->c, &f->a, "SELECT COUNT(*) FROM users WHERE created_at < $1", p, 1, &r,
+		    &f->err),
+	   "count");
+	assert_int_equal(db_int(&r, 0, 0), 4); /* the four negative values */
+}
+
+static void test_text_with_unicode_and_quotes_round_trips(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const texts[] = {
+	    "O'Brien",
+	    "say \"hi\"",
+	    "back\\slash and ''doubled'' quotes",
+	    "Robert'); DROP TABLE users;--",
+	    "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xf0\x9f\x8e\x89", /* café 日本語 🎉 */
+	    "tab\there\nnewline",
+	    "$1 and ?1 are not parameters here",
+	};
+	char id[UUID_STR_LEN];
+	must_insert_user(f, "quoted", id);
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		struct db_param u[] = {DB_TEXT(texts[i]), txt(id)};
+		ok(f,
+		   db_exec(f->c, "UPDATE users SET display_name = $1 WHERE id = $2", u, 2, &f->err),
+		   "update");
+		struct db_rows r;
+		struct db_param q[] = {txt(id)};
+		ok(f,
+		   db_query(f->c, &f->a,
+			    "SELECT display_name, LENGTH(display_name) FROM users WHERE id = $1", q,
+			    1, &r, &f->err),
+		   "select");
+		assert_string_equal(db_val(&r, 0, 0), texts[i]);
+		/* Stored as characters, not bytes: both databases count characters. */
+		size_t chars = 0;
+		for (const unsigned char *p = (const unsigned char *)texts[i]; *p; p++)
+			chars += (*p & 0xc0) != 0x80;
+		assert_int_equal(db_int(&r, 0, 1), chars);
+	}
+	assert_int_equal(count_users(f, f->c), 1);
+}
+
+static void test_db_bool_reads_both_dialects_booleans(void **state)
+{
+	struct fixture *f = *state;
+	char id[UUID_STR_LEN];
+	must_insert_user(f, "flags", id);
+	struct db_rows r;
+	struct db_param q[] = {txt(id)};
+	ok(f,
+	   db_query(f->c, &f->a, "SELECT is_active, is_admin FROM users WHERE id = $1", q, 1, &r,
+		    &f->err),
+	   "select");
+	assert_true(db_bool(&r, 0, 0));	 /* DEFAULT true / 1 */
+	assert_false(db_bool(&r, 0, 1)); /* DEFAULT false / 0 */
+
+	struct db_param u[] = {DB_BOOL(false), DB_BOOL(true), txt(id)};
+	ok(f,
+	   db_exec(f->c, "UPDATE users SET is_active = $1, is_admin = $2 WHERE id = $3", u, 3,
+		   &f->err),
+	   "update");
+	ok(f,
+	   db_query(f->c, &f->a, "SELECT is_active, is_admin FROM users WHERE id = $1", q, 1, &r,
+		    &f->err),
+	   "select");
+	assert_false(db_bool(&r, 0, 0));
+	assert_true(db_bool(&r, 0, 1));
+
+	struct db_param w[] = {DB_BOOL(true)};
+	ok(f,
+	   db_query(f->c, &f->a, "SELECT COUNT(*) FROM users WHERE is_admin = $1", w, 1, &r,
+		    &f->err),
+	   "where");
+	assert_int_equal(db_int(&r, 0, 0), 1);
+}
+
+/* ---- constraint violations ---------------------------------------------------------- */
+
+static void test_duplicate_primary_key_is_a_conflict(void **state)
+{
+	struct fixture *f = *state;
+	char id[UUID_STR_LEN];
+	must_insert_user(f, "alice", id);
+	assert_int_equal(insert_user(f, f->c, id, "alice2", NULL), -ERR_CONFLICT);
+	assert_int_equal(f->err.kind, ERR_CONFLICT);
+	assert_true(f->err.detail[0] != '\0');
+	assert_int_equal(count_users(f, f->c), 1);
+}
+
+static void test_duplicate_unique_email_is_a_conflict(void **state)
+{
+	struct fixture *f = *state;
+	must_insert_user(f, "bob", NULL);
+	/* Same name, so the same email: the users_email_key / users_username_key index fires. */
+	assert_int_equal(insert_user(f, f->c, NULL, "bob", NULL), -ERR_CONFLICT);
+	assert_int_equal(f->err.kind, ERR_CONFLICT);
+	assert_int_equal(count_users(f, f->c), 1);
+	/* The connection carries on normally after the failure. */
+	must_insert_user(f, "carol", NULL);
+	assert_int_equal(count_users(f, f->c), 2);
+}
+
+static void test_foreign_key_violation_is_a_conflict(void **state)
+{
+	struct fixture *f = *state;
+	char pid[UUID_STR_LEN], ghost[UUID_STR_LEN];
+	uuid_v7(pid);
+	uuid_v7(ghost);
+	struct db_param p[] = {txt(pid), DB_TEXT("p"), txt(ghost), DB_INT(1)};
+	assert_int_equal(
+	    db_exec(f->c,
+		    "INSERT INTO projects (id, name, owner_id, created_at, updated_at) "
+		    "VALUES ($1, $2, $3, $4, $4)",
+		    p, 4, &f->err),
+	    -ERR_CONFLICT);
+	assert_int_equal(f->err.kind, ERR_CONFLICT);
+	assert_int_equal(count_rows(f, f->c, "SELECT COUNT(*) FROM projects"), 0);
+}
+
+static void test_foreign_key_cascade_deletes_dependents(void **state)
+{
+	struct fixture *f = *state;
+	char uid[UUID_STR_LEN], tid[UUID_STR_LEN];
+	must_insert_user(f, "dave", uid);
+	uuid_v7(tid);
+	struct db_param p[] = {txt(tid), txt(uid)};
+	ok(f,
+	   db_exec(f->c,
+		   "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, created_at, "
+		   "expires_at) VALUES ($1, $2, $1, 'hash', 1, 2)",
+		   p, 2, &f->err),
+	   "insert token");
+	struct db_param d[] = {txt(uid)};
+	ok(f, db_exec(f->c, "DELETE FROM users WHERE id = $1", d, 1, &f->err), "delete user");
+	assert_int_equal(count_rows(f, f->c, "SELECT COUNT(*) FROM refresh_tokens"), 0);
+}
+
+static void test_check_constraint_violation_is_not_a_conflict(void **state)
+{
+	struct fixture *f = *state;
+	char uid[UUID_STR_LEN], pid[UUID_STR_LEN];
+	must_insert_user(f, "erin", uid);
+	uuid_v7(pid);
+	struct db_param p[] = {txt(pid), txt(uid)};
+	ok(f,
+	   db_exec(f->c,
+		   "INSERT INTO projects (id, name, owner_id, created_at, updated_at) "
+		   "VALUES ($1, 'p', $2, 1, 1)",
+		   p, 2, &f->err),
+	   "insert project");
+	int rc = db_exec(f->c,
+			 "INSERT INTO memberships (project_id, user_id, role, joined_at) "
+			 "VALUES ($1, $2, 'emperor', 1)",
+			 p, 2, &f->err);
+	assert_int_equal(rc, -ERR_INTERNAL);
+}
+
+/* ---- transactions ------------------------------------------------------------------- */
+
+static void test_rolled_back_transaction_leaves_nothing(void **state)
+{
+	struct fixture *f = *state;
+	ok(f, db_begin(f->c, true, &f->err), "begin");
+	assert_int_equal(f->c->tx_depth, 1);
+	must_insert_user(f, "ghost1", NULL);
+	must_insert_user(f, "ghost2", NULL);
+	assert_int_equal(count_users(f, f->c), 2); /* visible inside */
+	db_rollback(f->c);
+	assert_int_equal(f->c->tx_depth, 0);
+	assert_int_equal(count_users(f, f->c), 0);
+}
+
+static void test_committed_transaction_persists_for_other_connections(void **state)
+{
+	struct fixture *f = *state;
+	ok(f, db_begin(f->c, true, &f->err), "begin");
+	must_insert_user(f, "kept1", NULL);
+	must_insert_user(f, "kept2", NULL);
+	ok(f, db_commit(f->c, &f->err), "commit");
+	assert_int_equal(f->c->tx_depth, 0);
+
+	/* Re-read through a different store (another connection, as another process would). */
+	struct store *s2;
+	ok(f, store_create(f->url, &s2, &f->err), "store_create");
+	struct db_conn *c2 = store_conn(s2, &f->err);
+	assert_non_null(c2);
+	assert_ptr_not_equal(c2, f->c);
+	int64_t n = count_users(f, c2);
+	store_free(s2);
+	assert_int_equal(n, 2);
+}
+
+static void test_uncommitted_writes_are_invisible_to_other_connections(void **state)
+{
+	struct fixture *f = *state;
+	struct store *s2;
+	ok(f, store_create(f->url, &s2, &f->err), "store_create");
+	struct db_conn *c2 = store_conn(s2, &f->err);
+	assert_non_null(c2);
+	ok(f, db_begin(f->c, true, &f->err), "begin");
+	must_insert_user(f, "pending", NULL);
+	int64_t seen = count_users(f, c2);
+	db_rollback(f->c);
+	store_free(s2);
+	assert_int_equal(seen, 0);
+}
+
+static void test_failed_statement_in_a_transaction_then_rollback_recovers(void **state)
+{
+	struct fixture *f = *state;
+	char id[UUID_STR_LEN];
+	must_insert_user(f, "before", id);
+	ok(f, db_begin(f->c, true, &f->err), "begin");
+	must_insert_user(f, "inside", NULL);
+	assert_int_equal(insert_user(f, f->c, id, "dup", NULL), -ERR_CONFLICT);
+	db_rollback(f->c);
+	assert_int_equal(count_users(f, f->c), 1);
+	must_insert_user(f, "after", NULL);
+	assert_int_equal(count_users(f, f->c), 2);
+}
+
+/* ---- connections -------------------------------------------------------------------- */
+
+struct other_thread {
+	struct store *s;
+	struct db_conn *c;
+	char identity[64]; /* PostgreSQL: the server process serving this connection */
+	struct error err;
+	pthread_barrier_t ready, done;
+};
+
+static void *use_store(void *p)
+{
+	struct other_thread *t = p;
+	struct arena a;
+	struct db_rows r;
+	arena_init(&a);
+	t->c = store_conn(t->s, &t->err);
+	if (t->c && store_conn(t->s, &t->err) != t->c)
+		t->c = NULL; /* a thread must get the same connection every time */
+	if (t->c && t->c->dialect == DB_POSTGRES &&
+	    db_query(t->c, &a, "SELECT pg_backend_pid()", NULL, 0, &r, &t->err) == 0)
+		snprintf(t->identity, sizeof(t->identity), "%s", db_val(&r, 0, 0));
+	arena_release(&a);
+	pthread_barrier_wait(&t->ready);
+	/* Stay alive until the main thread has compared: the connection closes at exit. */
+	pthread_barrier_wait(&t->done);
+	return NULL;
+}
+
+static void test_two_threads_get_two_connections(void **state)
+{
+	struct fixture *f = *state;
+	struct other_thread t = {.s = f->s};
+	pthread_t th;
+	char mine_id[64] = "";
+	pthread_barrier_init(&t.ready, NULL, 2);
+	pthread_barrier_init(&t.done, NULL, 2);
+	assert_int_equal(pthread_create(&th, NULL, use_store, &t), 0);
+
+	struct db_conn *mine = store_conn(f->s, &f->err);
+	pthread_barrier_wait(&t.ready);
+	struct db_conn *other = t.c;
+	if (f->backend == POSTGRES && mine) {
+		struct db_rows r;
+		if (db_query(mine, &f->a, "SELECT pg_backend_pid()", NULL, 0, &r, &f->err) == 0)
+			snprintf(mine_id, sizeof(mine_id), "%s", db_val(&r, 0, 0));
+	}
+	pthread_barrier_wait(&t.done);
+	pthread_join(th, NULL);
+	pthread_barrier_destroy(&t.ready);
+	pthread_barrier_destroy(&t.done);
+	if (!other)
+		fail_msg("the other thread got no connection: %s", t.err.detail);
+	error_release(&t.err);
+
+	assert_non_null(mine);
+	assert_ptr_equal(mine, f->c);
+	assert_ptr_not_equal(mine, other);
+	if (f->backend == POSTGRES) {
+		assert_true(mine_id[0] != '\0');
+		assert_true(t.identity[0] != '\0');
+		assert_string_not_equal(mine_id, t.identity);
+	}
+	/* The main thread's connection is untouched by the other thread's exit. */
+	assert_int_equal(count_users(f, f->c), 0);
+}
+
+static void test_same_thread_gets_the_same_connection(void **state)
+{
+	struct fixture *f = *state;
+	assert_ptr_equal(store_conn(f->s, &f->err), f->c);
+	assert_ptr_equal(store_conn(f->s, &f->err), f->c);
+	assert_int_equal(store_conn(f->s, &f->err)->dialect,
+			 f->backend == SQLITE ? DB_SQLITE : DB_POSTGRES);
+}
+
+static void test_ping_answers(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(store_ping(f->s, &f->err), 0);
+	assert_int_equal(store_ping(f->s, NULL), 0);
+}
+
+static void test_ping_reports_an_unreachable_database(void **state)
+{
+	struct fixture *f = *state;
+	char url[1100];
+	if (f->backend == SQLITE)
+		snprintf(url, sizeof(url), "sqlite:%s/no/such/dir/x.db", f->dir);
+	else
+		snprintf(url, sizeof(url),
+			 "host=/nonexistent/socket-dir dbname=x connect_timeout=2");
+	struct store *s;
+	ok(f, store_create(url, &s, &f->err), "store_create");
+	struct error err = ERROR_INIT;
+	int rc = store_ping(s, &err);
+	assert_null(store_conn(s, NULL));
+	store_free(s);
+	assert_int_equal(rc, -ERR_UNAVAILABLE);
+	assert_int_equal(err.kind, ERR_UNAVAILABLE);
+	assert_true(err.detail[0] != '\0');
+	error_release(&err);
+}
+
+static void test_store_create_rejects_unusable_urls(void **state)
+{
+	struct fixture *f = *state;
+	struct store *s = NULL;
+	assert_int_equal(store_create("mysql://x/y", &s, &f->err), -ERR_BAD_REQUEST);
+	assert_int_equal(store_create("sqlite:", &s, &f->err), -ERR_BAD_REQUEST);
+	assert_null(s);
+	ok(f, store_create("sqlite:/tmp/x.db", &s, &f->err), "sqlite url");
+	assert_string_equal(store_backend_name(s), "sqlite");
+	assert_int_equal(store_dialect(s), DB_SQLITE);
+	store_free(s);
+	ok(f, store_create("postgresql:///x?host=/tmp", &s, &f->err), "postgres url");
+	assert_string_equal(store_backend_name(s), "postgres");
+	assert_int_equal(store_dialect(s), DB_POSTGRES);
+	store_free(s);
+}
+
+/* ---- statements --------------------------------------------------------------------- */
+
+static void test_statement_reused_many_times_keeps_working(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 1000 };
+	for (int i = 0; i < N; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "user%d", i);
+		ok(f, insert_user(f, f->c, NULL, name, NULL), "insert");
+		struct db_rows r;
+		struct db_param q[] = {txt(name)};
+		ok(f,
+		   db_query(f->c, &f->a, "SELECT username FROM users WHERE username = $1", q, 1, &r,
+			    &f->err),
+		   "select");
+		assert_int_equal(r.nrows, 1);
+		assert_string_equal(db_val(&r, 0, 0), name);
+		if (i % 250 == 249) {
+			/* Results live in the arena: release it now and then, as requests do. */
+			arena_release(&f->a);
+		}
+	}
+	assert_int_equal(count_users(f, f->c), N);
+}
+
+static void test_statement_reused_after_an_error_keeps_working(void **state)
+{
+	struct fixture *f = *state;
+	char id[UUID_STR_LEN];
+	must_insert_user(f, "once", id);
+	for (int i = 0; i < 50; i++) {
+		assert_int_equal(insert_user(f, f->c, id, "once", NULL), -ERR_CONFLICT);
+		char name[32];
+		snprintf(name, sizeof(name), "again%d", i);
+		ok(f, insert_user(f, f->c, NULL, name, NULL), "insert after error");
+	}
+	assert_int_equal(count_users(f, f->c), 51);
+}
+
+static void test_many_distinct_statements_share_the_cache(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 300 };
+	/* Static storage: cached statements are keyed by the address of their text. */
+	static char sql[N][48];
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < N; i++) {
+			if (round == 0)
+				snprintf(sql[i], sizeof(sql[i]), "SELECT %d + CAST($1 AS BIGINT)",
+					 i);
+			struct db_rows r;
+			struct db_param p[] = {DB_INT(round * 1000)};
+			ok(f, db_query(f->c, &f->a, sql[i], p, 1, &r, &f->err), sql[i]);
+			assert_int_equal(db_int(&r, 0, 0), i + round * 1000);
+		}
+	}
+}
+
+static void test_affected_rows_count_update_and_delete(void **state)
+{
+	struct fixture *f = *state;
+	for (int i = 0; i < 5; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "n%d", i);
+		must_insert_user(f, name, NULL);
+	}
+	struct db_rows r;
+	struct db_param p[] = {DB_TEXT("renamed"), DB_TEXT("n%")};
+	ok(f,
+	   db_query(f->c, &f->a, "UPDATE users SET display_name = $1 WHERE username LIKE $2", p, 2,
+		    &r, &f->err),
+	   "update");
+	assert_int_equal(r.affected, 5);
+	assert_int_equal(r.nrows, 0);
+
+	struct db_param none[] = {DB_TEXT("x"), DB_TEXT("nobody")};
+	ok(f,
+	   db_query(f->c, &f->a, "UPDATE users SET display_name = $1 WHERE username = $2", none, 2,
+		    &r, &f->err),
+	   "update none");
+	assert_int_equal(r.affected, 0);
+
+	struct db_param d[] = {DB_TEXT("n1"), DB_TEXT("n3")};
+	ok(f,
+	   db_query(f->c, &f->a, "DELETE FROM users WHERE username IN ($1, $2)", d, 2, &r, &f->err),
+	   "delete");
+	assert_int_equal(r.affected, 2);
+	assert_int_equal(count_users(f, f->c), 3);
+}
+
+static void test_update_returning_gives_rows_and_count(void **state)
+{
+	struct fixture *f = *state;
+	char id[UUID_STR_LEN];
+	must_insert_user(f, "ver", id);
+	struct db_rows r;
+	struct db_param p[] = {txt(id), DB_INT(1)};
+	ok(f,
+	   db_query(f->c, &f->a,
+		    "UPDATE users SET version = version + 1 WHERE id = $1 AND version = $2 "
+		    "RETURNING version",
+		    p, 2, &r, &f->err),
+	   "update");
+	assert_int_equal(r.nrows, 1);
+	assert_int_equal(r.affected, 1);
+	assert_int_equal(db_int(&r, 0, 0), 2);
+	/* The same stale version again: optimistic concurrency finds nothing. */
+	ok(f,
+	   db_query(f->c, &f->a,
+		    "UPDATE users SET version = version + 1 WHERE id = $1 AND version = $2 "
+		    "RETURNING version",
+		    p, 2, &r, &f->err),
+	   "update stale");
+	assert_int_equal(r.nrows, 0);
+	assert_int_equal(r.affected, 0);
+}
+
+static void test_on_conflict_do_nothing_counts_zero(void **state)
+{
+	struct fixture *f = *state;
+	char id[UUID_STR_LEN];
+	must_insert_user(f, "upsert", id);
+	struct db_rows r;
+	struct db_param p[] = {txt(id)};
+	ok(f,
+	   db_query(
+	       f->c, &f->a,
+	       "INSERT INTO users (id, username, email, password_hash, created_at, updated_at) "
+	       "VALUES ($1, 'other', 'other@example.com', 'x', 1, 1) ON CONFLICT (id) DO "
+	       "NOTHING",
+	       p, 1, &r, &f->err),
+	   "insert on conflict");
+	assert_int_equal(r.affected, 0);
+	assert_int_equal(count_users(f, f->c), 1);
+}
+
+static void test_syntax_error_is_internal(void **state)
+{
+	struct fixture *f = *state;
+	struct db_rows r;
+	assert_int_equal(db_query(f->c, &f->a, "SELEC nothing", NULL, 0, &r, &f->err),
+			 -ERR_INTERNAL);
+	assert_int_equal(f->err.kind, ERR_INTERNAL);
+	assert_int_equal(count_users(f, f->c), 0);
+}
+
+static void test_many_rows_are_all_returned(void **state)
+{
+	struct fixture *f = *state;
+	ok(f, db_begin(f->c, true, &f->err), "begin");
+	for (int i = 0; i < 300; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "r%03d", i);
+		must_insert_user(f, name, NULL);
+	}
+	ok(f, db_commit(f->c, &f->err), "commit");
+	struct db_rows r;
+	ok(f,
+	   db_query(f->c, &f->a, "SELECT username, id FROM users ORDER BY username", NULL, 0, &r,
+		    &f->err),
+	   "select");
+	assert_int_equal(r.nrows, 300);
+	assert_int_equal(r.ncols, 2);
+	for (int i = 0; i < 300; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "r%03d", i);
+		assert_string_equal(db_val(&r, i, 0), name);
+		assert_true(uuid_valid(db_val(&r, i, 1)));
+	}
+}
+
+/* ---- the suite, once per backend ---------------------------------------------------- */
+
+#define CONTRACT_TESTS(setup)                                                                      \
+	cmocka_unit_test_setup_teardown(test_migrate_applies_every_migration_once, setup,          \
+					teardown),                                                 \
+	    cmocka_unit_test_setup_teardown(test_migrate_on_an_empty_database_applies_all, setup,  \
+					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(test_schema_migrations_has_one_row_per_migration,      \
+					    setup, teardown),                                      \
+	    cmocka_unit_test_setup_teardown(test_migrations_are_numbered_alike_in_both_dialects,   \
+					    setup, teardown),                                      \
+	    cmocka_unit_test_setup_teardown(test_concurrent_migrations_apply_each_migration_once,  \
+					    setup, teardown),                                      \
+	    cmocka_unit_test_setup_teardown(test_failed_migration_is_reported_and_rolled_back,     \
+					    setup, teardown),                                      \
+	    cmocka_unit_test_setup_teardown(test_parameters_used_out_of_order_bind_by_number,      \
+					    setup, teardown),                                      \
+	    cmocka_unit_test_setup_teardown(test_parameter_used_twice_and_out_of_order_in_a_write, \
+					    setup, teardown),                                      \
+	    cmocka_unit_test_setup_teardown(test_null_parameters_and_null_results, setup,          \
+					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(                                                       \
+		test_null_stored_in_a_nullable_column_reads_back_as_null, setup, teardown),        \
+	    cmocka_unit_test_setup_teardown(test_int64_values_round_trip, setup, teardown),        \
+	    cmocka_unit_test_setup_teardown(test_text_with_unicode_and_quotes_round_trips, setup,  \
+					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(test_db_bool_reads_both_dialects_booleans, setup,      \
+					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(test_duplicate_primary_key_is_a_conflict, setup,       \
+					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(test_duplicate_unique_email_is_a_conflict, setup,      \
+					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(test_foreign_key_violation_is_a_conflict, setup,       \
+					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(test_foreign_key_cascade_deletes_dependents, setup,    \
+					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(test_check_constraint_violation_is_not_a_conflict,     \
+					    setup, teardown),                                      \
+	    cmocka_unit_test_setup_teardown(test_rolled_back_transaction_leaves_nothing, setup,    \
+					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(                                                       \
+		test_committed_transaction_persists_for_other_connections, setup, teardown),       \
+	    cmocka_unit_test_setup_teardown(                                                       \
+		test_uncommitted_writes_are_invisible_to_other_connections, setup, teardown),      \
+	    cmocka_unit_test_setup_teardown(                                                       \
+		test_failed_statement_in_a_transaction_then_rollback_recovers, setup, teardown),   \
+	    cmocka_unit_test_setup_teardown(test_two_threads_get_two_connections, setup,           \
+					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(test_same_thread_gets_the_same_connection, setup,      \
+					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(test_ping_answers, setup, teardown),                   \
+	    cmocka_unit_test_setup_teardown(test_ping_reports_an_unreachable_database, setup,      \
+					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(test_store_create_rejects_unusable_urls, setup,        \
+					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(test_statement_reused_many_times_keeps_working, setup, \
+					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(test_statement_reused_after_an_error_keeps_working,    \
+					    setup, teardown),                                      \
+	    cmocka_unit_test_setup_teardown(test_many_distinct_statements_share_the_cache, setup,  \
+					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(test_affected_rows_count_update_and_delete, setup,     \
+					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(test_update_returning_gives_rows_and_count, setup,     \
+					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(test_on_conflict_do_nothing_counts_zero, setup,        \
+					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(test_syntax_error_is_internal, setup, teardown),       \
+	    cmocka_unit_test_setup_teardown(test_many_rows_are_all_returned, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest sqlite_tests[] = {CONTRACT_TESTS(setup_sqlite)};
+	const struct CMUnitTest pg_tests[] = {CONTRACT_TESTS(setup_pg)};
+	int failed = 0;
+
+	log_set_level(LOG_WARN); /* "applied migration" lines would drown the test output */
+	failed += cmocka_run_group_tests_name("store contract: sqlite", sqlite_tests, NULL, NULL);
+	const char *url = getenv("TANDEM_TEST_PG_URL");
+	const char *optional = getenv("TANDEM_TEST_PG_OPTIONAL");
+	if ((!url || !*url) && optional && !strcmp(optional, "1"))
+		print_message("store contract: postgres skipped (TANDEM_TEST_PG_URL unset and "
+			      "TANDEM_TEST_PG_OPTIONAL=1)\n");
+	else
+		failed += cmocka_run_group_tests_name("store contract: postgres", pg_tests,
+						      group_setup_pg, group_teardown_pg);
+	return failed ? 1 : 0;
+}
