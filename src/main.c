@@ -10,6 +10,8 @@
 #include "handlers/handlers.h"
 #include "http/server.h"
 #include "services/auth.h"
+#include "handlers/ratelimit.h"
+#include "redis/redis.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -100,13 +102,35 @@ static int cmd_serve(struct config *cfg)
 		store_free(store);
 		return 2;
 	}
+	struct redis *redis = NULL;
+	struct limits *limits = NULL;
+	if (cfg->redis_url) {
+		char why[160];
+		if (redis_create(cfg->redis_url, &redis, why, sizeof(why)) < 0) {
+			fprintf(stderr, "tandem: invalid setting TANDEM_REDIS_URL (--redis-url) = "
+					"\"%s\": %s\n",
+				cfg->redis_url, why);
+			store_free(store);
+			return 2;
+		}
+	}
+	if (limits_create(cfg, redis, &limits) < 0) {
+		redis_free(redis);
+		store_free(store);
+		return 2;
+	}
 	struct app app = {.cfg = cfg,
 			  .store = store,
+			  .limits = limits,
+			  .redis = redis,
+			  .rate_limit = limits ? handlers_rate_limit : NULL,
 			  .auth = &auth,
 			  .version = TANDEM_VERSION,
 			  .authenticate = handlers_authenticate,
 			  .idempotent = handlers_idempotent};
 	if (server_start(&app, &server) < 0) {
+		limits_free(limits);
+		redis_free(redis);
 		store_free(store);
 		return 1;
 	}
@@ -117,6 +141,8 @@ static int cmd_serve(struct config *cfg)
 	sigwait(&set, &sig);
 	log_info("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	server_stop(server);
+	limits_free(limits);
+	redis_free(redis);
 	store_free(store);
 	log_info("stopped");
 	return 0;
@@ -169,8 +195,10 @@ static int cmd_user_create(int argc, char **argv)
 			"usage: tandem user create --username NAME --email ADDR [--admin]\n");
 		return 2;
 	}
-	if (config_load(&cfg, nrest, rest, 1, stderr) < 0)
+	if (config_load(&cfg, nrest, rest, 1, stderr) < 0) {
+		config_release(&cfg); /* what was parsed before the bad setting */
 		return 2;
+	}
 	log_set_level(cfg.log_level);
 	struct store *store;
 	static struct auth auth;
@@ -240,8 +268,10 @@ int main(int argc, char **argv)
 			return 0;
 		}
 	}
-	if (config_load(&cfg, argc, argv, 2, stderr) < 0)
+	if (config_load(&cfg, argc, argv, 2, stderr) < 0) {
+		config_release(&cfg); /* what was parsed before the bad setting */
 		return 2;
+	}
 	log_set_level(cfg.log_level);
 	rc = !strcmp(cmd, "serve") ? cmd_serve(&cfg) : cmd_migrate(&cfg);
 	config_release(&cfg);

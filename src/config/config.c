@@ -62,6 +62,20 @@ static const struct setting settings[] = {
      315360000, "refresh token lifetime in seconds"},
     {"bcrypt-cost", "TANDEM_BCRYPT_COST", K_INT, OFF(bcrypt_cost), "12", 4, 31,
      "bcrypt work factor for password hashes"},
+    {"rate-limit", "TANDEM_RATE_LIMIT", K_BOOL, OFF(rate_limit), "on", 0, 0,
+     "rate limiting on or off"},
+    {"rate-limit-anon", "TANDEM_RATE_LIMIT_ANON", K_STR, OFF(rate_limit_anon), "120/min,burst=60",
+     0, 0, "anonymous requests, per client IP (COUNT/PERIOD,burst=N)"},
+    {"rate-limit-user", "TANDEM_RATE_LIMIT_USER", K_STR, OFF(rate_limit_user),
+     "1200/min,burst=200", 0, 0, "authenticated requests, per user"},
+    {"rate-limit-auth", "TANDEM_RATE_LIMIT_AUTH", K_STR, OFF(rate_limit_auth), "10/min,burst=5", 0,
+     0, "POST /v1/auth/login, /register, /refresh: per client IP and per submitted login name"},
+    {"rate-limit-max-keys", "TANDEM_RATE_LIMIT_MAX_KEYS", K_SIZE, OFF(rate_limit_max_keys),
+     "100000", 16, 100000000, "buckets the in-process limiter keeps at most"},
+    {"trusted-proxies", "TANDEM_TRUSTED_PROXIES", K_STR, OFF(trusted_proxies), NULL, 0, 0,
+     "comma-separated IPs/CIDRs of proxies whose X-Forwarded-For is believed"},
+    {"redis-url", "TANDEM_REDIS_URL", K_STR, OFF(redis_url), NULL, 0, 0,
+     "redis://host:port[/db] or unix:///path: shared rate limits (and event fan-out)"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

@@ -3,6 +3,7 @@
 #include "http/reply.h"
 #include "http/request.h"
 #include "http/server.h"
+#include "redis/redis.h"
 #include "store/store.h"
 
 /* GET /healthz -> 200 {"status":"ok"} while the process serves */
@@ -22,10 +23,18 @@ int handle_readyz(struct request *req)
 	if (rc < 0)
 		json_object_set_new(db, "error", json_string("the database does not answer"));
 	error_release(&err);
+	json_t *checks = json_pack("{s:o}", "database", db);
+	if (req->app->redis) {
+		int rrc = redis_ping(req->app->redis);
+		json_object_set_new(checks, "redis",
+				    json_pack("{s:s}", "status", rrc == 0 ? "ok" : "failing"));
+		if (rrc < 0)
+			rc = -1;
+	}
 	reply_header(req, "Cache-Control", "no-store");
-	return reply_json(req, rc == 0 ? 200 : 503,
-			  json_pack("{s:s, s:{s:o}}", "status", rc == 0 ? "ok" : "unavailable",
-				    "checks", "database", db));
+	return reply_json(
+	    req, rc == 0 ? 200 : 503,
+	    json_pack("{s:s, s:o}", "status", rc == 0 ? "ok" : "unavailable", "checks", checks));
 }
 
 /* GET /v1 -> 200 {name, version, api_version} */

@@ -23,6 +23,8 @@ struct route {
 /* Route flags */
 #define ROUTE_PUBLIC	 0x1 /* no authentication */
 #define ROUTE_IDEMPOTENT 0x2 /* honours Idempotency-Key (POST that creates) */
+#define ROUTE_AUTH_LIMIT 0x4 /* the strict per-IP and per-login rate limit */
+#define ROUTE_UNLIMITED	 0x8 /* never rate limited (health probes) */
 
 extern const struct route routes[];
 extern const size_t routes_count;

@@ -7,12 +7,12 @@
 #include "http/router.h"
 
 const struct route routes[] = {
-    {"GET", "/healthz", handle_healthz, ROUTE_PUBLIC},
-    {"GET", "/readyz", handle_readyz, ROUTE_PUBLIC},
+    {"GET", "/healthz", handle_healthz, ROUTE_PUBLIC | ROUTE_UNLIMITED},
+    {"GET", "/readyz", handle_readyz, ROUTE_PUBLIC | ROUTE_UNLIMITED},
     {"GET", "/v1", handle_v1_info, ROUTE_PUBLIC},
-    {"POST", "/v1/auth/register", handle_auth_register, ROUTE_PUBLIC},
-    {"POST", "/v1/auth/login", handle_auth_login, ROUTE_PUBLIC},
-    {"POST", "/v1/auth/refresh", handle_auth_refresh, ROUTE_PUBLIC},
+    {"POST", "/v1/auth/register", handle_auth_register, ROUTE_PUBLIC | ROUTE_AUTH_LIMIT},
+    {"POST", "/v1/auth/login", handle_auth_login, ROUTE_PUBLIC | ROUTE_AUTH_LIMIT},
+    {"POST", "/v1/auth/refresh", handle_auth_refresh, ROUTE_PUBLIC | ROUTE_AUTH_LIMIT},
     {"POST", "/v1/auth/logout", handle_auth_logout, ROUTE_PUBLIC},
     {"GET", "/v1/users/me", handle_users_me_get, 0},
     {"PATCH", "/v1/users/me", handle_users_me_patch, 0},

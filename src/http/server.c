@@ -166,6 +166,12 @@ static void dispatch(struct request *req)
 	int rc = 0;
 	if (!(req->route->flags & ROUTE_PUBLIC) && req->app->authenticate)
 		rc = req->app->authenticate(req);
+	/* Limits apply whatever authentication said: a refusal has no effect at all. */
+	if (req->app->rate_limit) {
+		int lrc = req->app->rate_limit(req);
+		if (lrc < 0)
+			rc = lrc;
+	}
 	if (rc == 0 && (req->route->flags & ROUTE_IDEMPOTENT) && req->app->idempotent)
 		rc = req->app->idempotent(req, req->route->handler);
 	else if (rc == 0)

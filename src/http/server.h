@@ -16,17 +16,23 @@ struct server;
 
 struct request;
 struct auth;
+struct limits;
+struct redis;
 
 struct app {
 	const struct config *cfg;
 	struct store *store;
 	struct auth *auth;
+	struct limits *limits; /* NULL: rate limiting off */
+	struct redis *redis;   /* NULL: no Redis configured */
 	const char *version;
 	/*
 	 * Called before the handler of every route not marked ROUTE_PUBLIC: sets req->user or
 	 * returns a negative error kind (answered as the problem).
 	 */
 	int (*authenticate)(struct request *req);
+	/* Rate limiting, after authentication: 0 or -ERR_RATE_LIMITED (headers added). */
+	int (*rate_limit)(struct request *req);
 	/* Runs the handler of a ROUTE_IDEMPOTENT route under its Idempotency-Key. */
 	int (*idempotent)(struct request *req, int (*handler)(struct request *));
 };

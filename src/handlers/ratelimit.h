@@ -1,0 +1,34 @@
+/*
+ * ratelimit.h (handlers) — applying the rate-limit policies to HTTP requests: which policy
+ * and keys a request falls under, the client address behind trusted proxies, and the
+ * RateLimit-Policy / RateLimit / Retry-After header fields.
+ */
+#ifndef TANDEM_HANDLERS_RATELIMIT_H
+#define TANDEM_HANDLERS_RATELIMIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct config;
+struct limits;
+struct redis;
+struct request;
+
+/*
+ * Build the limiter from the configuration. Returns NULL with a one-line message on stderr
+ * for an invalid policy or proxy list; *out is NULL (no limiting) when rate limiting is off.
+ */
+int limits_create(const struct config *cfg, struct redis *redis, struct limits **out);
+void limits_free(struct limits *l);
+
+/*
+ * Check the request (after authentication, so req->user is known where there is one). Adds
+ * the headers; returns 0 or -ERR_RATE_LIMITED.
+ */
+int handlers_rate_limit(struct request *req);
+
+/* The client address: the TCP peer, or the right-most untrusted X-Forwarded-For entry when
+ * the peer is a trusted proxy. In the request arena. */
+const char *client_ip(struct request *req, const struct limits *l);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * ratelimit.h — GCRA rate limiting (a token bucket without a timer): each key keeps one
+ * number, the theoretical arrival time (TAT). A request is allowed when the bucket, refilled
+ * at `count` per `period`, holds a token; bursts up to `burst` pass at once.
+ *
+ * Buckets live in-process (sharded tables, bounded memory, idle keys expire) or, when a
+ * Redis client is given, in Redis through one atomic Lua script per check, shared by every
+ * instance. A check of several keys (per IP and per login name) is all-or-nothing: a refused
+ * request consumes nothing. Thread-safe.
+ */
+#ifndef TANDEM_SERVICES_RATELIMIT_H
+#define TANDEM_SERVICES_RATELIMIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct redis;
+
+struct rl_policy {
+	char name[16];	  /* "anon", "user", "auth" */
+	int64_t count;	  /* requests per period */
+	int64_t period_s; /* window in seconds */
+	int64_t burst;	  /* bucket capacity */
+};
+
+/* Parse "120/min,burst=60" (period: s, sec, min, m, h, hour, or a number of seconds). */
+int rl_policy_parse(const char *text, const char *name, struct rl_policy *out, char *why,
+		    size_t why_len);
+
+struct rl_key {
+	const struct rl_policy *policy;
+	const char *key; /* e.g. "ip:127.0.0.1", "user:<id>", "login:alice" */
+};
+
+struct rl_result {
+	bool allowed;
+	const struct rl_policy *policy; /* the policy shown in the headers (most constrained) */
+	int64_t remaining;
+	int64_t reset_s;       /* seconds until the shown bucket is full again */
+	int64_t retry_after_s; /* when refused */
+	bool degraded;	       /* Redis was unreachable; the answer came from a fallback */
+};
+
+struct ratelimit;
+
+/* max_keys bounds the in-process tables; redis may be NULL. */
+struct ratelimit *ratelimit_create(size_t max_keys, struct redis *redis);
+void ratelimit_free(struct ratelimit *rl);
+
+/*
+ * Check and, when every key allows it, consume one token from each. With Redis configured
+ * and unreachable: `strict` checks (the auth endpoints) fall back to the in-process tables;
+ * other checks are allowed (fail open) with degraded set.
+ */
+void ratelimit_check(struct ratelimit *rl, const struct rl_key *keys, int nkeys, bool strict,
+		     struct rl_result *out);
+
+#endif
