@@ -107,8 +107,9 @@ static int cmd_serve(struct config *cfg)
 	if (cfg->redis_url) {
 		char why[160];
 		if (redis_create(cfg->redis_url, &redis, why, sizeof(why)) < 0) {
-			fprintf(stderr, "tandem: invalid setting TANDEM_REDIS_URL (--redis-url) = "
-					"\"%s\": %s\n",
+			fprintf(stderr,
+				"tandem: invalid setting TANDEM_REDIS_URL (--redis-url) = "
+				"\"%s\": %s\n",
 				cfg->redis_url, why);
 			store_free(store);
 			return 2;
