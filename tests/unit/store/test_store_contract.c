@@ -646,17 +646,42 @@ static void test_duplicate_primary_key_is_a_conflict(void **state)
 	assert_int_equal(count_users(f, f->c), 1);
 }
 
-static void test_duplicate_unique_email_is_a_conflict(void **state)
+/* Insert a user with an explicit username and email. */
+static int insert_named(struct fixture *f, const char *username, const char *email)
+{
+	char id[UUID_STR_LEN];
+	uuid_v7(id);
+	struct db_param p[] = {txt(id), DB_TEXT(username), DB_TEXT(email)};
+	return db_exec(f->c,
+		       "INSERT INTO users (id, username, email, password_hash, created_at, "
+		       "updated_at) VALUES ($1, $2, $3, 'x', 1, 1)",
+		       p, 3, &f->err);
+}
+
+static void test_duplicate_unique_email_is_a_conflict_naming_it(void **state)
 {
 	struct fixture *f = *state;
-	must_insert_user(f, "bob", NULL);
-	/* Same name, so the same email: the users_email_key / users_username_key index fires. */
-	assert_int_equal(insert_user(f, f->c, NULL, "bob", NULL), -ERR_CONFLICT);
+	ok(f, insert_named(f, "bob", "bob@example.com"), "insert");
+	assert_int_equal(insert_named(f, "robert", "bob@example.com"), -ERR_CONFLICT);
 	assert_int_equal(f->err.kind, ERR_CONFLICT);
+	/* The detail names the constraint, so services can tell which field collided. */
+	if (!strstr(f->err.detail, "email") || strstr(f->err.detail, "username"))
+		fail_msg("detail \"%s\" does not name the email constraint alone", f->err.detail);
 	assert_int_equal(count_users(f, f->c), 1);
 	/* The connection carries on normally after the failure. */
-	must_insert_user(f, "carol", NULL);
+	ok(f, insert_named(f, "carol", "carol@example.com"), "insert after conflict");
 	assert_int_equal(count_users(f, f->c), 2);
+}
+
+static void test_duplicate_unique_username_is_a_conflict_naming_it(void **state)
+{
+	struct fixture *f = *state;
+	ok(f, insert_named(f, "bob", "bob@example.com"), "insert");
+	assert_int_equal(insert_named(f, "bob", "other@example.com"), -ERR_CONFLICT);
+	if (!strstr(f->err.detail, "username") || strstr(f->err.detail, "email"))
+		fail_msg("detail \"%s\" does not name the username constraint alone",
+			 f->err.detail);
+	assert_int_equal(count_users(f, f->c), 1);
 }
 
 static void test_foreign_key_violation_is_a_conflict(void **state)
@@ -1101,8 +1126,10 @@ static void test_many_rows_are_all_returned(void **state)
 					    teardown),                                             \
 	    cmocka_unit_test_setup_teardown(test_duplicate_primary_key_is_a_conflict, setup,       \
 					    teardown),                                             \
-	    cmocka_unit_test_setup_teardown(test_duplicate_unique_email_is_a_conflict, setup,      \
-					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(test_duplicate_unique_email_is_a_conflict_naming_it,   \
+					    setup, teardown),                                      \
+	    cmocka_unit_test_setup_teardown(                                                       \
+		test_duplicate_unique_username_is_a_conflict_naming_it, setup, teardown),          \
 	    cmocka_unit_test_setup_teardown(test_foreign_key_violation_is_a_conflict, setup,       \
 					    teardown),                                             \
 	    cmocka_unit_test_setup_teardown(test_foreign_key_cascade_deletes_dependents, setup,    \
