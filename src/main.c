@@ -12,6 +12,9 @@
 #include "services/auth.h"
 #include "handlers/ratelimit.h"
 #include "redis/redis.h"
+#include "realtime/bus.h"
+#include "realtime/hub.h"
+#include "services/notify.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -78,6 +81,11 @@ static int cmd_migrate(struct config *cfg)
 	return rc < 0 ? 1 : 0;
 }
 
+static void drain(struct app *app)
+{
+	hub_drain(app->hub);
+}
+
 static int cmd_serve(struct config *cfg)
 {
 	struct store *store;
@@ -120,7 +128,27 @@ static int cmd_serve(struct config *cfg)
 		store_free(store);
 		return 2;
 	}
+	struct hub_limits hl = {.max_message = cfg->ws_max_message,
+				.max_queue = cfg->ws_max_queue,
+				.max_subscriptions = (int)cfg->ws_max_subscriptions,
+				.ping_interval_s = (int)cfg->ws_ping_interval_s,
+				.idle_timeout_s = (int)cfg->ws_idle_timeout_s,
+				.auth_timeout_s = 5,
+				.sse_heartbeat_s = (int)cfg->sse_heartbeat_s};
+	struct hub *hub = hub_create(store, &auth, &hl);
+	if (hub_start(hub) < 0) {
+		log_error("cannot start the real-time hub thread");
+		hub_free(hub);
+		limits_free(limits);
+		redis_free(redis);
+		store_free(store);
+		return 1;
+	}
+	struct bus *bus = bus_create(hub, redis, cfg->redis_url);
+	notify_set_sink(bus_publish, bus);
 	struct app app = {.cfg = cfg,
+			  .hub = hub,
+			  .drain = drain,
 			  .store = store,
 			  .limits = limits,
 			  .redis = redis,
@@ -130,6 +158,10 @@ static int cmd_serve(struct config *cfg)
 			  .authenticate = handlers_authenticate,
 			  .idempotent = handlers_idempotent};
 	if (server_start(&app, &server) < 0) {
+		notify_set_sink(NULL, NULL);
+		bus_free(bus);
+		hub_drain(hub);
+		hub_free(hub);
 		limits_free(limits);
 		redis_free(redis);
 		store_free(store);
@@ -142,6 +174,9 @@ static int cmd_serve(struct config *cfg)
 	sigwait(&set, &sig);
 	log_info("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	server_stop(server);
+	notify_set_sink(NULL, NULL);
+	bus_free(bus);
+	hub_free(hub);
 	limits_free(limits);
 	redis_free(redis);
 	store_free(store);

@@ -76,6 +76,18 @@ static const struct setting settings[] = {
      "comma-separated IPs/CIDRs of proxies whose X-Forwarded-For is believed"},
     {"redis-url", "TANDEM_REDIS_URL", K_STR, OFF(redis_url), NULL, 0, 0,
      "redis://host:port[/db] or unix:///path: shared rate limits (and event fan-out)"},
+    {"ws-max-message", "TANDEM_WS_MAX_MESSAGE", K_SIZE, OFF(ws_max_message), "65536", 128, 16777216,
+     "largest WebSocket message a client may send, in bytes"},
+    {"ws-max-queue", "TANDEM_WS_MAX_QUEUE", K_SIZE, OFF(ws_max_queue), "1048576", 1024, 1073741824,
+     "bytes queued to one slow client before it is closed with 4008"},
+    {"ws-max-subscriptions", "TANDEM_WS_MAX_SUBSCRIPTIONS", K_UINT, OFF(ws_max_subscriptions),
+     "100", 1, 100000, "project subscriptions per WebSocket connection"},
+    {"ws-ping-interval", "TANDEM_WS_PING_INTERVAL", K_SECONDS, OFF(ws_ping_interval_s), "30", 1,
+     3600, "seconds between server pings on a WebSocket"},
+    {"ws-idle-timeout", "TANDEM_WS_IDLE_TIMEOUT", K_SECONDS, OFF(ws_idle_timeout_s), "60", 2, 7200,
+     "seconds of silence after which a WebSocket peer is dropped"},
+    {"sse-heartbeat", "TANDEM_SSE_HEARTBEAT", K_SECONDS, OFF(sse_heartbeat_s), "15", 1, 3600,
+     "seconds between heartbeat comments on an event stream"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

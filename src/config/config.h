@@ -42,6 +42,9 @@ struct config {
 	size_t rate_limit_max_keys;
 	char *trusted_proxies;
 	char *redis_url;
+	/* real time */
+	size_t ws_max_message, ws_max_queue;
+	unsigned ws_max_subscriptions, ws_ping_interval_s, ws_idle_timeout_s, sse_heartbeat_s;
 };
 
 /*

@@ -13,6 +13,10 @@ int handle_healthz(struct request *req);
 int handle_readyz(struct request *req);
 int handle_v1_info(struct request *req);
 
+/* docs.c: the embedded OpenAPI document and its rendered reference */
+int handle_openapi_json(struct request *req);
+int handle_docs(struct request *req);
+
 /* auth.c */
 int handlers_authenticate(struct request *req);
 int handle_auth_register(struct request *req);
@@ -42,6 +46,10 @@ int handle_members_list(struct request *req);
 int handle_members_add(struct request *req);
 int handle_members_patch(struct request *req);
 int handle_members_delete(struct request *req);
+
+/* realtime.c */
+int handle_realtime(struct request *req);
+int handle_events_stream(struct request *req);
 
 /* tasks.c */
 int handle_tasks_create(struct request *req);

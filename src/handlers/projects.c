@@ -83,18 +83,3 @@ int handle_projects_delete(struct request *req)
 		return rc;
 	return reply_empty(req, 204);
 }
-
-/* GET /v1/projects/{id}/events?after=&limit= -> 200 {data, next_after, has_more} */
-int handle_events_list(struct request *req)
-{
-	const char *id = param_uuid(req, "id");
-	json_t *out;
-	int rc;
-	if (!id)
-		return error_set(&req->err, ERR_NOT_FOUND, "no such project");
-	if ((rc = event_feed(req->app->store, &req->arena, req->user, id,
-			     request_query(req, "after"), request_query(req, "limit"), &out,
-			     &req->err)) < 0)
-		return rc;
-	return reply_json(req, 200, out);
-}

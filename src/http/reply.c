@@ -55,6 +55,28 @@ int reply_empty(struct request *req, int status)
 	return 0;
 }
 
+int reply_stream(struct request *req, const char *content_type,
+		 long (*reader)(void *cls, struct request *req, char *buf, size_t max),
+		 void (*release)(void *cls), void *cls)
+{
+	set_body(req, 200, content_type, NULL, 0);
+	req->special.reader = reader;
+	req->special.release = release;
+	req->special.cls = cls;
+	return 0;
+}
+
+int reply_upgrade(struct request *req,
+		  void (*upgraded)(void *cls, int fd, const char *extra, size_t extra_len,
+				   void *handle),
+		  void *cls)
+{
+	set_body(req, 101, NULL, NULL, 0);
+	req->special.upgraded = upgraded;
+	req->special.cls = cls;
+	return 0;
+}
+
 int reply_error(struct request *req, int kind)
 {
 	if (kind < 0)

@@ -22,6 +22,25 @@ int reply_raw(struct request *req, int status, const char *content_type, const c
 int reply_empty(struct request *req, int status);
 
 /*
+ * Answer with a body produced over time (Server-Sent Events). `reader` returns the bytes it
+ * put in buf (> 0), 0 after parking the request with http_suspend() when it has nothing now,
+ * or -1 at the end of the stream. `release` runs when the response is gone.
+ */
+int reply_stream(struct request *req, const char *content_type,
+		 long (*reader)(void *cls, struct request *req, char *buf, size_t max),
+		 void (*release)(void *cls), void *cls);
+
+/*
+ * Answer 101 Switching Protocols (headers added by the caller) and hand the connection to
+ * `upgraded` once the answer is on the wire: it receives the socket, bytes the client sent
+ * early, and a handle for http_upgrade_close(). It must not block.
+ */
+int reply_upgrade(struct request *req,
+		  void (*upgraded)(void *cls, int fd, const char *extra, size_t extra_len,
+				   void *handle),
+		  void *cls);
+
+/*
  * Answer the error `kind` (negative or positive) as problem+json using req->err's detail and
  * field errors. A 5xx never shows its detail to the client; it is logged with the request id.
  */

@@ -146,7 +146,8 @@ int request_json(struct request *req, json_t **out)
 				 "the body must be application/json");
 	if (req->body_len == 0)
 		return error_set(&req->err, ERR_MALFORMED_JSON, "the body is empty");
-	json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *j =
+	    json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (!j)
 		return error_set(&req->err, ERR_MALFORMED_JSON, "%s at line %d column %d",
 				 jerr.text, jerr.line, jerr.column);

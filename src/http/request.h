@@ -61,6 +61,18 @@ struct request {
 	int nheaders;
 	bool replied;
 	bool queued;
+	bool suspended;	 /* parked by http_suspend(); the handler runs again when resumed */
+	bool dispatched; /* authenticated and rate limited already (a resumed request) */
+	void *state;	 /* a parked handler's own notes, in the arena */
+
+	/* A streamed answer (reply_stream) or a protocol switch (reply_upgrade). */
+	struct reply_special {
+		long (*reader)(void *cls, struct request *req, char *buf, size_t max);
+		void (*release)(void *cls);
+		void (*upgraded)(void *cls, int fd, const char *extra, size_t extra_len,
+				 void *handle);
+		void *cls;
+	} special;
 
 	struct error err;
 };
@@ -85,5 +97,16 @@ const char *request_peer(struct request *req);
  * JSON but not an object is -ERR_VALIDATION_FAILED. *out is owned by the request arena.
  */
 int request_json(struct request *req, json_t **out);
+
+/*
+ * Park the request: libmicrohttpd stops processing its connection until http_resume().
+ * Only from a handler or a stream reader, on the worker thread. A parked handler is called
+ * again, from the start, after it is resumed; it must then answer or park again.
+ */
+void http_suspend(struct request *req);
+/* Wake a parked request. From any thread; only for a request that is parked. */
+void http_resume(struct request *req);
+/* Close a connection handed over by reply_upgrade(). From any thread. */
+void http_upgrade_close(void *handle);
 
 #endif

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -113,11 +114,60 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	atomic_fetch_sub(&s->inflight, 1);
 }
 
+void http_suspend(struct request *req)
+{
+	MHD_suspend_connection(req->conn);
+	req->suspended = true;
+}
+
+void http_resume(struct request *req)
+{
+	MHD_resume_connection(req->conn);
+}
+
+void http_upgrade_close(void *handle)
+{
+	MHD_upgrade_action(handle, MHD_UPGRADE_ACTION_CLOSE);
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct request *req = cls;
+	(void)pos;
+	long n = req->special.reader(req->special.cls, req, buf, max);
+	if (n < 0)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+	struct request *req = cls;
+	if (req->special.release)
+		req->special.release(req->special.cls);
+	req->special.release = NULL;
+}
+
+static void upgraded(void *cls, struct MHD_Connection *conn, void *con_cls, const char *extra,
+		     size_t extra_len, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+	struct request *req = cls;
+	(void)conn;
+	(void)con_cls;
+	req->special.upgraded(req->special.cls, sock, extra, extra_len, urh);
+}
+
 static enum MHD_Result queue(struct server *s, struct request *req)
 {
 	struct MHD_Response *resp;
 
-	if (req->resp_body) {
+	if (req->special.reader) {
+		/* The request outlives its streamed response: completed() runs after it. */
+		resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, req,
+							 stream_free);
+	} else if (req->special.upgraded) {
+		resp = MHD_create_response_for_upgrade(upgraded, req);
+	} else if (req->resp_body) {
 		resp = MHD_create_response_from_buffer(req->resp_len, req->resp_body,
 						       MHD_RESPMEM_MUST_FREE);
 		req->resp_body = NULL; /* libmicrohttpd owns it now */
@@ -129,6 +179,15 @@ static enum MHD_Result queue(struct server *s, struct request *req)
 	if (req->content_type)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->content_type);
 	MHD_add_response_header(resp, "X-Request-Id", req->id);
+	/* Everything under /v1/auth is uncacheable, also the answers no handler wrote. */
+	if (!strncmp(req->path ? req->path : "", "/v1/auth", 8) &&
+	    !MHD_get_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL)) {
+		bool set = false;
+		for (int i = 0; i < req->nheaders; i++)
+			set |= !strcasecmp(req->headers[i].name, "Cache-Control");
+		if (!set)
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	}
 	for (int i = 0; i < req->nheaders; i++)
 		MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);
 	if (atomic_load(&s->draining))
@@ -164,20 +223,23 @@ static void dispatch(struct request *req)
 		break;
 	}
 	int rc = 0;
-	if (!(req->route->flags & ROUTE_PUBLIC) && req->app->authenticate)
+	if (!req->dispatched && !(req->route->flags & ROUTE_PUBLIC) && req->app->authenticate)
 		rc = req->app->authenticate(req);
 	/* Limits apply whatever authentication said: a refusal has no effect at all. */
-	if (req->app->rate_limit) {
+	if (!req->dispatched && req->app->rate_limit) {
 		int lrc = req->app->rate_limit(req);
 		if (lrc < 0)
 			rc = lrc;
 	}
+	req->dispatched = true;
 	if (rc == 0 && (req->route->flags & ROUTE_IDEMPOTENT) && req->app->idempotent)
 		rc = req->app->idempotent(req, req->route->handler);
 	else if (rc == 0)
 		rc = req->route->handler(req);
 	if (rc < 0 && !req->replied)
 		reply_error(req, rc);
+	if (req->suspended && !req->replied)
+		return;
 	if (!req->replied) {
 		log_error("handler for %s %s returned without replying", req->method, req->path);
 		reply_fail(req, ERR_INTERNAL, "no reply");
@@ -214,9 +276,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
 		*upload_data_size = 0;
-		if (req->body_len + n > s->app->cfg->max_body_bytes)
-			return reject_early(s, req, ERR_PAYLOAD_TOO_LARGE,
-					    "request body is larger than the limit");
+		/* A body without Content-Length that grows too large: libmicrohttpd cannot answer
+		 * in the middle of an upload, so the rest is read and dropped, and the 413 goes
+		 * out on the final call. */
+		if (req->body_too_large || req->body_len + n > s->app->cfg->max_body_bytes) {
+			req->body_too_large = true;
+			return MHD_YES;
+		}
 		if (req->body_len + n + 1 > req->body_cap) {
 			size_t cap = req->body_cap ? req->body_cap : 1024;
 			while (cap < req->body_len + n + 1)
@@ -232,8 +298,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		req->body[req->body_len] = '\0';
 		return MHD_YES;
 	}
-	/* Final call: the whole request is here. */
+	/* Final call: the whole request is here (or a parked request was resumed). */
+	if (req->body_too_large) {
+		error_set(&req->err, ERR_PAYLOAD_TOO_LARGE,
+			  "request body is larger than the limit");
+		reply_error(req, ERR_PAYLOAD_TOO_LARGE);
+		return queue(s, req);
+	}
+	req->suspended = false;
 	dispatch(req);
+	if (req->suspended)
+		return MHD_YES; /* parked; libmicrohttpd calls us again once resumed */
 	return queue(s, req);
 }
 
@@ -243,7 +318,8 @@ int server_start(struct app *app, struct server **out)
 	struct server *s = xcalloc(1, sizeof(*s));
 	struct sockaddr_storage ss;
 	memset(&ss, 0, sizeof(ss));
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+			 MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE;
 
 	s->app = app;
 	if (strchr(cfg->listen_host, ':')) {
@@ -296,6 +372,10 @@ void server_stop(struct server *s)
 	MHD_socket lsock = MHD_quiesce_daemon(s->daemon);
 	if (lsock != MHD_INVALID_SOCKET)
 		close(lsock);
+	/* Long-lived answers (streams, parked polls, WebSockets) end first: libmicrohttpd must
+	 * not be stopped while a connection is parked. */
+	if (s->app->drain)
+		s->app->drain(s->app);
 	int64_t deadline = time_mono_us() + (int64_t)s->app->cfg->shutdown_timeout_s * 1000000;
 	int64_t idle_since = 0;
 	/*

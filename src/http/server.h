@@ -18,6 +18,7 @@ struct request;
 struct auth;
 struct limits;
 struct redis;
+struct hub;
 
 struct app {
 	const struct config *cfg;
@@ -31,6 +32,9 @@ struct app {
 	 * returns a negative error kind (answered as the problem).
 	 */
 	int (*authenticate)(struct request *req);
+	/* Called once when shutdown begins: end streams, wake parked requests, close sockets. */
+	void (*drain)(struct app *app);
+	struct hub *hub; /* real-time delivery */
 	/* Rate limiting, after authentication: 0 or -ERR_RATE_LIMITED (headers added). */
 	int (*rate_limit)(struct request *req);
 	/* Runs the handler of a ROUTE_IDEMPOTENT route under its Idempotency-Key. */

@@ -7,6 +7,7 @@
 #include "core/timeutil.h"
 #include "core/uuid.h"
 #include "services/access.h"
+#include "services/notify.h"
 #include "services/auth.h"
 #include "services/tasks.h"
 #include "services/validate.h"
@@ -77,7 +78,10 @@ int event_write(struct db_conn *c, struct arena *a, const char *project_id, cons
 	char *text = json_dumps(data, JSON_COMPACT);
 	const char *copy = arena_strdup(a, text);
 	free(text);
-	return store_event_append(c, project_id, type, actor_id, copy, time_now_ms(), &seq, err);
+	int rc = store_event_append(c, project_id, type, actor_id, copy, time_now_ms(), &seq, err);
+	if (rc == 0)
+		notify_pending(project_id, seq, NOTIFY_EVENT);
+	return rc;
 }
 
 static struct db_conn *conn(struct store *st, struct error *err)
@@ -90,9 +94,15 @@ static int finish(struct db_conn *c, int rc, struct error *err)
 {
 	if (rc < 0) {
 		db_rollback(c);
+		notify_discard();
 		return rc;
 	}
-	return db_commit(c, err);
+	rc = db_commit(c, err);
+	if (rc < 0)
+		notify_discard();
+	else
+		notify_commit(); /* only committed events reach subscribers */
+	return rc;
 }
 
 /* ---- projects ---- */
@@ -255,6 +265,7 @@ int project_delete(struct store *st, struct arena *a, const struct user *me, con
 		return finish(c, error_set(err, ERR_PRECONDITION_FAILED, "the project has changed"),
 			      err);
 	/* Tasks, memberships and events go with it (ON DELETE CASCADE). */
+	notify_pending(id, 0, NOTIFY_PROJECT_DELETED);
 	return finish(c, store_project_delete(c, id, err), err);
 }
 
@@ -454,6 +465,18 @@ int member_remove(struct store *st, struct arena *a, const struct user *me, cons
 }
 
 /* ---- events ---- */
+
+int event_head(struct store *st, struct arena *a, const struct user *me, const char *project_id,
+	       int64_t *seq, struct error *err)
+{
+	int rc;
+	struct db_conn *c = conn(st, err);
+	if (!c)
+		return -ERR_UNAVAILABLE;
+	if ((rc = access_project(c, a, project_id, me->id, ACCESS_READ, NULL, err)) < 0)
+		return rc;
+	return store_project_seq(c, a, project_id, seq, err);
+}
 
 int event_feed(struct store *st, struct arena *a, const struct user *me, const char *project_id,
 	       const char *after_s, const char *limit_s, json_t **out, struct error *err)

@@ -47,6 +47,10 @@ int member_remove(struct store *st, struct arena *a, const struct user *me, cons
 int event_feed(struct store *st, struct arena *a, const struct user *me, const char *project_id,
 	       const char *after, const char *limit, json_t **out, struct error *err);
 
+/* The caller may read project_id's events; *seq is its current (highest) seq. */
+int event_head(struct store *st, struct arena *a, const struct user *me, const char *project_id,
+	       int64_t *seq, struct error *err);
+
 /*
  * Append an event of `type` to project_id in the caller's transaction; `data` is borrowed.
  * Used by the task service too.

@@ -6,6 +6,7 @@
 #include "core/timeutil.h"
 #include "core/uuid.h"
 #include "services/access.h"
+#include "services/notify.h"
 #include "services/validate.h"
 #include "store/projects.h"
 #include "store/store.h"
@@ -58,9 +59,15 @@ static int finish(struct db_conn *c, int rc, struct error *err)
 {
 	if (rc < 0) {
 		db_rollback(c);
+		notify_discard();
 		return rc;
 	}
-	return db_commit(c, err);
+	rc = db_commit(c, err);
+	if (rc < 0)
+		notify_discard();
+	else
+		notify_commit(); /* only committed events reach subscribers */
+	return rc;
 }
 
 /* Apply the (validated) body onto t: absent = unchanged, null = cleared. */
@@ -223,6 +230,7 @@ int task_update(struct store *st, struct arena *a, const struct user *me, const 
 		if (!updated) {
 			/* Another writer committed in between: re-read and re-apply our fields. */
 			db_rollback(c);
+			notify_discard();
 			if (expected_version)
 				return error_set(err, ERR_PRECONDITION_FAILED,
 						 "the task has changed");

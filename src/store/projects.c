@@ -24,6 +24,20 @@ static void read_project(const struct db_rows *r, int row, struct project *p)
 	p->event_seq = db_int(r, row, 8);
 }
 
+int store_project_seq(struct db_conn *c, struct arena *a, const char *id, int64_t *seq,
+		      struct error *err)
+{
+	struct db_rows r;
+	struct db_param v[] = {DB_TEXT(id)};
+	int rc = db_query(c, a, "SELECT event_seq FROM projects WHERE id = $1", v, 1, &r, err);
+	if (rc < 0)
+		return rc;
+	if (r.nrows == 0)
+		return error_set(err, ERR_NOT_FOUND, "no such project");
+	*seq = db_int(&r, 0, 0);
+	return 0;
+}
+
 int store_project_insert(struct db_conn *c, const struct project *p, struct error *err)
 {
 	struct db_param v[] = {DB_TEXT(p->id),	     DB_TEXT(p->name),	    DB_TEXT(p->description),

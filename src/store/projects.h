@@ -33,6 +33,9 @@ struct event {
 	int64_t created_at;
 };
 
+/* The project's current event seq; -ERR_NOT_FOUND when it does not exist. */
+int store_project_seq(struct db_conn *c, struct arena *a, const char *id, int64_t *seq,
+		      struct error *err);
 int store_project_insert(struct db_conn *c, const struct project *p, struct error *err);
 /* The project as `user_id` sees it (with role); -ERR_NOT_FOUND when absent or not a member. */
 int store_project_get_for(struct db_conn *c, struct arena *a, const char *id, const char *user_id,

@@ -1,0 +1,28 @@
+/*
+ * bus.h — the event bus: carries "project P has news" from the instance that committed it to
+ * every instance's hub. In-process always; through Redis pub/sub as well when a Redis URL is
+ * configured, so that several instances behind a load balancer behave as one.
+ *
+ * Messages are hints, not data: the hub reads the events themselves from the database, so
+ * a message lost while Redis is down costs latency (the hub's sweep finds the events), never
+ * an event. A subscriber thread keeps the Redis subscription alive and, after every
+ * reconnect, asks the hub to re-check all its projects.
+ */
+#ifndef TANDEM_REALTIME_BUS_H
+#define TANDEM_REALTIME_BUS_H
+
+#include <stdint.h>
+
+#include "services/notify.h"
+
+struct bus;
+struct hub;
+struct redis;
+
+/* redis may be NULL (in-process only); redis_url is needed for the subscriber connection. */
+struct bus *bus_create(struct hub *hub, struct redis *redis, const char *redis_url);
+/* The notify sink: publish after commit. */
+void bus_publish(void *bus, const char *project_id, int64_t seq, enum notify_kind kind);
+void bus_free(struct bus *b);
+
+#endif

@@ -1,0 +1,1126 @@
+/*
+ * hub.c — see hub.h.
+ *
+ * Locking: hub->lock guards the topic table, every subscription list, stream buffers, parked
+ * polls and the inbox. WebSocket objects and their wslay contexts belong to the hub thread
+ * alone. Database reads happen on the hub thread without the lock held.
+ */
+#include "realtime/hub.h"
+#include "core/arena.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "core/uuid.h"
+#include "core/xalloc.h"
+#include "http/request.h"
+#include "services/auth.h"
+#include "services/projects.h"
+#include "store/projects.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <wslay/wslay.h>
+
+#define TOPIC_BUCKETS	  1024
+#define CATCHUP_BATCH	  200
+#define SWEEP_INTERVAL_MS 5000
+#define DRAIN_FLUSH_MS	  2000
+
+enum sub_kind { SUB_WS, SUB_SSE, SUB_POLL };
+
+struct topic;
+
+struct sub {
+	struct sub *next, *prev; /* in the topic */
+	struct topic *topic;
+	enum sub_kind kind;
+	int64_t last;
+	char user_id[UUID_STR_LEN];
+	void *owner;
+	struct sub *owner_next; /* in the WebSocket's own list */
+};
+
+struct topic {
+	char id[UUID_STR_LEN];
+	struct topic *next;
+	struct sub *subs;
+	bool dirty, deleted;
+};
+
+struct ws {
+	struct hub *hub;
+	struct ws *next, *prev;
+	int fd;
+	void *handle;
+	wslay_event_context_ptr ctx;
+	char user_id[UUID_STR_LEN];
+	bool authed, closing, dead;
+	int64_t opened_ms, last_rx_ms, last_ping_ms, close_deadline_ms;
+	char *extra;
+	size_t extra_len, extra_off;
+	struct sub *subs;
+	int nsubs;
+	uint32_t events;
+};
+
+struct hub_stream {
+	struct sub sub;
+	struct hub *hub;
+	struct request *req;
+	bool parked, ended, subscribed;
+	char *buf;
+	size_t len, off, cap;
+	int64_t last_beat_ms;
+};
+
+struct waiter {
+	struct sub sub;
+	struct request *req;
+	int64_t deadline_ms;
+	struct waiter *next_all, *prev_all;
+};
+
+struct adopt {
+	struct adopt *next;
+	int fd;
+	void *handle;
+	char *extra;
+	size_t extra_len;
+	char user_id[UUID_STR_LEN];
+};
+
+struct note {
+	struct note *next;
+	char project_id[UUID_STR_LEN];
+	enum hub_note kind;
+};
+
+struct hub {
+	struct store *store;
+	const struct auth *auth;
+	struct hub_limits lim;
+	pthread_t thread;
+	bool started;
+	int epfd, evfd;
+	atomic_bool stopping, draining;
+	pthread_mutex_t lock;
+	pthread_cond_t drained_cond;
+	bool drained;
+	struct topic *topics[TOPIC_BUCKETS];
+	struct note *notes;
+	bool resync_all;
+	struct adopt *adopts;
+	struct ws *sockets; /* hub thread only */
+	struct waiter *waiters;
+	int64_t last_sweep_ms;
+	json_t *pending_frames; /* unused placeholder for future batching */
+};
+
+static void wake(struct hub *h)
+{
+	uint64_t one = 1;
+	ssize_t n = write(h->evfd, &one, sizeof(one));
+	(void)n;
+}
+
+/* ---- topics (lock held) ---- */
+
+static unsigned bucket(const char *id)
+{
+	unsigned x = 2166136261u;
+	for (; *id; id++)
+		x = (x ^ (unsigned char)*id) * 16777619u;
+	return x % TOPIC_BUCKETS;
+}
+
+static struct topic *topic_get(struct hub *h, const char *id, bool create)
+{
+	unsigned b = bucket(id);
+	for (struct topic *t = h->topics[b]; t; t = t->next)
+		if (!strcmp(t->id, id))
+			return t;
+	if (!create)
+		return NULL;
+	struct topic *t = xcalloc(1, sizeof(*t));
+	memcpy(t->id, id, UUID_STR_LEN);
+	t->next = h->topics[b];
+	h->topics[b] = t;
+	return t;
+}
+
+static void sub_attach(struct hub *h, struct sub *s, const char *project_id)
+{
+	struct topic *t = topic_get(h, project_id, true);
+	s->topic = t;
+	s->prev = NULL;
+	s->next = t->subs;
+	if (t->subs)
+		t->subs->prev = s;
+	t->subs = s;
+	t->dirty = true;
+}
+
+static void sub_detach(struct sub *s)
+{
+	struct topic *t = s->topic;
+	if (!t)
+		return;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		t->subs = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->topic = NULL;
+	s->next = s->prev = NULL;
+}
+
+/* Free topics nobody listens to any more. */
+static void topics_prune(struct hub *h)
+{
+	for (int b = 0; b < TOPIC_BUCKETS; b++) {
+		struct topic **pp = &h->topics[b];
+		while (*pp) {
+			struct topic *t = *pp;
+			if (!t->subs) {
+				*pp = t->next;
+				free(t);
+			} else {
+				pp = &t->next;
+			}
+		}
+	}
+}
+
+/* ---- WebSocket output (hub thread) ---- */
+
+static void ws_send_text(struct ws *w, const char *text, size_t len)
+{
+	if (w->closing || w->dead)
+		return;
+	struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text, len};
+	if (wslay_event_queue_msg(w->ctx, &m) != 0) {
+		w->dead = true;
+		return;
+	}
+	if (wslay_event_get_queued_msg_length(w->ctx) > w->hub->lim.max_queue) {
+		/* A client that does not read: close it rather than buffer without bound. */
+		static const char why[] = "slow consumer";
+		wslay_event_queue_close(w->ctx, 4008, (const uint8_t *)why, sizeof(why) - 1);
+		w->closing = true;
+		w->close_deadline_ms = time_now_ms() + 2000;
+	}
+}
+
+static void ws_send_json(struct ws *w, json_t *o)
+{
+	char *s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (s) {
+		ws_send_text(w, s, strlen(s));
+		free(s);
+	}
+}
+
+static void ws_error(struct ws *w, const char *code, const char *message)
+{
+	ws_send_json(
+	    w, json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", message));
+}
+
+static void ws_close(struct ws *w, uint16_t code, const char *reason)
+{
+	if (w->closing || w->dead)
+		return;
+	wslay_event_queue_close(w->ctx, code, (const uint8_t *)reason, strlen(reason));
+	w->closing = true;
+	w->close_deadline_ms = time_now_ms() + 2000;
+}
+
+/* ---- delivery (lock held) ---- */
+
+static void stream_append(struct hub_stream *st, const char *s, size_t n)
+{
+	if (st->len + n > st->cap) {
+		if (st->off) {
+			memmove(st->buf, st->buf + st->off, st->len - st->off);
+			st->len -= st->off;
+			st->off = 0;
+		}
+		size_t cap = st->cap ? st->cap : 4096;
+		while (cap < st->len + n)
+			cap *= 2;
+		if (cap != st->cap) {
+			st->buf = xrealloc(st->buf, cap);
+			st->cap = cap;
+		}
+	}
+	memcpy(st->buf + st->len, s, n);
+	st->len += n;
+}
+
+static void stream_wake(struct hub_stream *st)
+{
+	if (st->parked) {
+		st->parked = false;
+		http_resume(st->req);
+	}
+}
+
+static void waiter_wake(struct hub *h, struct waiter *w)
+{
+	sub_detach(&w->sub);
+	if (w->prev_all)
+		w->prev_all->next_all = w->next_all;
+	else
+		h->waiters = w->next_all;
+	if (w->next_all)
+		w->next_all->prev_all = w->prev_all;
+	http_resume(w->req);
+	free(w);
+}
+
+static void ws_sub_remove(struct ws *w, struct sub *s)
+{
+	for (struct sub **pp = &w->subs; *pp; pp = &(*pp)->owner_next) {
+		if (*pp == s) {
+			*pp = s->owner_next;
+			w->nsubs--;
+			break;
+		}
+	}
+	sub_detach(s);
+	free(s);
+}
+
+/* The server ends a subscription (lost membership, deleted project). */
+static void end_sub(struct hub *h, struct sub *s, const char *reason)
+{
+	const char *project = s->topic ? s->topic->id : "";
+	json_t *msg = json_pack("{s:s, s:s, s:s}", "type", "unsubscribed", "project_id", project,
+				"reason", reason);
+	switch (s->kind) {
+	case SUB_WS: {
+		struct ws *w = s->owner;
+		ws_send_json(w, msg);
+		ws_sub_remove(w, s);
+		return;
+	}
+	case SUB_SSE: {
+		struct hub_stream *st = s->owner;
+		char *text = json_dumps(msg, JSON_COMPACT);
+		json_decref(msg);
+		char *frame = NULL;
+		if (text && asprintf(&frame, "event: unsubscribed\ndata: %s\n\n", text) > 0)
+			stream_append(st, frame, strlen(frame));
+		free(frame);
+		free(text);
+		st->ended = true;
+		sub_detach(s);
+		stream_wake(st);
+		return;
+	}
+	case SUB_POLL:
+		json_decref(msg);
+		waiter_wake(h, s->owner);
+		return;
+	}
+}
+
+static void deliver(struct hub *h, struct sub *s, const struct event *e, const char *ejson,
+		    const char *removed_user)
+{
+	s->last = e->seq;
+	switch (s->kind) {
+	case SUB_WS: {
+		struct ws *w = s->owner;
+		size_t n = strlen(ejson);
+		char *msg = xmalloc(n + 32);
+		int m = snprintf(msg, n + 32, "{\"type\":\"event\",\"event\":%s}", ejson);
+		ws_send_text(w, msg, (size_t)m);
+		free(msg);
+		break;
+	}
+	case SUB_SSE: {
+		struct hub_stream *st = s->owner;
+		char head[96];
+		int m = snprintf(head, sizeof(head),
+				 "id: %lld\nevent: %s\ndata: ", (long long)e->seq, e->type);
+		stream_append(st, head, (size_t)m);
+		stream_append(st, ejson, strlen(ejson));
+		stream_append(st, "\n\n", 2);
+		stream_wake(st);
+		break;
+	}
+	case SUB_POLL:
+		waiter_wake(h, s->owner);
+		return;
+	}
+	if (removed_user && !strcmp(removed_user, s->user_id))
+		end_sub(h, s, "membership_removed");
+}
+
+static const char *removed_user_of(const struct event *e, json_t *ej)
+{
+	if (strcmp(e->type, "member.removed") != 0)
+		return NULL;
+	return json_string_value(
+	    json_object_get(json_object_get(json_object_get(ej, "data"), "user"), "id"));
+}
+
+/* Bring every subscriber of one project up to date from the event log. */
+static void catch_up(struct hub *h, const char *project_id)
+{
+	struct arena a;
+	struct error err = ERROR_INIT;
+	struct db_conn *c = store_conn(h->store, &err);
+	if (!c) {
+		error_release(&err);
+		return; /* the next sweep retries */
+	}
+	for (;;) {
+		int64_t min_last = INT64_MAX;
+		pthread_mutex_lock(&h->lock);
+		struct topic *t = topic_get(h, project_id, false);
+		if (t) {
+			t->dirty = false;
+			for (struct sub *s = t->subs; s; s = s->next)
+				if (s->last < min_last)
+					min_last = s->last;
+		}
+		pthread_mutex_unlock(&h->lock);
+		if (min_last == INT64_MAX)
+			return;
+
+		struct event *evs;
+		int n;
+		arena_init(&a);
+		if (store_event_list(c, &a, project_id, min_last, CATCHUP_BATCH, &evs, &n, &err) <
+		    0) {
+			log_json(LOG_WARN, "realtime catch-up failed",
+				 json_pack("{s:s, s:s}", "project_id", project_id, "detail",
+					   err.detail));
+			error_release(&err);
+			arena_release(&a);
+			return;
+		}
+		pthread_mutex_lock(&h->lock);
+		t = topic_get(h, project_id, false);
+		for (int i = 0; t && i < n; i++) {
+			json_t *ej = event_json(&evs[i]);
+			char *text = json_dumps(ej, JSON_COMPACT);
+			const char *removed = removed_user_of(&evs[i], ej);
+			struct sub *s = t->subs;
+			while (s) {
+				struct sub *next = s->next; /* deliver may unlink s */
+				if (s->last < evs[i].seq)
+					deliver(h, s, &evs[i], text, removed);
+				s = next;
+			}
+			free(text);
+			json_decref(ej);
+		}
+		pthread_mutex_unlock(&h->lock);
+		arena_release(&a);
+		if (n < CATCHUP_BATCH)
+			return;
+	}
+}
+
+static void project_deleted(struct hub *h, const char *project_id)
+{
+	pthread_mutex_lock(&h->lock);
+	struct topic *t = topic_get(h, project_id, false);
+	while (t && t->subs)
+		end_sub(h, t->subs, "project_deleted");
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* ---- WebSocket protocol (hub thread) ---- */
+
+static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+			  void *user)
+{
+	struct ws *w = user;
+	(void)ctx;
+	(void)flags;
+	if (w->extra_off < w->extra_len) {
+		size_t n = w->extra_len - w->extra_off;
+		if (n > len)
+			n = len;
+		memcpy(buf, w->extra + w->extra_off, n);
+		w->extra_off += n;
+		w->last_rx_ms = time_now_ms();
+		return (ssize_t)n;
+	}
+	ssize_t r;
+	while ((r = recv(w->fd, buf, len, 0)) < 0 && errno == EINTR)
+		;
+	if (r < 0) {
+		wslay_event_set_error(w->ctx, errno == EAGAIN || errno == EWOULDBLOCK
+						  ? WSLAY_ERR_WOULDBLOCK
+						  : WSLAY_ERR_CALLBACK_FAILURE);
+		return -1;
+	}
+	if (r == 0) {
+		wslay_event_set_error(w->ctx, WSLAY_ERR_CALLBACK_FAILURE);
+		return -1;
+	}
+	w->last_rx_ms = time_now_ms();
+	return r;
+}
+
+static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+			  void *user)
+{
+	struct ws *w = user;
+	(void)ctx;
+	(void)flags;
+	ssize_t r;
+	while ((r = send(w->fd, data, len, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+		;
+	if (r < 0) {
+		wslay_event_set_error(w->ctx, errno == EAGAIN || errno == EWOULDBLOCK
+						  ? WSLAY_ERR_WOULDBLOCK
+						  : WSLAY_ERR_CALLBACK_FAILURE);
+		return -1;
+	}
+	return r;
+}
+
+static int ws_genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user)
+{
+	(void)ctx;
+	(void)user;
+	memset(buf, 0, len); /* servers do not mask */
+	return 0;
+}
+
+static void ws_authenticate(struct ws *w, json_t *msg)
+{
+	struct hub *h = w->hub;
+	struct arena a;
+	struct error err = ERROR_INIT;
+	struct user u;
+	const char *token = json_string_value(json_object_get(msg, "token"));
+	arena_init(&a);
+	const char *bearer = token ? arena_printf(&a, "Bearer %s", token) : NULL;
+	if (bearer && auth_authenticate(h->auth, h->store, &a, bearer, &u, &err) == 0) {
+		memcpy(w->user_id, u.id, UUID_STR_LEN);
+		w->authed = true;
+		ws_send_json(w, json_pack("{s:s, s:s}", "type", "authenticated", "user_id", u.id));
+	} else {
+		ws_close(w, 4001, "unauthenticated");
+	}
+	error_release(&err);
+	arena_release(&a);
+}
+
+static void ws_subscribe(struct ws *w, json_t *msg)
+{
+	struct hub *h = w->hub;
+	const char *pid_in = json_string_value(json_object_get(msg, "project_id"));
+	json_t *after = json_object_get(msg, "after");
+	char pid[UUID_STR_LEN];
+	if (!pid_in || !uuid_normalize(pid_in, pid)) {
+		ws_error(w, "validation_failed", "project_id must be a project id");
+		return;
+	}
+	if (after && !json_is_null(after) &&
+	    (!json_is_integer(after) || json_integer_value(after) < 0)) {
+		ws_error(w, "validation_failed", "after must be null or a seq >= 0");
+		return;
+	}
+	struct sub *existing = NULL;
+	for (struct sub *s = w->subs; s; s = s->owner_next)
+		if (s->topic && !strcmp(s->topic->id, pid))
+			existing = s;
+	if (!existing && w->nsubs >= h->lim.max_subscriptions) {
+		ws_error(w, "too_many_subscriptions", "unsubscribe from a project first");
+		return;
+	}
+	struct arena a;
+	struct error err = ERROR_INIT;
+	const char *role = NULL;
+	int64_t seq = 0;
+	arena_init(&a);
+	struct db_conn *c = store_conn(h->store, &err);
+	int rc = c ? store_member_role(c, &a, pid, w->user_id, &role, &err) : -ERR_UNAVAILABLE;
+	if (rc == 0 && role)
+		rc = store_project_seq(c, &a, pid, &seq, &err);
+	arena_release(&a);
+	error_release(&err);
+	if (rc < 0 && rc != -ERR_NOT_FOUND) {
+		ws_error(w, "unavailable", "the service is temporarily unavailable; retry later");
+		return;
+	}
+	if (rc < 0 || !role) {
+		ws_error(w, "not_found", "no such project");
+		return;
+	}
+	/* Reply first: events with seq > after follow it, then live ones, from the log. */
+	ws_send_json(w, json_pack("{s:s, s:s, s:I}", "type", "subscribed", "project_id", pid, "seq",
+				  (json_int_t)seq));
+	pthread_mutex_lock(&h->lock);
+	if (existing) {
+		sub_detach(existing);
+	} else {
+		existing = xcalloc(1, sizeof(*existing));
+		existing->kind = SUB_WS;
+		existing->owner = w;
+		memcpy(existing->user_id, w->user_id, UUID_STR_LEN);
+		existing->owner_next = w->subs;
+		w->subs = existing;
+		w->nsubs++;
+	}
+	existing->last = after && json_is_integer(after) ? json_integer_value(after) : seq;
+	sub_attach(h, existing, pid);
+	pthread_mutex_unlock(&h->lock);
+}
+
+static void ws_unsubscribe(struct ws *w, json_t *msg)
+{
+	const char *pid_in = json_string_value(json_object_get(msg, "project_id"));
+	char pid[UUID_STR_LEN];
+	if (!pid_in || !uuid_normalize(pid_in, pid)) {
+		ws_error(w, "validation_failed", "project_id must be a project id");
+		return;
+	}
+	pthread_mutex_lock(&w->hub->lock);
+	struct sub *found = NULL;
+	for (struct sub *s = w->subs; s; s = s->owner_next)
+		if (s->topic && !strcmp(s->topic->id, pid))
+			found = s;
+	if (found)
+		ws_sub_remove(w, found);
+	pthread_mutex_unlock(&w->hub->lock);
+	if (!found) {
+		ws_error(w, "not_found", "not subscribed to this project");
+		return;
+	}
+	ws_send_json(w, json_pack("{s:s, s:s, s:s}", "type", "unsubscribed", "project_id", pid,
+				  "reason", "requested"));
+}
+
+static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+		      void *user)
+{
+	struct ws *w = user;
+	(void)ctx;
+	if (arg->opcode >= 0x8)
+		return; /* control frames: wslay answers pings and closes itself */
+	if (arg->opcode != WSLAY_TEXT_FRAME) {
+		if (!w->authed)
+			ws_close(w, 4001, "unauthenticated");
+		else
+			ws_error(w, "bad_request", "only text frames carrying JSON are accepted");
+		return;
+	}
+	json_t *msg =
+	    json_loadb((const char *)arg->msg, arg->msg_length, JSON_REJECT_DUPLICATES, NULL);
+	const char *type = json_string_value(json_object_get(msg, "type"));
+	if (!w->authed) {
+		if (type && !strcmp(type, "auth"))
+			ws_authenticate(w, msg);
+		else
+			ws_close(w, 4001, "unauthenticated");
+	} else if (!msg || !json_is_object(msg)) {
+		ws_error(w, "malformed_json", "a message must be a JSON object");
+	} else if (!type) {
+		ws_error(w, "validation_failed", "a message needs a string \"type\"");
+	} else if (!strcmp(type, "subscribe")) {
+		ws_subscribe(w, msg);
+	} else if (!strcmp(type, "unsubscribe")) {
+		ws_unsubscribe(w, msg);
+	} else if (!strcmp(type, "ping")) {
+		ws_send_json(w, json_pack("{s:s}", "type", "pong"));
+	} else if (!strcmp(type, "auth")) {
+		ws_error(w, "bad_request", "already authenticated");
+	} else {
+		ws_error(w, "unknown_type", "unknown message type");
+	}
+	json_decref(msg);
+}
+
+static const struct wslay_event_callbacks callbacks = {
+    ws_recv_cb, ws_send_cb, ws_genmask_cb, NULL, NULL, NULL, ws_on_msg,
+};
+
+static void ws_destroy(struct hub *h, struct ws *w)
+{
+	pthread_mutex_lock(&h->lock);
+	while (w->subs) {
+		struct sub *s = w->subs;
+		w->subs = s->owner_next;
+		sub_detach(s);
+		free(s);
+	}
+	pthread_mutex_unlock(&h->lock);
+	epoll_ctl(h->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		h->sockets = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	wslay_event_context_free(w->ctx);
+	http_upgrade_close(w->handle);
+	free(w->extra);
+	free(w);
+}
+
+/* Flush what wslay queued and watch for writability only while something waits. */
+static void ws_pump(struct hub *h, struct ws *w)
+{
+	if (!w->dead && wslay_event_want_write(w->ctx) && wslay_event_send(w->ctx) != 0)
+		w->dead = true;
+	if (!w->dead && !wslay_event_want_read(w->ctx) && !wslay_event_want_write(w->ctx))
+		w->dead = true; /* both directions closed */
+	if (w->dead) {
+		ws_destroy(h, w);
+		return;
+	}
+	uint32_t want = EPOLLIN | EPOLLRDHUP | (wslay_event_want_write(w->ctx) ? EPOLLOUT : 0);
+	if (want != w->events) {
+		struct epoll_event ev = {.events = want, .data.ptr = w};
+		epoll_ctl(h->epfd, EPOLL_CTL_MOD, w->fd, &ev);
+		w->events = want;
+	}
+}
+
+static void ws_adopt(struct hub *h, struct adopt *ad)
+{
+	struct ws *w = xcalloc(1, sizeof(*w));
+	w->hub = h;
+	w->fd = ad->fd;
+	w->handle = ad->handle;
+	w->extra = ad->extra;
+	w->extra_len = ad->extra_len;
+	w->opened_ms = w->last_rx_ms = w->last_ping_ms = time_now_ms();
+	if (ad->user_id[0]) {
+		memcpy(w->user_id, ad->user_id, UUID_STR_LEN);
+		w->authed = true;
+	}
+	int fl = fcntl(w->fd, F_GETFL);
+	fcntl(w->fd, F_SETFL, fl | O_NONBLOCK);
+	if (wslay_event_context_server_init(&w->ctx, &callbacks, w) != 0) {
+		http_upgrade_close(w->handle);
+		free(w->extra);
+		free(w);
+		return;
+	}
+	wslay_event_config_set_max_recv_msg_length(w->ctx, h->lim.max_message);
+	w->next = h->sockets;
+	if (h->sockets)
+		h->sockets->prev = w;
+	h->sockets = w;
+	w->events = EPOLLIN | EPOLLRDHUP;
+	struct epoll_event ev = {.events = w->events, .data.ptr = w};
+	epoll_ctl(h->epfd, EPOLL_CTL_ADD, w->fd, &ev);
+	if (atomic_load(&h->draining))
+		ws_close(w, 1001, "server shutting down");
+	if (w->extra_len && wslay_event_recv(w->ctx) != 0)
+		w->dead = true;
+	ws_pump(h, w);
+}
+
+/* ---- timers (hub thread) ---- */
+
+static void timers(struct hub *h, int64_t now)
+{
+	for (struct ws *w = h->sockets, *next; w; w = next) {
+		next = w->next;
+		if (w->closing && now > w->close_deadline_ms)
+			w->dead = true;
+		else if (!w->authed && now - w->opened_ms > (int64_t)h->lim.auth_timeout_s * 1000)
+			ws_close(w, 4001, "authentication timeout");
+		else if (now - w->last_rx_ms > (int64_t)h->lim.idle_timeout_s * 1000)
+			w->dead = true; /* silent peer: no pong, nothing */
+		else if (now - w->last_ping_ms > (int64_t)h->lim.ping_interval_s * 1000) {
+			struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"", 0};
+			wslay_event_queue_msg(w->ctx, &m);
+			w->last_ping_ms = now;
+		}
+		ws_pump(h, w);
+	}
+	pthread_mutex_lock(&h->lock);
+	for (struct waiter *wt = h->waiters, *next; wt; wt = next) {
+		next = wt->next_all;
+		if (now >= wt->deadline_ms)
+			waiter_wake(h, wt);
+	}
+	for (int b = 0; b < TOPIC_BUCKETS; b++)
+		for (struct topic *t = h->topics[b]; t; t = t->next)
+			for (struct sub *s = t->subs; s; s = s->next) {
+				if (s->kind != SUB_SSE)
+					continue;
+				struct hub_stream *st = s->owner;
+				if (now - st->last_beat_ms >=
+				    (int64_t)h->lim.sse_heartbeat_s * 1000) {
+					stream_append(st, ": heartbeat\n\n", 13);
+					st->last_beat_ms = now;
+					stream_wake(st);
+				}
+			}
+	if (now - h->last_sweep_ms >= SWEEP_INTERVAL_MS) {
+		/* Catch up even when no notification came (lost pub/sub message, Redis down). */
+		h->last_sweep_ms = now;
+		for (int b = 0; b < TOPIC_BUCKETS; b++)
+			for (struct topic *t = h->topics[b]; t; t = t->next)
+				t->dirty = true;
+		topics_prune(h);
+	}
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* ---- the thread ---- */
+
+static void process_inbox(struct hub *h)
+{
+	pthread_mutex_lock(&h->lock);
+	struct note *notes = h->notes;
+	struct adopt *adopts = h->adopts;
+	bool resync = h->resync_all;
+	h->notes = NULL;
+	h->adopts = NULL;
+	h->resync_all = false;
+	if (resync)
+		for (int b = 0; b < TOPIC_BUCKETS; b++)
+			for (struct topic *t = h->topics[b]; t; t = t->next)
+				t->dirty = true;
+	pthread_mutex_unlock(&h->lock);
+
+	while (adopts) {
+		struct adopt *next = adopts->next;
+		ws_adopt(h, adopts);
+		free(adopts);
+		adopts = next;
+	}
+	while (notes) {
+		struct note *next = notes->next;
+		if (notes->kind == HUB_NOTE_PROJECT_DELETED) {
+			project_deleted(h, notes->project_id);
+		} else {
+			pthread_mutex_lock(&h->lock);
+			struct topic *t = topic_get(h, notes->project_id, false);
+			if (t)
+				t->dirty = true;
+			pthread_mutex_unlock(&h->lock);
+		}
+		free(notes);
+		notes = next;
+	}
+}
+
+static void deliver_dirty(struct hub *h)
+{
+	char ids[64][UUID_STR_LEN];
+	for (;;) {
+		int n = 0;
+		pthread_mutex_lock(&h->lock);
+		for (int b = 0; b < TOPIC_BUCKETS && n < 64; b++)
+			for (struct topic *t = h->topics[b]; t && n < 64; t = t->next)
+				if (t->dirty && t->subs) {
+					t->dirty = false;
+					memcpy(ids[n++], t->id, UUID_STR_LEN);
+				}
+		pthread_mutex_unlock(&h->lock);
+		for (int i = 0; i < n; i++)
+			catch_up(h, ids[i]);
+		if (n < 64)
+			return;
+	}
+}
+
+static void drain_sockets(struct hub *h)
+{
+	for (struct ws *w = h->sockets; w; w = w->next)
+		ws_close(w, 1001, "server shutting down");
+}
+
+static void *hub_main(void *arg)
+{
+	struct hub *h = arg;
+	struct epoll_event evs[64];
+	int64_t last_timer = 0;
+	bool drain_started = false;
+	int64_t drain_deadline = 0;
+
+	while (!atomic_load(&h->stopping)) {
+		int n = epoll_wait(h->epfd, evs, 64, 200);
+		for (int i = 0; i < n; i++) {
+			if (evs[i].data.ptr == NULL) {
+				uint64_t v;
+				ssize_t r = read(h->evfd, &v, sizeof(v));
+				(void)r;
+				continue;
+			}
+			struct ws *w = evs[i].data.ptr;
+			if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
+				if (wslay_event_recv(w->ctx) != 0)
+					w->dead = true;
+			ws_pump(h, w);
+		}
+		process_inbox(h);
+		if (atomic_load(&h->draining) && !drain_started) {
+			drain_started = true;
+			drain_deadline = time_now_ms() + DRAIN_FLUSH_MS;
+			drain_sockets(h);
+		}
+		deliver_dirty(h);
+		for (struct ws *w = h->sockets, *next; w; w = next) {
+			next = w->next;
+			ws_pump(h, w);
+		}
+		int64_t now = time_now_ms();
+		if (now - last_timer >= 1000 || drain_started) {
+			last_timer = now;
+			timers(h, now);
+		}
+		if (drain_started && !h->drained && (!h->sockets || now > drain_deadline)) {
+			while (h->sockets)
+				ws_destroy(h, h->sockets);
+			pthread_mutex_lock(&h->lock);
+			h->drained = true;
+			pthread_cond_broadcast(&h->drained_cond);
+			pthread_mutex_unlock(&h->lock);
+		}
+	}
+	while (h->sockets)
+		ws_destroy(h, h->sockets);
+	return NULL;
+}
+
+/* ---- public ---- */
+
+struct hub *hub_create(struct store *st, const struct auth *au, const struct hub_limits *lim)
+{
+	struct hub *h = xcalloc(1, sizeof(*h));
+	h->store = st;
+	h->auth = au;
+	h->lim = *lim;
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->drained_cond, NULL);
+	h->epfd = epoll_create1(EPOLL_CLOEXEC);
+	h->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+	epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->evfd, &ev);
+	return h;
+}
+
+int hub_start(struct hub *h)
+{
+	if (pthread_create(&h->thread, NULL, hub_main, h) != 0)
+		return -1;
+	h->started = true;
+	return 0;
+}
+
+bool hub_draining(const struct hub *h)
+{
+	return atomic_load(&h->draining);
+}
+
+void hub_drain(struct hub *h)
+{
+	if (!h)
+		return;
+	atomic_store(&h->draining, true);
+	pthread_mutex_lock(&h->lock);
+	/* Wake every parked poll and end every stream; their handlers answer at once. */
+	while (h->waiters)
+		waiter_wake(h, h->waiters);
+	for (int b = 0; b < TOPIC_BUCKETS; b++)
+		for (struct topic *t = h->topics[b]; t; t = t->next)
+			for (struct sub *s = t->subs; s; s = s->next)
+				if (s->kind == SUB_SSE) {
+					struct hub_stream *st = s->owner;
+					st->ended = true;
+					stream_wake(st);
+				}
+	pthread_mutex_unlock(&h->lock);
+	wake(h);
+	if (!h->started)
+		return;
+	pthread_mutex_lock(&h->lock);
+	while (!h->drained)
+		pthread_cond_wait(&h->drained_cond, &h->lock);
+	pthread_mutex_unlock(&h->lock);
+}
+
+void hub_free(struct hub *h)
+{
+	if (!h)
+		return;
+	atomic_store(&h->stopping, true);
+	wake(h);
+	if (h->started)
+		pthread_join(h->thread, NULL);
+	while (h->notes) {
+		struct note *n = h->notes;
+		h->notes = n->next;
+		free(n);
+	}
+	while (h->adopts) {
+		struct adopt *a = h->adopts;
+		h->adopts = a->next;
+		http_upgrade_close(a->handle);
+		free(a->extra);
+		free(a);
+	}
+	for (int b = 0; b < TOPIC_BUCKETS; b++) {
+		while (h->topics[b]) {
+			struct topic *t = h->topics[b];
+			h->topics[b] = t->next;
+			while (t->subs) {
+				struct sub *s = t->subs;
+				sub_detach(s);
+				if (s->kind == SUB_WS)
+					free(s);
+			}
+			free(t);
+		}
+	}
+	close(h->epfd);
+	close(h->evfd);
+	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->drained_cond);
+	free(h);
+}
+
+void hub_notify(struct hub *h, const char *project_id, int64_t seq, enum hub_note kind)
+{
+	(void)seq;
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->lock);
+	if (kind == HUB_NOTE_RESYNC) {
+		h->resync_all = true;
+	} else if (kind == HUB_NOTE_PROJECT_DELETED || topic_get(h, project_id, false)) {
+		/* Nobody listens to most projects: notes for them cost nothing. */
+		struct note *n = xcalloc(1, sizeof(*n));
+		snprintf(n->project_id, sizeof(n->project_id), "%s", project_id);
+		n->kind = kind;
+		n->next = h->notes;
+		h->notes = n;
+	}
+	pthread_mutex_unlock(&h->lock);
+	wake(h);
+}
+
+void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_len, void *handle,
+			 const char *user_id)
+{
+	struct adopt *a = xcalloc(1, sizeof(*a));
+	a->fd = fd;
+	a->handle = handle;
+	if (extra_len) {
+		a->extra = xmalloc(extra_len);
+		memcpy(a->extra, extra, extra_len);
+		a->extra_len = extra_len;
+	}
+	if (user_id)
+		snprintf(a->user_id, sizeof(a->user_id), "%s", user_id);
+	pthread_mutex_lock(&h->lock);
+	a->next = h->adopts;
+	h->adopts = a;
+	pthread_mutex_unlock(&h->lock);
+	wake(h);
+}
+
+struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const char *user_id,
+				   int64_t after)
+{
+	struct hub_stream *st = xcalloc(1, sizeof(*st));
+	st->hub = h;
+	st->sub.kind = SUB_SSE;
+	st->sub.owner = st;
+	st->sub.last = after;
+	snprintf(st->sub.user_id, sizeof(st->sub.user_id), "%s", user_id);
+	st->last_beat_ms = time_now_ms();
+	stream_append(st, ": tandem event stream\nretry: 2000\n\n", 35);
+	pthread_mutex_lock(&h->lock);
+	if (atomic_load(&h->draining)) {
+		st->ended = true;
+	} else {
+		sub_attach(h, &st->sub, project_id);
+		st->subscribed = true;
+	}
+	pthread_mutex_unlock(&h->lock);
+	wake(h);
+	return st;
+}
+
+long hub_stream_read(void *stream, struct request *req, char *buf, size_t max)
+{
+	struct hub_stream *st = stream;
+	struct hub *h = st->hub;
+	long n = 0;
+	pthread_mutex_lock(&h->lock);
+	st->req = req;
+	if (st->off < st->len) {
+		size_t avail = st->len - st->off;
+		n = (long)(avail < max ? avail : max);
+		memcpy(buf, st->buf + st->off, (size_t)n);
+		st->off += (size_t)n;
+		if (st->off == st->len)
+			st->off = st->len = 0;
+	} else if (st->ended) {
+		n = -1;
+	} else {
+		/* Nothing to send: park until the hub has something (or a heartbeat is due). */
+		http_suspend(req);
+		st->parked = true;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return n;
+}
+
+void hub_stream_release(void *stream)
+{
+	struct hub_stream *st = stream;
+	struct hub *h = st->hub;
+	pthread_mutex_lock(&h->lock);
+	sub_detach(&st->sub);
+	pthread_mutex_unlock(&h->lock);
+	free(st->buf);
+	free(st);
+}
+
+bool hub_park(struct hub *h, struct request *req, const char *project_id, int64_t after,
+	      int64_t deadline_ms)
+{
+	pthread_mutex_lock(&h->lock);
+	if (atomic_load(&h->draining)) {
+		pthread_mutex_unlock(&h->lock);
+		return false;
+	}
+	struct waiter *w = xcalloc(1, sizeof(*w));
+	w->sub.kind = SUB_POLL;
+	w->sub.owner = w;
+	w->sub.last = after;
+	w->req = req;
+	w->deadline_ms = deadline_ms;
+	w->next_all = h->waiters;
+	if (h->waiters)
+		h->waiters->prev_all = w;
+	h->waiters = w;
+	/* Attaching marks the topic dirty: an event that committed between the caller's read
+	 * and now is found by the hub's next catch-up, so no wake-up is lost. */
+	sub_attach(h, &w->sub, project_id);
+	http_suspend(req);
+	pthread_mutex_unlock(&h->lock);
+	wake(h);
+	return true;
+}

@@ -1,0 +1,74 @@
+/*
+ * hub.h — real-time delivery of project events: WebSocket subscriptions, Server-Sent Event
+ * streams and parked long polls, all fed from the per-project event log.
+ *
+ * One hub thread owns every WebSocket (epoll, non-blocking sockets, wslay framing) and does
+ * all delivery. Delivery is driven by the database, not by the notifications themselves:
+ * a notification only says "project P has news"; the hub then reads the events after the
+ * lowest seq its subscribers have seen and hands each subscriber what it lacks. So a lost,
+ * late or duplicated notification can never cause a gap or a duplicate, and a periodic
+ * sweep catches up even when no notification arrives at all (Redis down).
+ *
+ * hub_notify() and the SSE/long-poll entry points are called from worker threads; the rest
+ * runs on the hub thread.
+ */
+#ifndef TANDEM_REALTIME_HUB_H
+#define TANDEM_REALTIME_HUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct auth;
+struct request;
+struct store;
+struct hub;
+
+enum hub_note { HUB_NOTE_EVENT, HUB_NOTE_PROJECT_DELETED, HUB_NOTE_RESYNC };
+
+struct hub_limits {
+	size_t max_message;    /* bytes of one client message */
+	size_t max_queue;      /* bytes queued to one client before 4008 */
+	int max_subscriptions; /* per WebSocket connection */
+	int ping_interval_s;   /* server pings */
+	int idle_timeout_s;    /* silent peer closed after */
+	int auth_timeout_s;    /* first-message auth deadline */
+	int sse_heartbeat_s;
+};
+
+struct hub *hub_create(struct store *st, const struct auth *au, const struct hub_limits *lim);
+int hub_start(struct hub *h);
+/* Close every WebSocket with 1001, end every stream, wake every parked poll. */
+void hub_drain(struct hub *h);
+/* Stop the thread and free everything (after the HTTP server stopped). */
+void hub_free(struct hub *h);
+
+/* Project `project_id` has news (seq, may be 0 if unknown) or was deleted. Thread-safe. */
+void hub_notify(struct hub *h, const char *project_id, int64_t seq, enum hub_note kind);
+
+/*
+ * Adopt an upgraded WebSocket connection. user_id NULL: the client must authenticate with
+ * its first message. `handle` is closed with http_upgrade_close(). Thread-safe.
+ */
+void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_len, void *handle,
+			 const char *user_id);
+
+/* SSE: open a stream of project_id's events after `after` for user_id (already authorised). */
+struct hub_stream;
+struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const char *user_id,
+				   int64_t after);
+/* The stream's reader (see reply_stream) and release. */
+long hub_stream_read(void *stream, struct request *req, char *buf, size_t max);
+void hub_stream_release(void *stream);
+
+/*
+ * Long poll: park `req` until project_id has an event after `after`, or until deadline_ms
+ * (wall clock), or shutdown. Returns false when the hub is draining (answer at once).
+ */
+bool hub_park(struct hub *h, struct request *req, const char *project_id, int64_t after,
+	      int64_t deadline_ms);
+
+/* True once hub_drain() has begun. */
+bool hub_draining(const struct hub *h);
+
+#endif
