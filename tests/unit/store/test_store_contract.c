@@ -88,6 +88,18 @@ static int open_and_migrate(struct fixture *f)
 	return 0;
 }
 
+static int teardown(void **state);
+
+/* cmocka skips the teardown of a test whose setup failed: clean up here instead. */
+static int setup_done(void **state, int rc)
+{
+	if (rc < 0) {
+		teardown(state);
+		*state = NULL;
+	}
+	return rc;
+}
+
 static int setup_sqlite(void **state)
 {
 	struct fixture *f = fixture_new(SQLITE);
@@ -100,7 +112,7 @@ static int setup_sqlite(void **state)
 	}
 	snprintf(f->url, sizeof(f->url), "sqlite:%s/test.db", f->dir);
 	*state = f;
-	return open_and_migrate(f);
+	return setup_done(state, open_and_migrate(f));
 }
 
 /* Append key='value' to a libpq conninfo string, quoting as libpq wants. */
@@ -157,12 +169,12 @@ static int setup_pg(void **state)
 	if (pg_admin_script(sql, &f->err) < 0)
 		goto fail;
 	if (pg_url_for(f->dbname, f->url, sizeof(f->url)) < 0)
-		return -1;
-	return open_and_migrate(f);
+		return setup_done(state, -1);
+	return setup_done(state, open_and_migrate(f));
 fail:
 	print_error("cannot create test database %s: %s\n", f->dbname, f->err.detail);
 	f->dbname[0] = '\0';
-	return -1;
+	return setup_done(state, -1);
 }
 
 static void remove_dir(const char *dir)
