@@ -108,8 +108,8 @@ static int result_fail(struct pg_conn *c, PGresult *res, const char *what, struc
 		return error_set(err, ERR_CONFLICT, "constraint %s: %s", cons ? cons : "?", line);
 	}
 	if (state &&
-	    (!strncmp(state, "08", 2) || !strncmp(state, "57P", 3) || !strcmp(state, "53300") ||
-	     !strcmp(state, "40001") || !strcmp(state, "40P01")))
+	    ((!strncmp(state, "08", 2) && strcmp(state, "08P01")) || !strncmp(state, "57P", 3) ||
+	     !strcmp(state, "53300") || !strcmp(state, "40001") || !strcmp(state, "40P01")))
 		return error_set(err, ERR_UNAVAILABLE, "postgres %s: %s (%s)", what, line, state);
 	return error_set(err, ERR_INTERNAL, "postgres %s: %s (%s)", what, line,
 			 state ? state : "no sqlstate");
