@@ -91,8 +91,10 @@ char *arena_vprintf(struct arena *a, const char *fmt, va_list ap)
 {
 	va_list ap2;
 	va_copy(ap2, ap);
-	char probe[1]; /* not NULL: gcc's UBSan build warns about a NULL destination */
-	int n = vsnprintf(probe, sizeof(probe), fmt, ap2);
+	/* gcc's UBSan build cannot prove fmt is not NULL and fails -Wformat-truncation. */
+	if (!fmt)
+		fmt = "";
+	int n = vsnprintf(NULL, 0, fmt, ap2);
 	va_end(ap2);
 	if (n < 0)
 		n = 0;
