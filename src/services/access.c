@@ -2,6 +2,7 @@
 #include "services/access.h"
 #include "core/error.h"
 #include "core/uuid.h"
+#include "store/db.h"
 #include "store/projects.h"
 
 #include <stdbool.h>
@@ -47,4 +48,18 @@ int access_project(struct db_conn *c, struct arena *a, const char *project_id, c
 	if (role)
 		*role = r;
 	return access_check(r, action, err);
+}
+
+int access_begin(struct db_conn *c, struct arena *a, const char *project_id, const char *user_id,
+		 enum access_action action, const char **role, struct error *err)
+{
+	int rc;
+	if (!uuid_valid(project_id))
+		return error_set(err, ERR_NOT_FOUND, "no such project");
+	if ((rc = db_begin(c, true, err)) < 0)
+		return rc;
+	if ((rc = store_project_lock(c, project_id, err)) < 0 ||
+	    (rc = access_project(c, a, project_id, user_id, action, role, err)) < 0)
+		db_rollback(c);
+	return rc;
 }

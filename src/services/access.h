@@ -31,4 +31,12 @@ int access_check(const char *role, enum access_action action, struct error *err)
 int access_project(struct db_conn *c, struct arena *a, const char *project_id, const char *user_id,
 		   enum access_action action, const char **role, struct error *err);
 
+/*
+ * Begin a write transaction on project_id: take the project's lock first, then decide with
+ * the role read under it, so that concurrent changes to members and tasks see each other.
+ * On failure the transaction is already rolled back.
+ */
+int access_begin(struct db_conn *c, struct arena *a, const char *project_id, const char *user_id,
+		 enum access_action action, const char **role, struct error *err);
+
 #endif

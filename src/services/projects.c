@@ -217,9 +217,7 @@ int project_update(struct store *st, struct arena *a, const struct user *me, con
 	struct db_conn *c = conn(st, err);
 	if (!c)
 		return -ERR_UNAVAILABLE;
-	if ((rc = access_project(c, a, id, me->id, ACCESS_EDIT_PROJECT, NULL, err)) < 0)
-		return rc;
-	if ((rc = db_begin(c, true, err)) < 0)
+	if ((rc = access_begin(c, a, id, me->id, ACCESS_EDIT_PROJECT, NULL, err)) < 0)
 		return rc;
 	if ((rc = store_project_get_for(c, a, id, me->id, out, err)) < 0)
 		return finish(c, rc, err);
@@ -255,9 +253,7 @@ int project_delete(struct store *st, struct arena *a, const struct user *me, con
 	struct db_conn *c = conn(st, err);
 	if (!c)
 		return -ERR_UNAVAILABLE;
-	if ((rc = access_project(c, a, id, me->id, ACCESS_DELETE_PROJECT, NULL, err)) < 0)
-		return rc;
-	if ((rc = db_begin(c, true, err)) < 0)
+	if ((rc = access_begin(c, a, id, me->id, ACCESS_DELETE_PROJECT, NULL, err)) < 0)
 		return rc;
 	if ((rc = store_project_get_for(c, a, id, me->id, &p, err)) < 0)
 		return finish(c, rc, err);
@@ -334,7 +330,7 @@ int member_add(struct store *st, struct arena *a, const struct user *me, const c
 	struct db_conn *c = conn(st, err);
 	if (!c)
 		return -ERR_UNAVAILABLE;
-	if ((rc = access_project(c, a, project_id, me->id, ACCESS_MANAGE_MEMBERS, NULL, err)) < 0)
+	if ((rc = access_begin(c, a, project_id, me->id, ACCESS_MANAGE_MEMBERS, NULL, err)) < 0)
 		return rc;
 	if (str(body, "user_id")) {
 		char id[UUID_STR_LEN];
@@ -356,14 +352,12 @@ int member_add(struct store *st, struct arena *a, const struct user *me, const c
 	if (rc == 0 && !target.is_active)
 		rc = error_set(err, ERR_NOT_FOUND, "no such user");
 	if (rc == -ERR_NOT_FOUND)
-		return error_set(err, ERR_NOT_FOUND, "no such user");
+		return finish(c, error_set(err, ERR_NOT_FOUND, "no such user"), err);
 	if (rc < 0)
-		return rc;
+		return finish(c, rc, err);
 	*out = (struct member){.user = target,
 			       .role = str(body, "role") ? str(body, "role") : "member",
 			       .joined_at = time_now_ms()};
-	if ((rc = db_begin(c, true, err)) < 0)
-		return rc;
 	rc = store_member_insert(c, project_id, target.id, out->role, out->joined_at, err);
 	if (rc == -ERR_CONFLICT) {
 		error_set(err, ERR_CONFLICT, "%s is already a member of this project",
@@ -393,12 +387,10 @@ int member_update(struct store *st, struct arena *a, const struct user *me, cons
 	struct db_conn *c = conn(st, err);
 	if (!c)
 		return -ERR_UNAVAILABLE;
-	if ((rc = access_project(c, a, project_id, me->id, ACCESS_MANAGE_MEMBERS, NULL, err)) < 0)
+	if ((rc = access_begin(c, a, project_id, me->id, ACCESS_MANAGE_MEMBERS, NULL, err)) < 0)
 		return rc;
 	if (!uuid_valid(user_id))
-		return error_set(err, ERR_NOT_FOUND, "no such member");
-	if ((rc = db_begin(c, true, err)) < 0)
-		return rc;
+		return finish(c, error_set(err, ERR_NOT_FOUND, "no such member"), err);
 	if ((rc = store_member_get(c, a, project_id, user_id, out, err)) < 0)
 		return finish(c, rc, err);
 	if (!strcmp(out->role, role))
@@ -441,13 +433,11 @@ int member_remove(struct store *st, struct arena *a, const struct user *me, cons
 	struct db_conn *c = conn(st, err);
 	if (!c)
 		return -ERR_UNAVAILABLE;
-	if ((rc = access_project(c, a, project_id, me->id,
-				 self ? ACCESS_LEAVE : ACCESS_MANAGE_MEMBERS, NULL, err)) < 0)
+	if ((rc = access_begin(c, a, project_id, me->id,
+			       self ? ACCESS_LEAVE : ACCESS_MANAGE_MEMBERS, NULL, err)) < 0)
 		return rc;
 	if (!uuid_valid(user_id))
-		return error_set(err, ERR_NOT_FOUND, "no such member");
-	if ((rc = db_begin(c, true, err)) < 0)
-		return rc;
+		return finish(c, error_set(err, ERR_NOT_FOUND, "no such member"), err);
 	if ((rc = store_member_get(c, a, project_id, user_id, &m, err)) < 0)
 		return finish(c, rc, err);
 	if (!strcmp(m.role, "owner"))

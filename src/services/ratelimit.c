@@ -72,8 +72,8 @@ int rl_policy_parse(const char *text, const char *name, struct rl_policy *out, c
 		snprintf(why, why_len, "unknown period \"%s\" (s, min, h or seconds)", unit);
 		return -1;
 	}
-	if (count > 1000000000 || period > 86400) {
-		snprintf(why, why_len, "rate out of range");
+	if (count > 1000000000 || period > 86400 || burst > 1000000000) {
+		snprintf(why, why_len, "rate or burst out of range");
 		return -1;
 	}
 	out->count = count;
@@ -165,6 +165,20 @@ static void sweep(struct shard *s, int64_t now)
 	free(old);
 }
 
+/* Drop the bucket nearest to full (the smallest TAT): it owes the least, so forgetting it
+ * gives away the least. */
+static void evict(struct shard *s, int64_t now)
+{
+	struct entry *min = NULL;
+	for (size_t i = 0; i < s->cap; i++)
+		if (s->slots[i].hash && (!min || s->slots[i].tat < min->tat))
+			min = &s->slots[i];
+	if (min) {
+		min->tat = now;
+		sweep(s, now);
+	}
+}
+
 struct ratelimit *ratelimit_create(size_t max_keys, struct redis *redis)
 {
 	struct ratelimit *rl = xcalloc(1, sizeof(*rl));
@@ -209,7 +223,7 @@ static void check_local(struct ratelimit *rl, const struct rl_key *keys, int n,
 	for (int i = 0; i < SHARDS; i++)
 		if (locked[i])
 			pthread_mutex_lock(&rl->shards[i].lock);
-	out->allowed = true;
+	bool allowed = true;
 	for (int i = 0; i < n; i++) {
 		struct shard *s = &rl->shards[(h[i] >> 60) & (SHARDS - 1)];
 		e[i] = find(s, h[i]);
@@ -220,26 +234,31 @@ static void check_local(struct ratelimit *rl, const struct rl_key *keys, int n,
 		int64_t diff = news[i] - now;
 		struct rl_result k = {.allowed = diff <= limit_ms(keys[i].policy)};
 		describe(keys[i].policy, diff, k.allowed, &k);
-		out->allowed &= k.allowed;
+		allowed &= k.allowed;
 		merge(out, &k, i == 0);
 	}
+	/* After merge(), which copies the shown key's verdict: the request needs every key. */
+	out->allowed = allowed;
 	if (out->allowed) {
 		for (int i = 0; i < n; i++) {
 			struct shard *s = &rl->shards[(h[i] >> 60) & (SHARDS - 1)];
+			/* Look again: two new keys of one shard found the same empty slot, and a
+			 * sweep for an earlier key replaces the shard's table. */
+			e[i] = find(s, h[i]);
 			if (!e[i]->hash) {
-				if (s->count >= s->max) {
+				if (s->count >= s->max)
 					sweep(s, now);
-					e[i] = find(s, h[i]);
-				}
 				if (s->count >= s->max) {
-					/* Memory is bounded: an untracked key is allowed. Say so
-					 * once. */
+					/* Memory is bounded, but an untracked key would be
+					 * unlimited (password guessing too): make room instead. Say
+					 * so once. */
 					if (!s->warned)
 						log_warn("rate limiter table is full; raise "
 							 "TANDEM_RATE_LIMIT_MAX_KEYS");
 					s->warned = true;
-					continue;
+					evict(s, now);
 				}
+				e[i] = find(s, h[i]);
 				e[i]->hash = h[i];
 				s->count++;
 			}

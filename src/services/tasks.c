@@ -55,6 +55,25 @@ static const struct field_spec task_fields[] = {
 };
 #define NTASK_FIELDS (sizeof(task_fields) / sizeof(task_fields[0]))
 
+/* RFC 3339 in UTC shows the years 0001 to 9999 only: a due date that its offset moves
+ * outside would be shown as another instant, or as one this API rejects. */
+#define DUE_MIN_MS (-62135596800000LL) /* 0001-01-01T00:00:00.000Z */
+#define DUE_MAX_MS 253402300799999LL   /* 9999-12-31T23:59:59.999Z */
+
+/* rc of validate_object(), made a validation failure when due_date is out of range. */
+static int check_due_range(json_t *body, int rc, struct error *err)
+{
+	json_t *v = json_object_get(body, "due_date");
+	int64_t ms;
+	if (json_is_string(v) && time_parse_rfc3339(json_string_value(v), &ms) == 0 &&
+	    (ms < DUE_MIN_MS || ms > DUE_MAX_MS)) {
+		error_field(err, "due_date", "out_of_range",
+			    "must fall in the years 0001 to 9999 once converted to UTC");
+		return -ERR_VALIDATION_FAILED;
+	}
+	return rc;
+}
+
 static int finish(struct db_conn *c, int rc, struct error *err)
 {
 	if (rc < 0) {
@@ -122,12 +141,13 @@ int task_create(struct store *st, struct arena *a, const struct user *me, const 
 	char id[UUID_STR_LEN];
 	int rc;
 
-	if ((rc = validate_object(body, task_fields, NTASK_FIELDS, err)) < 0)
+	if ((rc = check_due_range(body, validate_object(body, task_fields, NTASK_FIELDS, err),
+				  err)) < 0)
 		return rc;
 	struct db_conn *c = store_conn(st, err);
 	if (!c)
 		return -ERR_UNAVAILABLE;
-	if ((rc = access_project(c, a, project_id, me->id, ACCESS_WRITE_TASKS, NULL, err)) < 0)
+	if ((rc = access_begin(c, a, project_id, me->id, ACCESS_WRITE_TASKS, NULL, err)) < 0)
 		return rc;
 	uuid_v7(id);
 	int64_t now = time_now_ms();
@@ -142,8 +162,6 @@ int task_create(struct store *st, struct arena *a, const struct user *me, const 
 			     .updated_at = now,
 			     .version = 1};
 	apply_patch(a, out, body);
-	if ((rc = db_begin(c, true, err)) < 0)
-		return rc;
 	if ((rc = check_assignee(c, a, out, err)) == 0 &&
 	    (rc = store_task_insert(c, out, err)) == 0)
 		rc = event_write(c, a, project_id, "task.created", me->id,
@@ -164,6 +182,21 @@ static int load(struct db_conn *c, struct arena *a, const struct user *me, const
 	if (rc == -ERR_NOT_FOUND)
 		return error_set(err, ERR_NOT_FOUND, "no such task");
 	return rc;
+}
+
+/*
+ * load() inside a write transaction: the task's project is locked first (see
+ * store_project_lock), then the task and the caller's role are read under that lock.
+ */
+static int load_for_write(struct db_conn *c, struct arena *a, const struct user *me, const char *id,
+			  struct task *out, struct error *err)
+{
+	int rc = load(c, a, me, id, ACCESS_READ, out, err);
+	if (rc < 0)
+		return rc;
+	if ((rc = store_project_lock(c, out->project_id, err)) < 0)
+		return rc;
+	return load(c, a, me, id, ACCESS_WRITE_TASKS, out, err);
 }
 
 int task_get(struct store *st, struct arena *a, const struct user *me, const char *id,
@@ -201,7 +234,7 @@ int task_update(struct store *st, struct arena *a, const struct user *me, const 
 
 	memcpy(specs, task_fields, sizeof(specs));
 	specs[0].required = false;
-	if ((rc = validate_object(body, specs, NTASK_FIELDS, err)) < 0)
+	if ((rc = check_due_range(body, validate_object(body, specs, NTASK_FIELDS, err), err)) < 0)
 		return rc;
 	struct db_conn *c = store_conn(st, err);
 	if (!c)
@@ -209,7 +242,7 @@ int task_update(struct store *st, struct arena *a, const struct user *me, const 
 	for (int attempt = 0; attempt < TASK_UPDATE_RETRIES; attempt++) {
 		if ((rc = db_begin(c, true, err)) < 0)
 			return rc;
-		if ((rc = load(c, a, me, id, ACCESS_WRITE_TASKS, &old, err)) < 0)
+		if ((rc = load_for_write(c, a, me, id, &old, err)) < 0)
 			return finish(c, rc, err);
 		if (expected_version && old.version != expected_version)
 			return finish(c,
@@ -254,21 +287,31 @@ int task_delete(struct store *st, struct arena *a, const struct user *me, const 
 	struct db_conn *c = store_conn(st, err);
 	if (!c)
 		return -ERR_UNAVAILABLE;
-	if ((rc = db_begin(c, true, err)) < 0)
-		return rc;
-	if ((rc = load(c, a, me, id, ACCESS_WRITE_TASKS, &t, err)) < 0)
+	for (int attempt = 0; attempt < TASK_UPDATE_RETRIES; attempt++) {
+		if ((rc = db_begin(c, true, err)) < 0)
+			return rc;
+		if ((rc = load_for_write(c, a, me, id, &t, err)) < 0)
+			return finish(c, rc, err);
+		if (expected_version && t.version != expected_version)
+			return finish(
+			    c, error_set(err, ERR_PRECONDITION_FAILED, "the task has changed"),
+			    err);
+		if ((rc = store_task_delete(c, id, t.version, &deleted, err)) < 0)
+			return finish(c, rc, err);
+		if (!deleted) {
+			/* A writer committed in between. Without If-Match that is no failure:
+			 * re-read, so that the event holds the version really deleted. */
+			db_rollback(c);
+			if (expected_version)
+				return error_set(err, ERR_PRECONDITION_FAILED,
+						 "the task has changed");
+			continue;
+		}
+		rc = event_write(c, a, t.project_id, "task.deleted", me->id,
+				 arena_json(a, task_json(&t)), err);
 		return finish(c, rc, err);
-	if (expected_version && t.version != expected_version)
-		return finish(c, error_set(err, ERR_PRECONDITION_FAILED, "the task has changed"),
-			      err);
-	if ((rc = store_task_delete(c, id, t.version, &deleted, err)) < 0)
-		return finish(c, rc, err);
-	if (!deleted)
-		return finish(c, error_set(err, ERR_PRECONDITION_FAILED, "the task has changed"),
-			      err);
-	rc = event_write(c, a, t.project_id, "task.deleted", me->id, arena_json(a, task_json(&t)),
-			 err);
-	return finish(c, rc, err);
+	}
+	return error_set(err, ERR_UNAVAILABLE, "task %s is too contended; retry", id);
 }
 
 int task_unassign_member(struct db_conn *c, struct arena *a, const char *project_id,
@@ -366,11 +409,13 @@ static int parse_sort(const char *s, struct task_filter *f, struct error *err)
 	}
 }
 
-/* The canonical text of the sort, which the cursor is bound to. */
-static const char *sort_spec(struct arena *a, const struct task_filter *f)
+/* The list (one project's, or every project's: project_id NULL) and the canonical text of
+ * its sort: what a cursor is bound to, so that it answers 400 anywhere else. */
+static const char *sort_spec(struct arena *a, const char *project_id, const struct task_filter *f)
 {
-	char buf[128] = "tasks:";
-	size_t used = strlen(buf);
+	char buf[128];
+	int w0 = snprintf(buf, sizeof(buf), "tasks:%s:", project_id ? project_id : "all");
+	size_t used = w0 > 0 ? (size_t)w0 : 0;
 	for (int i = 0; i < f->nsort; i++) {
 		int w = snprintf(buf + used, sizeof(buf) - used, "%s%s%s", i ? "," : "",
 				 f->sort[i].desc ? "-" : "", sort_names[f->sort[i].key]);
@@ -461,7 +506,7 @@ int task_list(struct store *st, struct arena *a, const struct user *me, const st
 	}
 	if (error_field_count(err))
 		return -ERR_VALIDATION_FAILED;
-	const char *spec = sort_spec(a, &f);
+	const char *spec = sort_spec(a, in_project ? q->project_id : NULL, &f);
 	if (q->cursor) {
 		if ((rc = cursor_decode(a, q->cursor, spec, (size_t)f.nsort + 1, &f.after, err)) <
 		    0)

@@ -38,6 +38,14 @@ int store_project_seq(struct db_conn *c, struct arena *a, const char *id, int64_
 	return 0;
 }
 
+int store_project_lock(struct db_conn *c, const char *id, struct error *err)
+{
+	struct db_param v[] = {DB_TEXT(id)};
+	if (c->dialect == DB_SQLITE)
+		return 0;
+	return db_exec(c, "SELECT id FROM projects WHERE id = $1 FOR UPDATE", v, 1, err);
+}
+
 int store_project_insert(struct db_conn *c, const struct project *p, struct error *err)
 {
 	struct db_param v[] = {DB_TEXT(p->id),	     DB_TEXT(p->name),	    DB_TEXT(p->description),

@@ -36,6 +36,13 @@ struct event {
 /* The project's current event seq; -ERR_NOT_FOUND when it does not exist. */
 int store_project_seq(struct db_conn *c, struct arena *a, const char *id, int64_t *seq,
 		      struct error *err);
+/*
+ * Lock the project's row for the rest of the transaction (PostgreSQL: SELECT ... FOR
+ * UPDATE; SQLite's BEGIN IMMEDIATE already holds the database's write lock). Every write
+ * that touches a project, its members or its tasks takes it first, so such writes run one
+ * after another per project and always lock in the same order.
+ */
+int store_project_lock(struct db_conn *c, const char *id, struct error *err);
 int store_project_insert(struct db_conn *c, const struct project *p, struct error *err);
 /* The project as `user_id` sees it (with role); -ERR_NOT_FOUND when absent or not a member. */
 int store_project_get_for(struct db_conn *c, struct arena *a, const char *id, const char *user_id,

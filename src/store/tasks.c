@@ -285,11 +285,13 @@ int store_task_list(struct db_conn *c, struct arena *a, const struct task_filter
 	}
 	for (int i = 0; i < f->nwords; i++) {
 		const char *pat = like_word(a, f->words[i]);
-		query_add(&q, " AND (lower(t.title) LIKE ");
+		/* lower() on both sides: the database folds case its own way (PostgreSQL by
+		 * its ctype, beyond ASCII), so the word must be folded the same way. */
+		query_add(&q, " AND (lower(t.title) LIKE lower(");
 		query_param(&q, DB_TEXT(pat));
-		query_add(&q, " ESCAPE '\\' OR lower(t.description) LIKE ");
+		query_add(&q, ") ESCAPE '\\' OR lower(t.description) LIKE lower(");
 		query_param(&q, DB_TEXT(pat));
-		query_add(&q, " ESCAPE '\\')");
+		query_add(&q, ") ESCAPE '\\')");
 	}
 	if (f->after) {
 		bool uniform = true;
