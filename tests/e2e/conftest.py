@@ -1,0 +1,154 @@
+"""Fixtures for the end-to-end suite.
+
+Every test that uses `backend` (directly or through `store`, `tandem_server`, `server`,
+`api` or `tandem_cli`) runs once per backend: test_x[sqlite] and test_x[postgres].
+TANDEM_E2E_BACKENDS=sqlite (comma-separated) narrows that, e.g. for the sanitizer run.
+
+PostgreSQL is one throwaway cluster per session (tests/pg_cluster.py), started only when a
+postgres test runs; each server gets a database of its own, so tests stay independent.
+
+Environment knobs: TANDEM_BIN (the binary, default build/tandem), TANDEM_E2E_BACKENDS,
+TANDEM_SANITIZER=1 (fail a test whose tandem process printed a sanitizer report).
+"""
+
+import itertools
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness import (  # noqa: E402
+    BACKENDS, SANITIZER, TANDEM_BIN, StoreTarget, TandemServer, base_env, run_tandem)
+from pg_cluster import PgCluster  # noqa: E402
+
+
+def pytest_report_header(config):
+    return [f"tandem binary: {TANDEM_BIN}", f"backends: {', '.join(BACKENDS)}",
+            f"sanitizer checks: {'on' if SANITIZER else 'off'}"]
+
+
+def pytest_sessionstart(session):
+    if not os.access(TANDEM_BIN, os.X_OK):
+        pytest.exit(f"{TANDEM_BIN} is not an executable; build first "
+                    "(meson setup build && ninja -C build) or set TANDEM_BIN", returncode=4)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """The session's throwaway PostgreSQL cluster (Unix socket only)."""
+    cluster = PgCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+_db_counter = itertools.count(1)
+
+
+@pytest.fixture
+def new_store(backend, request, tmp_path):
+    """Factory: a fresh StoreTarget (new data directory; new database on PostgreSQL)."""
+    counter = itertools.count(1)
+
+    def make():
+        n = next(counter)
+        data_dir = tmp_path / f"data{n}"
+        if backend == "postgres":
+            cluster = request.getfixturevalue("pg_cluster")
+            dbname = f"t{os.getpid()}_{next(_db_counter)}"
+            cluster.create_database(dbname)
+            return StoreTarget(backend, data_dir, cluster, dbname)
+        return StoreTarget(backend, data_dir)
+
+    return make
+
+
+@pytest.fixture
+def store(new_store):
+    """The test's own fresh store."""
+    return new_store()
+
+
+@pytest.fixture
+def tandem_server(new_store, tmp_path):
+    """Factory: tandem_server(env={...}, args=[...], store=None, start=True) -> TandemServer.
+
+    Each call gets a fresh store unless one is given (give the same store to two servers to
+    share a database). At teardown every server still running gets SIGTERM and must exit 0.
+    """
+    servers = []
+
+    def make(env=None, args=(), store=None, start=True):
+        srv = TandemServer(store or new_store(), tmp_path, env=env, args=args,
+                           name=f"tandem{len(servers) + 1}")
+        servers.append(srv)
+        if start:
+            srv.start()
+        return srv
+
+    yield make
+
+    problems = []
+    for srv in servers:
+        if srv.proc is None:
+            continue
+        if srv.returncode is not None:
+            continue  # the test stopped it and checked the outcome itself
+        try:
+            rc = srv.stop()
+        except AssertionError as e:
+            problems.append(str(e))
+            continue
+        if rc != 0:
+            problems.append(f"{srv.log_path.name} exited with {rc} on SIGTERM:\n"
+                            f"{srv.stderr_text()[-4000:]}")
+    assert not problems, "\n\n".join(problems)
+
+
+@pytest.fixture
+def server(tandem_server):
+    """A started server with default settings on a fresh store."""
+    return tandem_server()
+
+
+@pytest.fixture
+def api(server):
+    client = server.api()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def tandem_cli(new_store):
+    """Run a tandem command to completion: tandem_cli("migrate", store=s, env={...}).
+
+    The command sees the harness's base environment, the store's settings (one fresh store
+    shared by the test's calls when none is given) and then `env` (a value of None removes a
+    variable).
+    """
+    default = []
+
+    def run(*args, store=None, env=None, timeout=60, input=None):
+        if store is None:
+            if not default:
+                default.append(new_store())
+            store = default[0]
+        target = store
+        full = base_env()
+        full.update(target.env())
+        full.update(env or {})
+        full = {k: v for k, v in full.items() if v is not None}
+        return run_tandem(list(args), full, cwd=target.data_dir, timeout=timeout, input=input)
+
+    return run
