@@ -200,15 +200,11 @@ static int apply(struct config *cfg, const struct setting *s, const char *v, FIL
 
 int config_load(struct config *cfg, int argc, char **argv, int first, FILE *errout)
 {
+	const char *flag_value[NSETTINGS] = {NULL};
+
 	memset(cfg, 0, sizeof(*cfg));
-	for (size_t i = 0; i < NSETTINGS; i++)
-		if (settings[i].def && apply(cfg, &settings[i], settings[i].def, errout))
-			return -1;
-	for (size_t i = 0; i < NSETTINGS; i++) {
-		const char *v = getenv(settings[i].env);
-		if (v && apply(cfg, &settings[i], v, errout))
-			return -1;
-	}
+	/* Flags first, only collected: a setting given as a flag ignores its environment
+	 * variable entirely, even an invalid one. */
 	for (int a = first; a < argc; a++) {
 		const char *arg = argv[a];
 		if (strncmp(arg, "--", 2) != 0) {
@@ -218,26 +214,33 @@ int config_load(struct config *cfg, int argc, char **argv, int first, FILE *erro
 		}
 		const char *name = arg + 2, *eq = strchr(name, '=');
 		size_t nl = eq ? (size_t)(eq - name) : strlen(name);
-		const struct setting *s = NULL;
+		size_t idx = NSETTINGS;
 		for (size_t i = 0; i < NSETTINGS; i++)
 			if (strlen(settings[i].flag) == nl && !strncmp(settings[i].flag, name, nl))
-				s = &settings[i];
-		if (!s) {
+				idx = i;
+		if (idx == NSETTINGS) {
 			fprintf(errout, "tandem: unknown flag \"--%.*s\" (see tandem --help)\n",
 				(int)nl, name);
 			return -1;
 		}
 		const char *v = eq ? eq + 1 : NULL;
-		if (!v && s->kind == K_BOOL)
+		if (!v && settings[idx].kind == K_BOOL)
 			v = "true";
 		if (!v) {
 			if (a + 1 >= argc) {
-				fprintf(errout, "tandem: flag --%s needs a value\n", s->flag);
+				fprintf(errout, "tandem: flag --%s needs a value\n",
+					settings[idx].flag);
 				return -1;
 			}
 			v = argv[++a];
 		}
-		if (apply(cfg, s, v, errout))
+		flag_value[idx] = v;
+	}
+	for (size_t i = 0; i < NSETTINGS; i++) {
+		const char *v = flag_value[i] ? flag_value[i] : getenv(settings[i].env);
+		if (!v)
+			v = settings[i].def;
+		if (v && apply(cfg, &settings[i], v, errout))
 			return -1;
 	}
 	if (cfg->jwt_secret && strlen(cfg->jwt_secret) < 32) {

@@ -194,7 +194,7 @@ static enum MHD_Result queue(struct server *s, struct request *req)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)req->status, resp);
 	MHD_destroy_response(resp);
-	req->queued = true;
+	req->queued = r == MHD_YES; /* the access log must not claim an answer never sent */
 	return r;
 }
 

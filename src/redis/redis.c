@@ -4,9 +4,11 @@
 #include "core/timeutil.h"
 #include "core/xalloc.h"
 
+#include <errno.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,6 +210,13 @@ fail:
 	return NULL;
 }
 
+/* Did the server close the connection (rather than time out or send garbage)? */
+static bool closed_under_us(const redisContext *c)
+{
+	return c->err == REDIS_ERR_EOF ||
+	       (c->err == REDIS_ERR_IO && (errno == ECONNRESET || errno == EPIPE));
+}
+
 static struct conn_slot *slot_get(struct redis *r)
 {
 	struct conn_slot *s = pthread_getspecific(r->key);
@@ -229,6 +238,7 @@ struct redisReply *redis_command(struct redis *r, int argc, const char **argv,
 				 const size_t *argvlen)
 {
 	struct conn_slot *s = slot_get(r);
+	bool reused = s->ctx != NULL;
 	if (!s->ctx) {
 		if (time_now_ms() < s->retry_at_ms)
 			return NULL;
@@ -239,6 +249,21 @@ struct redisReply *redis_command(struct redis *r, int argc, const char **argv,
 		log_info("redis connection established");
 	}
 	redisReply *rep = redisCommandArgv(s->ctx, argc, argv, argvlen);
+	if (reused && (!rep || s->ctx->err) && closed_under_us(s->ctx)) {
+		/* An idle connection that Redis closed (a restart, a failover, an idle timeout):
+		 * every thread finds out on its next command. Connect again at once, once, instead
+		 * of failing open and backing off. Never after a timeout: the command may have
+		 * run. */
+		if (rep)
+			freeReplyObject(rep);
+		redisFree(s->ctx);
+		if (!(s->ctx = connect_ctx(r))) {
+			s->retry_at_ms = time_now_ms() + REDIS_RETRY_AFTER_MS;
+			return NULL;
+		}
+		log_info("redis connection established");
+		rep = redisCommandArgv(s->ctx, argc, argv, argvlen);
+	}
 	if (!rep || s->ctx->err) {
 		log_failure(r, argv[0], s->ctx->errstr);
 		if (rep)

@@ -17,6 +17,7 @@
 #include "store/stmtcache.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,15 @@ static int conn_fail(struct pg_conn *c, const char *what, struct error *err)
 	return error_set(err, ERR_UNAVAILABLE, "postgres %s: %s", what, msg);
 }
 
+static void notice(void *cls, const char *message)
+{
+	char line[512];
+	(void)cls;
+	snprintf(line, sizeof(line), "%s", message);
+	line[strcspn(line, "\n")] = '\0';
+	log_json(LOG_DEBUG, "postgres notice", json_pack("{s:s}", "notice", line));
+}
+
 static int open_pg(const char *url, PGconn **out, struct error *err)
 {
 	/* Defaults first: a value in the URL overrides them (expand_dbname processes it last). */
@@ -55,6 +65,8 @@ static int open_pg(const char *url, PGconn **out, struct error *err)
 		PQfinish(pg);
 		return error_set(err, ERR_UNAVAILABLE, "postgres connect: %s", msg);
 	}
+	/* Server notices (e.g. "already exists, skipping") go to our log, not raw to stderr. */
+	PQsetNoticeProcessor(pg, notice, NULL);
 	*out = pg;
 	return 0;
 }
