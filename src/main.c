@@ -27,6 +27,7 @@
 #include <termios.h>
 #include <unistd.h>
 #include "core/arena.h"
+#include "core/cursor.h"
 
 #ifndef TANDEM_VERSION
 #define TANDEM_VERSION "dev"
@@ -110,6 +111,7 @@ static int cmd_serve(struct config *cfg)
 		store_free(store);
 		return 2;
 	}
+	cursor_set_key(auth.key.secret, auth.key.len);
 	struct redis *redis = NULL;
 	struct limits *limits = NULL;
 	if (cfg->redis_url) {

@@ -4,19 +4,61 @@
 #include "core/base64url.h"
 #include "core/error.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/random.h"
+
 #define CURSOR_MAX_LEN 2048
+#define CURSOR_MAC_LEN 16
+
+/*
+ * Cursors are signed: base64url(document) "." base64url(HMAC-SHA256(key, document)[:16]).
+ * An edited cursor is refused instead of silently positioning a page somewhere else. The key
+ * is derived from the server's secret (cursor_set_key) so that every instance sharing that
+ * secret accepts every other's cursors; without one it is random per process.
+ */
+static unsigned char mac_key[32];
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static int key_set;
+
+static void random_key(void)
+{
+	if (!key_set)
+		random_bytes(mac_key, sizeof(mac_key));
+}
+
+void cursor_set_key(const void *secret, size_t len)
+{
+	unsigned int n = 0;
+	static const char label[] = "tandem cursor v1";
+	HMAC(EVP_sha256(), secret, (int)len, (const unsigned char *)label, sizeof(label) - 1,
+	     mac_key, &n);
+	key_set = 1;
+}
+
+static void mac(const void *data, size_t len, unsigned char out[32])
+{
+	unsigned int n = 0;
+	pthread_once(&key_once, random_key);
+	HMAC(EVP_sha256(), mac_key, sizeof(mac_key), data, len, out, &n);
+}
 
 char *cursor_encode(struct arena *a, const char *sort, json_t *keys)
 {
 	json_t *doc = json_pack("{s:i, s:s, s:O}", "v", 1, "s", sort, "k", keys);
 	char *s = json_dumps(doc, JSON_COMPACT);
 	json_decref(doc);
-	char *out = base64url_encode(a, s, strlen(s));
+	unsigned char tag[32];
+	mac(s, strlen(s), tag);
+	char *body = base64url_encode(a, s, strlen(s));
+	char *sig = base64url_encode(a, tag, CURSOR_MAC_LEN);
 	free(s);
-	return out;
+	return arena_printf(a, "%s.%s", body, sig);
 }
 
 int cursor_decode(struct arena *a, const char *cursor, const char *sort, size_t nkeys,
@@ -25,8 +67,18 @@ int cursor_decode(struct arena *a, const char *cursor, const char *sort, size_t 
 	size_t n;
 	if (strlen(cursor) > CURSOR_MAX_LEN)
 		return error_set(err, ERR_BAD_REQUEST, "cursor is too long");
-	unsigned char *raw = base64url_decode(a, cursor, &n);
-	if (!raw)
+	const char *dot = strrchr(cursor, '.');
+	if (!dot)
+		return error_set(err, ERR_BAD_REQUEST, "cursor is not valid");
+	size_t sn;
+	unsigned char *raw =
+	    base64url_decode(a, arena_strndup(a, cursor, (size_t)(dot - cursor)), &n);
+	unsigned char *sig = base64url_decode(a, dot + 1, &sn);
+	unsigned char tag[32];
+	if (!raw || !sig || sn != CURSOR_MAC_LEN)
+		return error_set(err, ERR_BAD_REQUEST, "cursor is not valid");
+	mac(raw, n, tag);
+	if (CRYPTO_memcmp(tag, sig, CURSOR_MAC_LEN) != 0)
 		return error_set(err, ERR_BAD_REQUEST, "cursor is not valid");
 	json_t *doc = arena_json(a, json_loadb((const char *)raw, n, JSON_REJECT_DUPLICATES, NULL));
 	json_t *v = json_object_get(doc, "v"), *s = json_object_get(doc, "s");

@@ -4,8 +4,9 @@
  * A cursor carries the sort-key values of the last row of a page (and that row's id) so the
  * next page starts strictly after it: `WHERE (k1, id) > ($k1, $id)`. It stays valid while
  * rows are inserted or deleted, unlike OFFSET. On the wire it is base64url of a small JSON
- * document {"v":1,"s":"<sort spec>","k":[values...]}; the sort spec is checked on decode so
- * that a cursor from one ordering is not silently applied to another.
+ * document {"v":1,"s":"<sort spec>","k":[values...]}, signed with an HMAC; the sort spec
+ * (which also names the list) is checked on decode so that a cursor from one ordering or
+ * list is not silently applied to another.
  */
 #ifndef TANDEM_CORE_CURSOR_H
 #define TANDEM_CORE_CURSOR_H
@@ -14,6 +15,12 @@
 
 struct arena;
 struct error;
+
+/*
+ * Derive the signing key from a server secret (call once at start-up, before serving).
+ * Without it a random per-process key is used.
+ */
+void cursor_set_key(const void *secret, size_t len);
 
 /*
  * Encode `keys` (borrowed JSON array of strings, integers and nulls) for the ordering named

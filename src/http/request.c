@@ -44,7 +44,8 @@ static void url_append(struct url_build *b, const char *s, bool encode)
 		if (b->len + 4 > b->cap) {
 			size_t cap = b->cap ? b->cap * 2 : 256;
 			char *nb = arena_alloc(&b->req->arena, cap);
-			memcpy(nb, b->buf, b->len);
+			if (b->len)
+				memcpy(nb, b->buf, b->len);
 			b->buf = nb;
 			b->cap = cap;
 		}

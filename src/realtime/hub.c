@@ -67,6 +67,7 @@ struct ws {
 	char user_id[UUID_STR_LEN];
 	bool authed, closing, dead;
 	int64_t opened_ms, last_rx_ms, last_ping_ms, close_deadline_ms;
+	int64_t full_since_ms; /* event delivery paused on a full queue since then, or 0 */
 	char *extra;
 	size_t extra_len, extra_off;
 	struct sub *subs;
@@ -209,13 +210,15 @@ static void ws_send_text(struct ws *w, const char *text, size_t len)
 {
 	if (w->closing || w->dead)
 		return;
+	size_t before = wslay_event_get_queued_msg_length(w->ctx);
 	struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text, len};
 	if (wslay_event_queue_msg(w->ctx, &m) != 0) {
 		w->dead = true;
 		return;
 	}
-	if (wslay_event_get_queued_msg_length(w->ctx) > w->hub->lim.max_queue) {
-		/* A client that does not read: close it rather than buffer without bound. */
+	if (before >= 2 * w->hub->lim.max_queue) {
+		/* Events pause at max_queue (see deliver), so only answers to a client that sends
+		 * without reading get here: close it rather than buffer without bound. */
 		static const char why[] = "slow consumer";
 		wslay_event_queue_close(w->ctx, 4008, (const uint8_t *)why, sizeof(why) - 1);
 		w->closing = true;
@@ -350,6 +353,11 @@ static void deliver(struct hub *h, struct sub *s, const struct event *e, const c
 		int m = snprintf(msg, n + 32, "{\"type\":\"event\",\"event\":%s}", ejson);
 		ws_send_text(w, msg, (size_t)m);
 		free(msg);
+		/* A full queue pauses delivery (the log keeps the rest) until the client has taken
+		 * half of it (ws_pump); one that takes nothing is closed by the timers. */
+		if (!w->full_since_ms &&
+		    wslay_event_get_queued_msg_length(w->ctx) >= h->lim.max_queue)
+			w->full_since_ms = time_now_ms();
 		break;
 	}
 	case SUB_SSE: {
@@ -371,6 +379,11 @@ static void deliver(struct hub *h, struct sub *s, const struct event *e, const c
 		end_sub(h, s, "membership_removed");
 }
 
+static bool sub_paused(const struct sub *s)
+{
+	return s->kind == SUB_WS && ((const struct ws *)s->owner)->full_since_ms != 0;
+}
+
 static const char *removed_user_of(const struct event *e, json_t *ej)
 {
 	if (strcmp(e->type, "member.removed") != 0)
@@ -378,6 +391,8 @@ static const char *removed_user_of(const struct event *e, json_t *ej)
 	return json_string_value(
 	    json_object_get(json_object_get(json_object_get(ej, "data"), "user"), "id"));
 }
+
+static void project_deleted(struct hub *h, const char *project_id);
 
 /* Bring every subscriber of one project up to date from the event log. */
 static void catch_up(struct hub *h, const char *project_id)
@@ -396,7 +411,7 @@ static void catch_up(struct hub *h, const char *project_id)
 		if (t) {
 			t->dirty = false;
 			for (struct sub *s = t->subs; s; s = s->next)
-				if (s->last < min_last)
+				if (s->last < min_last && !sub_paused(s))
 					min_last = s->last;
 		}
 		pthread_mutex_unlock(&h->lock);
@@ -415,6 +430,16 @@ static void catch_up(struct hub *h, const char *project_id)
 			arena_release(&a);
 			return;
 		}
+		int64_t head;
+		if (n == 0 && store_project_seq(c, &a, project_id, &head, &err) == -ERR_NOT_FOUND) {
+			/* A deletion leaves no event behind: an instance that missed its pub/sub
+			 * message finds out here, on the sweep. */
+			error_release(&err);
+			arena_release(&a);
+			project_deleted(h, project_id);
+			return;
+		}
+		error_release(&err);
 		pthread_mutex_lock(&h->lock);
 		t = topic_get(h, project_id, false);
 		for (int i = 0; t && i < n; i++) {
@@ -424,7 +449,7 @@ static void catch_up(struct hub *h, const char *project_id)
 			struct sub *s = t->subs;
 			while (s) {
 				struct sub *next = s->next; /* deliver may unlink s */
-				if (s->last < evs[i].seq)
+				if (s->last < evs[i].seq && !sub_paused(s))
 					deliver(h, s, &evs[i], text, removed);
 				s = next;
 			}
@@ -668,6 +693,12 @@ static void ws_destroy(struct hub *h, struct ws *w)
 	}
 	pthread_mutex_unlock(&h->lock);
 	epoll_ctl(h->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+	/* Unread input would turn the close into a reset, which discards what is not yet sent
+	 * (the close frame, typically): read it away and send FIN first. */
+	char sink[4096];
+	for (int i = 0; i < 256 && recv(w->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+		;
+	shutdown(w->fd, SHUT_WR);
 	if (w->prev)
 		w->prev->next = w->next;
 	else
@@ -690,6 +721,14 @@ static void ws_pump(struct hub *h, struct ws *w)
 	if (w->dead) {
 		ws_destroy(h, w);
 		return;
+	}
+	if (w->full_since_ms && wslay_event_get_queued_msg_length(w->ctx) < h->lim.max_queue / 2) {
+		w->full_since_ms = 0; /* resume: deliver_dirty sends what the log holds for it */
+		pthread_mutex_lock(&h->lock);
+		for (struct sub *s = w->subs; s; s = s->owner_next)
+			if (s->topic)
+				s->topic->dirty = true;
+		pthread_mutex_unlock(&h->lock);
 	}
 	uint32_t want = EPOLLIN | EPOLLRDHUP | (wslay_event_want_write(w->ctx) ? EPOLLOUT : 0);
 	if (want != w->events) {
@@ -730,8 +769,10 @@ static void ws_adopt(struct hub *h, struct adopt *ad)
 	epoll_ctl(h->epfd, EPOLL_CTL_ADD, w->fd, &ev);
 	if (atomic_load(&h->draining))
 		ws_close(w, 1001, "server shutting down");
-	if (w->extra_len && wslay_event_recv(w->ctx) != 0)
+	if (w->extra_len && wslay_event_recv(w->ctx) != 0) {
+		wslay_event_send(w->ctx); /* the close wslay queued for a broken frame, if any */
 		w->dead = true;
+	}
 	ws_pump(h, w);
 }
 
@@ -745,6 +786,11 @@ static void timers(struct hub *h, int64_t now)
 			w->dead = true;
 		else if (!w->authed && now - w->opened_ms > (int64_t)h->lim.auth_timeout_s * 1000)
 			ws_close(w, 4001, "authentication timeout");
+		else if (w->full_since_ms &&
+			 now - w->full_since_ms > (int64_t)h->lim.ping_interval_s * 1000)
+			/* It took not even half its queue in a ping interval (our pings are stuck
+			 * behind the backlog too): it resumes with its last seq. */
+			ws_close(w, 4008, "slow consumer");
 		else if (now - w->last_rx_ms > (int64_t)h->lim.idle_timeout_s * 1000)
 			w->dead = true; /* silent peer: no pong, nothing */
 		else if (now - w->last_ping_ms > (int64_t)h->lim.ping_interval_s * 1000) {
@@ -868,8 +914,11 @@ static void *hub_main(void *arg)
 			}
 			struct ws *w = evs[i].data.ptr;
 			if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
-				if (wslay_event_recv(w->ctx) != 0)
+				if (wslay_event_recv(w->ctx) != 0) {
+					/* The close wslay queued for a broken frame, if any */
+					wslay_event_send(w->ctx);
 					w->dead = true;
+				}
 			ws_pump(h, w);
 		}
 		process_inbox(h);

@@ -180,7 +180,8 @@ int project_list(struct store *st, struct arena *a, const struct user *me, const
 		error_field(err, "q", "too_long", "at most 100 characters");
 		return -ERR_VALIDATION_FAILED;
 	}
-	if (cursor && (rc = cursor_decode(a, cursor, "projects", 1, &keys, err)) < 0)
+	if (cursor && (rc = cursor_decode(a, cursor, arena_printf(a, "projects:%s", me->id), 1,
+					  &keys, err)) < 0)
 		return rc;
 	const char *after = keys ? json_string_value(json_array_get(keys, 0)) : NULL;
 	if (keys && (!after || !uuid_valid(after)))
@@ -197,7 +198,7 @@ int project_list(struct store *st, struct arena *a, const struct user *me, const
 	out->next_cursor = NULL;
 	if (count > limit) {
 		json_t *k = json_pack("[s]", items[limit - 1].id);
-		out->next_cursor = cursor_encode(a, "projects", k);
+		out->next_cursor = cursor_encode(a, arena_printf(a, "projects:%s", me->id), k);
 		json_decref(k);
 	}
 	return 0;
@@ -276,7 +277,8 @@ int member_list(struct store *st, struct arena *a, const struct user *me, const 
 
 	if ((rc = parse_limit(limit_s, &limit, err)) < 0)
 		return rc;
-	if (cursor && (rc = cursor_decode(a, cursor, "members", 1, &keys, err)) < 0)
+	if (cursor && (rc = cursor_decode(a, cursor, arena_printf(a, "members:%s", project_id), 1,
+					  &keys, err)) < 0)
 		return rc;
 	const char *after = keys ? json_string_value(json_array_get(keys, 0)) : NULL;
 	if (keys && (!after || !uuid_valid(after)))
@@ -294,7 +296,7 @@ int member_list(struct store *st, struct arena *a, const struct user *me, const 
 	out->next_cursor = NULL;
 	if (count > limit) {
 		json_t *k = json_pack("[s]", items[limit - 1].user.id);
-		out->next_cursor = cursor_encode(a, "members", k);
+		out->next_cursor = cursor_encode(a, arena_printf(a, "members:%s", project_id), k);
 		json_decref(k);
 	}
 	return 0;

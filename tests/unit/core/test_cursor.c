@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,12 +24,15 @@ struct fixture {
 	struct error err;
 };
 
+#define TEST_SECRET "unit-test secret, long enough to be a key"
+
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	if (!f)
 		return -1;
 	arena_init(&f->a);
+	cursor_set_key(TEST_SECRET, strlen(TEST_SECRET));
 	*state = f;
 	return 0;
 }
@@ -41,10 +46,25 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* A cursor whose raw JSON document is `json`, as a client could forge one. */
+/*
+ * A cursor whose raw JSON document is `json`, signed with the test's key: what someone who
+ * knows the server secret could make. It tests the document checks behind the signature.
+ */
+static char *sign(struct arena *a, const char *json, const char *secret)
+{
+	static const char label[] = "tandem cursor v1";
+	unsigned char key[32], tag[32];
+	unsigned int n = 0;
+	HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)label,
+	     sizeof(label) - 1, key, &n);
+	HMAC(EVP_sha256(), key, sizeof(key), (const unsigned char *)json, strlen(json), tag, &n);
+	return arena_printf(a, "%s.%s", base64url_encode(a, json, strlen(json)),
+			    base64url_encode(a, tag, 16));
+}
+
 static char *forge(struct arena *a, const char *json)
 {
-	return base64url_encode(a, json, strlen(json));
+	return sign(a, json, TEST_SECRET);
 }
 
 static void assert_bad_request(struct fixture *f, const char *cursor, const char *sort,
@@ -89,7 +109,7 @@ static void test_encoded_cursor_is_url_safe(void **state)
 	json_t *keys = json_pack("[s]", "?~?>>>~~~\xc3\xbf");
 	char *c = cursor_encode(&f->a, "-updated_at", keys);
 	assert_int_equal(
-	    strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+	    strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."),
 	    strlen(c));
 	json_decref(keys);
 }
@@ -187,6 +207,18 @@ static void test_forged_documents_with_the_wrong_shape_are_rejected(void **state
 		assert_bad_request(f, forge(&f->a, docs[i]), "s", 1);
 }
 
+static void test_edited_cursor_is_rejected(void **state)
+{
+	/* A client that re-encodes a document of its own (no key) or signs with a wrong key. */
+	struct fixture *f = *state;
+	const char *doc = "{\"v\":1,\"s\":\"s\",\"k\":[1]}";
+	assert_bad_request(f, base64url_encode(&f->a, doc, strlen(doc)), "s", 1);
+	assert_bad_request(f, sign(&f->a, doc, "another secret entirely, also long"), "s", 1);
+	char *c = forge(&f->a, doc);
+	c[strlen(c) - 1] = c[strlen(c) - 1] == 'A' ? 'B' : 'A';
+	assert_bad_request(f, c, "s", 1);
+}
+
 static void test_forged_document_with_the_right_shape_is_accepted(void **state)
 {
 	/* The control for the test above: the forging itself is not what fails. */
@@ -243,6 +275,7 @@ int main(void)
 	    T(test_garbage_is_rejected),
 	    T(test_tampered_cursor_is_rejected),
 	    T(test_forged_documents_with_the_wrong_shape_are_rejected),
+	    T(test_edited_cursor_is_rejected),
 	    T(test_forged_document_with_the_right_shape_is_accepted),
 	    T(test_too_long_cursor_is_rejected),
 	    T(test_long_but_allowed_cursor_round_trips),
