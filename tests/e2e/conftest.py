@@ -25,6 +25,13 @@ from harness import (  # noqa: E402
     BACKENDS, SANITIZER, TANDEM_BIN, StoreTarget, TandemServer, base_env, run_tandem)
 from pg_cluster import PgCluster  # noqa: E402
 
+import contract  # noqa: E402
+import requests  # noqa: E402
+
+# Every response any test receives from a local server is checked against api/openapi.yaml
+# (contract.py); a test that received one that does not conform fails (below).
+contract.install(requests.Session)
+
 
 def pytest_report_header(config):
     return [f"tandem binary: {TANDEM_BIN}", f"backends: {', '.join(BACKENDS)}",
@@ -35,6 +42,28 @@ def pytest_sessionstart(session):
     if not os.access(TANDEM_BIN, os.X_OK):
         pytest.exit(f"{TANDEM_BIN} is not an executable; build first "
                     "(meson setup build && ninja -C build) or set TANDEM_BIN", returncode=4)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Fail the test phase during which a response that breaks the API document arrived."""
+    outcome = yield
+    report = outcome.get_result()
+    found = contract.take_violations()
+    if not found:
+        return
+    text = ("responses that do not match api/openapi.yaml (fix the server, or the document "
+            "where API.md agrees):\n  " + "\n  ".join(found[:50]))
+    if report.passed:
+        report.outcome = "failed"
+        report.longrepr = text
+    else:
+        report.sections.append(("API contract", text))
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(
+        f"API contract: {contract.checked_count()} responses checked against api/openapi.yaml")
 
 
 @pytest.fixture(scope="session")
