@@ -100,18 +100,7 @@ static int cmd_serve(struct config *cfg)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (ensure_data_dir(cfg) < 0 || open_store(cfg, &store) < 0)
-		return 2;
-	if (cfg->auto_migrate && migrate(store) < 0) {
-		store_free(store);
-		return 1;
-	}
-	static struct auth auth; /* large (keys, hashes): keep it off the stack */
-	if (auth_init(&auth, cfg) < 0) {
-		store_free(store);
-		return 2;
-	}
-	cursor_set_key(auth.key.secret, auth.key.len);
+	/* Every setting is checked before anything is created: a bad one touches nothing. */
 	struct redis *redis = NULL;
 	struct limits *limits = NULL;
 	if (cfg->redis_url) {
@@ -121,15 +110,29 @@ static int cmd_serve(struct config *cfg)
 				"tandem: invalid setting TANDEM_REDIS_URL (--redis-url) = "
 				"\"%s\": %s\n",
 				cfg->redis_url, why);
-			store_free(store);
 			return 2;
 		}
 	}
 	if (limits_create(cfg, redis, &limits) < 0) {
 		redis_free(redis);
-		store_free(store);
 		return 2;
 	}
+	if (ensure_data_dir(cfg) < 0 || open_store(cfg, &store) < 0) {
+		limits_free(limits);
+		redis_free(redis);
+		return 2;
+	}
+	static struct auth auth; /* large (keys, hashes): keep it off the stack */
+	int failed = cfg->auto_migrate && migrate(store) < 0 ? 1
+		     : auth_init(&auth, cfg) < 0	     ? 2
+							     : 0;
+	if (failed) {
+		limits_free(limits);
+		redis_free(redis);
+		store_free(store);
+		return failed;
+	}
+	cursor_set_key(auth.key.secret, auth.key.len);
 	struct hub_limits hl = {.max_message = cfg->ws_max_message,
 				.max_queue = cfg->ws_max_queue,
 				.max_subscriptions = (int)cfg->ws_max_subscriptions,

@@ -146,7 +146,7 @@ const char *client_ip(struct request *req, const struct limits *l)
 	const char *peer = request_peer(req);
 	if (!l || !l->nproxies || !trusted(l, peer))
 		return peer;
-	const char *xff = request_header(req, "X-Forwarded-For");
+	const char *xff = request_header_all(req, "X-Forwarded-For");
 	if (!xff)
 		return peer;
 	/* Walk from the right: entries added by our own proxies are trusted; the first one

@@ -13,6 +13,31 @@ const char *request_header(struct request *req, const char *name)
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+struct header_join {
+	struct request *req;
+	const char *name;
+	char *out;
+};
+
+static enum MHD_Result join_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				   const char *value)
+{
+	struct header_join *j = cls;
+	(void)kind;
+	if (strcasecmp(key, j->name) != 0 || !value)
+		return MHD_YES;
+	j->out = j->out ? arena_printf(&j->req->arena, "%s, %s", j->out, value)
+			: arena_strdup(&j->req->arena, value);
+	return MHD_YES;
+}
+
+const char *request_header_all(struct request *req, const char *name)
+{
+	struct header_join j = {req, name, NULL};
+	MHD_get_connection_values(req->conn, MHD_HEADER_KIND, join_header, &j);
+	return j.out;
+}
+
 const char *request_query(struct request *req, const char *name)
 {
 	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);

@@ -79,6 +79,11 @@ struct request {
 
 /* A request header, or NULL. Names are case-insensitive. */
 const char *request_header(struct request *req, const char *name);
+/*
+ * Every line of a header that may be repeated (X-Forwarded-For), joined with ", " in the
+ * order received (RFC 9110 section 5.3), in the arena; NULL when absent.
+ */
+const char *request_header_all(struct request *req, const char *name);
 /* A query-string argument, or NULL. */
 const char *request_query(struct request *req, const char *name);
 /* A path parameter by name ("id" for "{id}"); NULL when the route has none. */

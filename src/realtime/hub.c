@@ -443,6 +443,11 @@ static void catch_up(struct hub *h, const char *project_id)
 		pthread_mutex_lock(&h->lock);
 		t = topic_get(h, project_id, false);
 		for (int i = 0; t && i < n; i++) {
+			bool wanted = false; /* a paused subscriber reads it later, from the log */
+			for (struct sub *s = t->subs; s && !wanted; s = s->next)
+				wanted = s->last < evs[i].seq && !sub_paused(s);
+			if (!wanted)
+				continue;
 			json_t *ej = event_json(&evs[i]);
 			char *text = json_dumps(ej, JSON_COMPACT);
 			const char *removed = removed_user_of(&evs[i], ej);
