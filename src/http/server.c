@@ -130,11 +130,24 @@ void http_upgrade_close(void *handle)
 	MHD_upgrade_action(handle, MHD_UPGRADE_ACTION_CLOSE);
 }
 
+/*
+ * A streamed response outlives its request: libmicrohttpd runs the completion callback (which
+ * frees the request) before it destroys the response. So the response's closure is a copy of
+ * what it needs, freed with the response; `req` is used only while the stream is read, when
+ * the request is certainly alive.
+ */
+struct stream_closure {
+	long (*reader)(void *cls, struct request *req, char *buf, size_t max);
+	void (*release)(void *cls);
+	void *cls;
+	struct request *req;
+};
+
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
-	struct request *req = cls;
+	struct stream_closure *sc = cls;
 	(void)pos;
-	long n = req->special.reader(req->special.cls, req, buf, max);
+	long n = sc->reader(sc->cls, sc->req, buf, max);
 	if (n < 0)
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	return (ssize_t)n;
@@ -142,19 +155,26 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 
 static void stream_free(void *cls)
 {
-	struct request *req = cls;
-	if (req->special.release)
-		req->special.release(req->special.cls);
-	req->special.release = NULL;
+	struct stream_closure *sc = cls;
+	if (sc->release)
+		sc->release(sc->cls);
+	free(sc);
 }
+
+/* Like streams, the upgrade handler gets a copy of what it needs, not the request. */
+struct upgrade_closure {
+	void (*upgraded)(void *cls, int fd, const char *extra, size_t extra_len, void *handle);
+	void *cls;
+};
 
 static void upgraded(void *cls, struct MHD_Connection *conn, void *con_cls, const char *extra,
 		     size_t extra_len, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
 {
-	struct request *req = cls;
+	struct upgrade_closure *uc = cls;
 	(void)conn;
 	(void)con_cls;
-	req->special.upgraded(req->special.cls, sock, extra, extra_len, urh);
+	uc->upgraded(uc->cls, sock, extra, extra_len, urh);
+	free(uc);
 }
 
 static enum MHD_Result queue(struct server *s, struct request *req)
@@ -162,11 +182,15 @@ static enum MHD_Result queue(struct server *s, struct request *req)
 	struct MHD_Response *resp;
 
 	if (req->special.reader) {
-		/* The request outlives its streamed response: completed() runs after it. */
-		resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, req,
+		struct stream_closure *sc = xmalloc(sizeof(*sc));
+		*sc = (struct stream_closure){req->special.reader, req->special.release,
+					      req->special.cls, req};
+		resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, sc,
 							 stream_free);
 	} else if (req->special.upgraded) {
-		resp = MHD_create_response_for_upgrade(upgraded, req);
+		struct upgrade_closure *uc = xmalloc(sizeof(*uc));
+		*uc = (struct upgrade_closure){req->special.upgraded, req->special.cls};
+		resp = MHD_create_response_for_upgrade(upgraded, uc);
 	} else if (req->resp_body) {
 		resp = MHD_create_response_from_buffer(req->resp_len, req->resp_body,
 						       MHD_RESPMEM_MUST_FREE);
