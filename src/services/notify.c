@@ -1,6 +1,7 @@
 /* notify.c — see notify.h. The pending list is per thread: a transaction runs on one. */
 #include "services/notify.h"
 #include "core/uuid.h"
+#include "store/db.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -53,4 +54,19 @@ void notify_commit(void)
 void notify_discard(void)
 {
 	npending = 0;
+}
+
+int tx_finish(struct db_conn *c, int rc, struct error *err)
+{
+	if (rc < 0) {
+		db_rollback(c);
+		notify_discard();
+		return rc;
+	}
+	rc = db_commit(c, err);
+	if (rc < 0)
+		notify_discard();
+	else
+		notify_commit(); /* only committed events reach subscribers */
+	return rc;
 }

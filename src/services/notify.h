@@ -20,4 +20,13 @@ void notify_pending(const char *project_id, int64_t seq, enum notify_kind kind);
 void notify_commit(void);
 void notify_discard(void);
 
+struct db_conn;
+struct error;
+
+/*
+ * End a write transaction: on rc == 0 commit it and publish what it wrote; otherwise (or when
+ * COMMIT fails) roll it back and forget it. Returns rc, or COMMIT's error.
+ */
+int tx_finish(struct db_conn *c, int rc, struct error *err);
+
 #endif

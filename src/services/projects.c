@@ -89,22 +89,6 @@ static struct db_conn *conn(struct store *st, struct error *err)
 	return store_conn(st, err);
 }
 
-/* Run the tail of a write: commit on success, roll back on failure. */
-static int finish(struct db_conn *c, int rc, struct error *err)
-{
-	if (rc < 0) {
-		db_rollback(c);
-		notify_discard();
-		return rc;
-	}
-	rc = db_commit(c, err);
-	if (rc < 0)
-		notify_discard();
-	else
-		notify_commit(); /* only committed events reach subscribers */
-	return rc;
-}
-
 /* ---- projects ---- */
 
 static const struct field_spec project_fields[] = {
@@ -153,7 +137,7 @@ int project_create(struct store *st, struct arena *a, const struct user *me, jso
 	    (rc = store_member_insert(c, out->id, me->id, "owner", now, err)) == 0)
 		rc = event_write(c, a, out->id, "member.added", me->id,
 				 arena_json(a, member_json(&owner)), err);
-	return finish(c, rc, err);
+	return tx_finish(c, rc, err);
 }
 
 int project_get(struct store *st, struct arena *a, const struct user *me, const char *id,
@@ -221,29 +205,29 @@ int project_update(struct store *st, struct arena *a, const struct user *me, con
 	if ((rc = access_begin(c, a, id, me->id, ACCESS_EDIT_PROJECT, NULL, err)) < 0)
 		return rc;
 	if ((rc = store_project_get_for(c, a, id, me->id, out, err)) < 0)
-		return finish(c, rc, err);
+		return tx_finish(c, rc, err);
 	if (expected_version && out->version != expected_version)
-		return finish(c,
-			      error_set(err, ERR_PRECONDITION_FAILED,
-					"the project has changed (version %lld)",
-					(long long)out->version),
-			      err);
+		return tx_finish(c,
+				 error_set(err, ERR_PRECONDITION_FAILED,
+					   "the project has changed (version %lld)",
+					   (long long)out->version),
+				 err);
 	if (str(body, "name"))
 		out->name = str(body, "name");
 	if (json_object_get(body, "description"))
 		out->description = str(body, "description") ? str(body, "description") : "";
 	out->updated_at = time_now_ms();
 	if ((rc = store_project_update(c, out, out->version, &updated, err)) < 0)
-		return finish(c, rc, err);
+		return tx_finish(c, rc, err);
 	if (!updated)
-		return finish(c, error_set(err, ERR_PRECONDITION_FAILED, "the project has changed"),
-			      err);
+		return tx_finish(
+		    c, error_set(err, ERR_PRECONDITION_FAILED, "the project has changed"), err);
 	out->version++;
 	struct project shown = *out;
 	shown.role = NULL; /* the event is for every member: no viewer-specific role */
 	rc = event_write(c, a, id, "project.updated", me->id, arena_json(a, project_json(&shown)),
 			 err);
-	return finish(c, rc, err);
+	return tx_finish(c, rc, err);
 }
 
 int project_delete(struct store *st, struct arena *a, const struct user *me, const char *id,
@@ -257,13 +241,13 @@ int project_delete(struct store *st, struct arena *a, const struct user *me, con
 	if ((rc = access_begin(c, a, id, me->id, ACCESS_DELETE_PROJECT, NULL, err)) < 0)
 		return rc;
 	if ((rc = store_project_get_for(c, a, id, me->id, &p, err)) < 0)
-		return finish(c, rc, err);
+		return tx_finish(c, rc, err);
 	if (expected_version && p.version != expected_version)
-		return finish(c, error_set(err, ERR_PRECONDITION_FAILED, "the project has changed"),
-			      err);
+		return tx_finish(
+		    c, error_set(err, ERR_PRECONDITION_FAILED, "the project has changed"), err);
 	/* Tasks, memberships and events go with it (ON DELETE CASCADE). */
 	notify_pending(id, 0, NOTIFY_PROJECT_DELETED);
-	return finish(c, store_project_delete(c, id, err), err);
+	return tx_finish(c, store_project_delete(c, id, err), err);
 }
 
 /* ---- members ---- */
@@ -354,9 +338,9 @@ int member_add(struct store *st, struct arena *a, const struct user *me, const c
 	if (rc == 0 && !target.is_active)
 		rc = error_set(err, ERR_NOT_FOUND, "no such user");
 	if (rc == -ERR_NOT_FOUND)
-		return finish(c, error_set(err, ERR_NOT_FOUND, "no such user"), err);
+		return tx_finish(c, error_set(err, ERR_NOT_FOUND, "no such user"), err);
 	if (rc < 0)
-		return finish(c, rc, err);
+		return tx_finish(c, rc, err);
 	*out = (struct member){.user = target,
 			       .role = str(body, "role") ? str(body, "role") : "member",
 			       .joined_at = time_now_ms()};
@@ -368,7 +352,7 @@ int member_add(struct store *st, struct arena *a, const struct user *me, const c
 		rc = event_write(c, a, project_id, "member.added", me->id,
 				 arena_json(a, member_json(out)), err);
 	}
-	return finish(c, rc, err);
+	return tx_finish(c, rc, err);
 }
 
 static const struct field_spec member_update_fields[] = {
@@ -392,38 +376,38 @@ int member_update(struct store *st, struct arena *a, const struct user *me, cons
 	if ((rc = access_begin(c, a, project_id, me->id, ACCESS_MANAGE_MEMBERS, NULL, err)) < 0)
 		return rc;
 	if (!uuid_valid(user_id))
-		return finish(c, error_set(err, ERR_NOT_FOUND, "no such member"), err);
+		return tx_finish(c, error_set(err, ERR_NOT_FOUND, "no such member"), err);
 	if ((rc = store_member_get(c, a, project_id, user_id, out, err)) < 0)
-		return finish(c, rc, err);
+		return tx_finish(c, rc, err);
 	if (!strcmp(out->role, role))
-		return finish(c, 0, err); /* nothing changes, nothing to record */
+		return tx_finish(c, 0, err); /* nothing changes, nothing to record */
 	if (!strcmp(out->role, "owner"))
-		return finish(c,
-			      error_set(err, ERR_CONFLICT,
-					"the owner's role changes only by transferring "
-					"ownership to another member"),
-			      err);
+		return tx_finish(c,
+				 error_set(err, ERR_CONFLICT,
+					   "the owner's role changes only by transferring "
+					   "ownership to another member"),
+				 err);
 	if (!strcmp(role, "owner")) {
 		/* Transfer: exactly one owner at all times, the old one becomes a member. */
 		if ((rc = store_member_get(c, a, project_id, me->id, &old_owner, err)) < 0 ||
 		    (rc = store_member_set_role(c, project_id, me->id, "member", err)) < 0 ||
 		    (rc = store_member_set_role(c, project_id, user_id, "owner", err)) < 0 ||
 		    (rc = store_project_set_owner(c, project_id, user_id, time_now_ms(), err)) < 0)
-			return finish(c, rc, err);
+			return tx_finish(c, rc, err);
 		old_owner.role = "member";
 		out->role = "owner";
 		if ((rc = event_write(c, a, project_id, "member.updated", me->id,
 				      arena_json(a, member_json(out)), err)) < 0 ||
 		    (rc = event_write(c, a, project_id, "member.updated", me->id,
 				      arena_json(a, member_json(&old_owner)), err)) < 0)
-			return finish(c, rc, err);
-		return finish(c, 0, err);
+			return tx_finish(c, rc, err);
+		return tx_finish(c, 0, err);
 	}
 	out->role = role;
 	if ((rc = store_member_set_role(c, project_id, user_id, role, err)) == 0)
 		rc = event_write(c, a, project_id, "member.updated", me->id,
 				 arena_json(a, member_json(out)), err);
-	return finish(c, rc, err);
+	return tx_finish(c, rc, err);
 }
 
 int member_remove(struct store *st, struct arena *a, const struct user *me, const char *project_id,
@@ -439,21 +423,21 @@ int member_remove(struct store *st, struct arena *a, const struct user *me, cons
 			       self ? ACCESS_LEAVE : ACCESS_MANAGE_MEMBERS, NULL, err)) < 0)
 		return rc;
 	if (!uuid_valid(user_id))
-		return finish(c, error_set(err, ERR_NOT_FOUND, "no such member"), err);
+		return tx_finish(c, error_set(err, ERR_NOT_FOUND, "no such member"), err);
 	if ((rc = store_member_get(c, a, project_id, user_id, &m, err)) < 0)
-		return finish(c, rc, err);
+		return tx_finish(c, rc, err);
 	if (!strcmp(m.role, "owner"))
-		return finish(c,
-			      error_set(err, ERR_CONFLICT,
-					"the owner cannot be removed: transfer ownership first"),
-			      err);
+		return tx_finish(c,
+				 error_set(err, ERR_CONFLICT,
+					   "the owner cannot be removed: transfer ownership first"),
+				 err);
 	/* Their tasks become unassigned in the same transaction, each change with its event. */
 	if ((rc = task_unassign_member(c, a, project_id, user_id, me->id, err)) < 0 ||
 	    (rc = store_member_delete(c, project_id, user_id, err)) < 0)
-		return finish(c, rc, err);
+		return tx_finish(c, rc, err);
 	rc = event_write(c, a, project_id, "member.removed", me->id, arena_json(a, member_json(&m)),
 			 err);
-	return finish(c, rc, err);
+	return tx_finish(c, rc, err);
 }
 
 /* ---- events ---- */

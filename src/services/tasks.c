@@ -74,21 +74,6 @@ static int check_due_range(json_t *body, int rc, struct error *err)
 	return rc;
 }
 
-static int finish(struct db_conn *c, int rc, struct error *err)
-{
-	if (rc < 0) {
-		db_rollback(c);
-		notify_discard();
-		return rc;
-	}
-	rc = db_commit(c, err);
-	if (rc < 0)
-		notify_discard();
-	else
-		notify_commit(); /* only committed events reach subscribers */
-	return rc;
-}
-
 /* Apply the (validated) body onto t: absent = unchanged, null = cleared. */
 static void apply_patch(struct arena *a, struct task *t, json_t *body)
 {
@@ -166,7 +151,7 @@ int task_create(struct store *st, struct arena *a, const struct user *me, const 
 	    (rc = store_task_insert(c, out, err)) == 0)
 		rc = event_write(c, a, project_id, "task.created", me->id,
 				 arena_json(a, task_json(out)), err);
-	return finish(c, rc, err);
+	return tx_finish(c, rc, err);
 }
 
 /* The task if the caller may do `action` on it; 404 for non-members, as if it did not exist. */
@@ -243,23 +228,23 @@ int task_update(struct store *st, struct arena *a, const struct user *me, const 
 		if ((rc = db_begin(c, true, err)) < 0)
 			return rc;
 		if ((rc = load_for_write(c, a, me, id, &old, err)) < 0)
-			return finish(c, rc, err);
+			return tx_finish(c, rc, err);
 		if (expected_version && old.version != expected_version)
-			return finish(c,
-				      error_set(err, ERR_PRECONDITION_FAILED,
-						"the task has changed (version %lld)",
-						(long long)old.version),
-				      err);
+			return tx_finish(c,
+					 error_set(err, ERR_PRECONDITION_FAILED,
+						   "the task has changed (version %lld)",
+						   (long long)old.version),
+					 err);
 		*out = old;
 		apply_patch(a, out, body);
 		json_t *ch = arena_json(a, changes(&old, out));
 		if (json_object_size(ch) == 0)
-			return finish(c, 0, err); /* nothing changes: no new version, no event */
+			return tx_finish(c, 0, err); /* nothing changes: no new version, no event */
 		if ((rc = check_assignee(c, a, out, err)) < 0)
-			return finish(c, rc, err);
+			return tx_finish(c, rc, err);
 		out->updated_at = time_now_ms();
 		if ((rc = store_task_update(c, out, old.version, &updated, err)) < 0)
-			return finish(c, rc, err);
+			return tx_finish(c, rc, err);
 		if (!updated) {
 			/* Another writer committed in between: re-read and re-apply our fields. */
 			db_rollback(c);
@@ -273,7 +258,7 @@ int task_update(struct store *st, struct arena *a, const struct user *me, const 
 		json_t *data = arena_json(a, task_json(out));
 		json_object_set(data, "changes", ch);
 		rc = event_write(c, a, out->project_id, "task.updated", me->id, data, err);
-		return finish(c, rc, err);
+		return tx_finish(c, rc, err);
 	}
 	return error_set(err, ERR_UNAVAILABLE, "task %s is too contended; retry", id);
 }
@@ -291,13 +276,13 @@ int task_delete(struct store *st, struct arena *a, const struct user *me, const 
 		if ((rc = db_begin(c, true, err)) < 0)
 			return rc;
 		if ((rc = load_for_write(c, a, me, id, &t, err)) < 0)
-			return finish(c, rc, err);
+			return tx_finish(c, rc, err);
 		if (expected_version && t.version != expected_version)
-			return finish(
+			return tx_finish(
 			    c, error_set(err, ERR_PRECONDITION_FAILED, "the task has changed"),
 			    err);
 		if ((rc = store_task_delete(c, id, t.version, &deleted, err)) < 0)
-			return finish(c, rc, err);
+			return tx_finish(c, rc, err);
 		if (!deleted) {
 			/* A writer committed in between. Without If-Match that is no failure:
 			 * re-read, so that the event holds the version really deleted. */
@@ -309,7 +294,7 @@ int task_delete(struct store *st, struct arena *a, const struct user *me, const 
 		}
 		rc = event_write(c, a, t.project_id, "task.deleted", me->id,
 				 arena_json(a, task_json(&t)), err);
-		return finish(c, rc, err);
+		return tx_finish(c, rc, err);
 	}
 	return error_set(err, ERR_UNAVAILABLE, "task %s is too contended; retry", id);
 }
