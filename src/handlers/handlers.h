@@ -43,6 +43,7 @@ int handle_events_list(struct request *req);
 
 /* members.c */
 int handle_members_list(struct request *req);
+int handle_members_get(struct request *req);
 int handle_members_add(struct request *req);
 int handle_members_patch(struct request *req);
 int handle_members_delete(struct request *req);

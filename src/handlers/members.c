@@ -18,7 +18,23 @@ int handle_members_list(struct request *req)
 			      request_query(req, "limit"), request_query(req, "cursor"), &page,
 			      &req->err)) < 0)
 		return rc;
+	reply_header(req, "Cache-Control", "no-store");
 	return reply_page(req, &page);
+}
+
+/* GET /v1/projects/{id}/members/{user_id} -> 200 {user, role, joined_at} | 404 */
+int handle_members_get(struct request *req)
+{
+	struct member m;
+	const char *id = param_uuid(req, "id"), *uid = param_uuid(req, "user_id");
+	int rc;
+	if (!id)
+		return error_set(&req->err, ERR_NOT_FOUND, "no such project");
+	if ((rc = member_get(req->app->store, &req->arena, req->user, id, uid ? uid : "not-a-uuid",
+			     &m, &req->err)) < 0)
+		return rc;
+	reply_header(req, "Cache-Control", "no-store");
+	return reply_json(req, 200, member_json(&m));
 }
 
 /* POST /v1/projects/{id}/members {user_id|username|email, role?} -> 201 | 403 | 404 | 409 | 422 */
@@ -35,6 +51,7 @@ int handle_members_add(struct request *req)
 		return rc;
 	reply_header(req, "Location",
 		     arena_printf(&req->arena, "/v1/projects/%s/members/%s", id, m.user.id));
+	reply_header(req, "Cache-Control", "no-store");
 	return reply_json(req, 201, member_json(&m));
 }
 
@@ -51,6 +68,7 @@ int handle_members_patch(struct request *req)
 	    (rc = member_update(req->app->store, &req->arena, req->user, id,
 				uid ? uid : "not-a-uuid", body, &m, &req->err)) < 0)
 		return rc;
+	reply_header(req, "Cache-Control", "no-store");
 	return reply_json(req, 200, member_json(&m));
 }
 

@@ -27,6 +27,7 @@ const struct route routes[] = {
     {"DELETE", "/v1/projects/{id}", handle_projects_delete, 0},
     {"GET", "/v1/projects/{id}/members", handle_members_list, 0},
     {"POST", "/v1/projects/{id}/members", handle_members_add, ROUTE_IDEMPOTENT},
+    {"GET", "/v1/projects/{id}/members/{user_id}", handle_members_get, 0},
     {"PATCH", "/v1/projects/{id}/members/{user_id}", handle_members_patch, 0},
     {"DELETE", "/v1/projects/{id}/members/{user_id}", handle_members_delete, 0},
     {"GET", "/v1/projects/{id}/events", handle_events_list, 0},

@@ -36,6 +36,7 @@
 #define CATCHUP_BATCH	  200
 #define SWEEP_INTERVAL_MS 5000
 #define DRAIN_FLUSH_MS	  2000
+#define WS_RX_BUDGET	  65536 /* bytes read from one peer per turn of the loop */
 
 enum sub_kind { SUB_WS, SUB_SSE, SUB_POLL };
 
@@ -68,6 +69,7 @@ struct ws {
 	bool authed, closing, dead;
 	int64_t opened_ms, last_rx_ms, last_ping_ms, close_deadline_ms;
 	int64_t full_since_ms; /* event delivery paused on a full queue since then, or 0 */
+	size_t rx_budget;
 	char *extra;
 	size_t extra_len, extra_off;
 	struct sub *subs;
@@ -494,6 +496,15 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
 		w->last_rx_ms = time_now_ms();
 		return (ssize_t)n;
 	}
+	if (w->rx_budget == 0) {
+		/* Enough of this peer for one turn: wslay_event_recv would otherwise read a fast
+		 * sender for ever while every other connection starves. The socket stays readable
+		 * (epoll is level-triggered), so the rest comes on the next turn. */
+		wslay_event_set_error(w->ctx, WSLAY_ERR_WOULDBLOCK);
+		return -1;
+	}
+	if (len > w->rx_budget)
+		len = w->rx_budget;
 	ssize_t r;
 	while ((r = recv(w->fd, buf, len, 0)) < 0 && errno == EINTR)
 		;
@@ -507,6 +518,7 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
 		wslay_event_set_error(w->ctx, WSLAY_ERR_CALLBACK_FAILURE);
 		return -1;
 	}
+	w->rx_budget -= (size_t)r;
 	w->last_rx_ms = time_now_ms();
 	return r;
 }
@@ -774,6 +786,7 @@ static void ws_adopt(struct hub *h, struct adopt *ad)
 	epoll_ctl(h->epfd, EPOLL_CTL_ADD, w->fd, &ev);
 	if (atomic_load(&h->draining))
 		ws_close(w, 1001, "server shutting down");
+	w->rx_budget = WS_RX_BUDGET;
 	if (w->extra_len && wslay_event_recv(w->ctx) != 0) {
 		wslay_event_send(w->ctx); /* the close wslay queued for a broken frame, if any */
 		w->dead = true;
@@ -918,6 +931,7 @@ static void *hub_main(void *arg)
 				continue;
 			}
 			struct ws *w = evs[i].data.ptr;
+			w->rx_budget = WS_RX_BUDGET;
 			if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
 				if (wslay_event_recv(w->ctx) != 0) {
 					/* The close wslay queued for a broken frame, if any */

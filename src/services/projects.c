@@ -286,6 +286,20 @@ int member_list(struct store *st, struct arena *a, const struct user *me, const 
 	return 0;
 }
 
+int member_get(struct store *st, struct arena *a, const struct user *me, const char *project_id,
+	       const char *user_id, struct member *out, struct error *err)
+{
+	int rc;
+	struct db_conn *c = conn(st, err);
+	if (!c)
+		return -ERR_UNAVAILABLE;
+	if ((rc = access_project(c, a, project_id, me->id, ACCESS_READ, NULL, err)) < 0)
+		return rc;
+	if (!uuid_valid(user_id))
+		return error_set(err, ERR_NOT_FOUND, "no such member");
+	return store_member_get(c, a, project_id, user_id, out, err);
+}
+
 static const char *const add_roles[] = {"member", "viewer", NULL};
 static const char *const any_roles[] = {"owner", "member", "viewer", NULL};
 

@@ -36,6 +36,8 @@ int project_delete(struct store *st, struct arena *a, const struct user *me, con
 
 int member_list(struct store *st, struct arena *a, const struct user *me, const char *project_id,
 		const char *limit, const char *cursor, struct page *out, struct error *err);
+int member_get(struct store *st, struct arena *a, const struct user *me, const char *project_id,
+	       const char *user_id, struct member *out, struct error *err);
 int member_add(struct store *st, struct arena *a, const struct user *me, const char *project_id,
 	       json_t *body, struct member *out, struct error *err);
 int member_update(struct store *st, struct arena *a, const struct user *me, const char *project_id,

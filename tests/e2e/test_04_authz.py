@@ -62,6 +62,7 @@ RULES = {
     ("GET", "/v1/projects/{id}/members"): (READ, None),
     ("POST", "/v1/projects/{id}/members"): (statuses(201, 403, 403, 404, 404),
                                             {"username": "newbie", "role": "member"}),
+    ("GET", "/v1/projects/{id}/members/{user_id}"): (READ, None),
     ("PATCH", "/v1/projects/{id}/members/{user_id}"): (statuses(200, 403, 403, 404, 404),
                                                        {"role": "viewer"}),
     ("DELETE", "/v1/projects/{id}/members/{user_id}"): (statuses(204, 403, 403, 404, 404),
