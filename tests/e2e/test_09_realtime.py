@@ -1,0 +1,544 @@
+"""Issue 8 end to end, on every backend: the WebSocket at GET /v1/realtime.
+
+Every client is real: websocket-client (python3-websocket) for what a well-behaved client
+does, a hand-written client over a plain socket (rtkit.RawWs) where the test needs to see
+the raw frames or to misbehave. What a user sees is checked against the events feed
+(GET /v1/projects/{id}/events), which is the source of truth: a subscriber gets exactly the
+feed's objects, every seq once, in order, with no gap across replay and live delivery.
+
+- authentication: bearer header on the upgrade, or the first message; a bad header is 401
+  before the upgrade, a bad or missing auth message closes with 4001;
+- subscribe (after: seq | null), unsubscribe, ping/pong, not_found for outsiders;
+- permissions re-checked on change: a removed member's subscription ends with
+  unsubscribed/membership_removed right after the member.removed event, a deleted project's
+  with project_deleted;
+- subscribers joining while writers hammer the project see exactly contiguous seqs;
+- server pings, dead peers, slow consumers (4008), shutdown (1001) and resuming with the
+  last seq after a restart.
+
+SSE and long polls are in test_09_realtime_fallbacks.py, protocol abuse and limits in
+test_09_realtime_protocol.py, two instances over Redis in test_09_realtime_cluster.py.
+"""
+
+import json
+import signal
+import threading
+import time
+
+import pytest
+
+from rtkit import (OP_PING, OP_TEXT, Closed, LongPoll, RawWs, Sse, Ws, server_side_state,
+                   wait_until)
+from rtkit import close_clients  # noqa: F401 - autouse: closes the test's clients
+from taskkit import EVENT_KEYS, Team, create_project, event_feed, last_seq, run_threads
+
+
+@pytest.fixture
+def team(server):
+    return Team(server)
+
+
+def check_events(events, feed, after):
+    """`events` are exactly the feed's events after `after`: same objects, every seq once,
+    contiguous."""
+    seqs = [e["seq"] for e in events]
+    want = [e for e in feed if e["seq"] > after][:len(events)]
+    assert seqs == list(range(after + 1, after + 1 + len(events))), seqs
+    for e in events:
+        assert set(e) == EVENT_KEYS, e
+    assert events == want
+
+
+# ---------------------------------------------------------------------------------------
+# authentication
+
+
+def test_header_auth_subscribe_replays_then_delivers_live_events(team):
+    ws = Ws(team.server, team.viewer.token)
+    feed = event_feed(team.owner.api, team.pid)
+    assert [e["seq"] for e in feed] == [1, 2, 3]  # the owner, member and viewer joined
+    sub = ws.subscribe(team.pid, after=0)
+    assert sub == {"type": "subscribed", "project_id": team.pid, "seq": 3}
+    check_events(ws.events(3), feed, 0)
+
+    task = team.create(title="live one")
+    team.owner.api.patch(f"/v1/tasks/{task['id']}", json={"status": "done"})
+    live = ws.events(2)
+    feed = event_feed(team.owner.api, team.pid)
+    check_events(live, feed, 3)
+    assert [e["type"] for e in live] == ["task.created", "task.updated"]
+    assert live[0]["data"] == task
+    assert live[1]["data"]["changes"]["status"] == ["todo", "done"]
+    assert ws.sync() == []  # nothing more, no duplicate
+    ws.close()
+
+
+def test_first_message_auth(team):
+    ws = Ws(team.server)  # no header
+    ws.send({"type": "auth", "token": team.member.token})
+    assert ws.recv() == {"type": "authenticated", "user_id": team.member.id}
+    ws.subscribe(team.pid, after=2)
+    check_events(ws.events(1), event_feed(team.owner.api, team.pid), 2)
+    team.create()
+    assert ws.events(1)[0]["seq"] == 4
+    ws.close()
+
+
+def test_first_message_auth_may_come_with_the_handshake(team):
+    # A client that sends its auth message in the same packet as the upgrade request: the
+    # server must find it among the bytes read with the headers.
+    early = RawWs.encode(OP_TEXT, '{"type":"auth","token":"%s"}' % team.owner.token)
+    early += RawWs.encode(OP_TEXT, '{"type":"ping"}')
+    raw = RawWs(team.server, early=early)
+    assert raw.status == 101
+    assert raw.recv() == {"type": "authenticated", "user_id": team.owner.id}
+    assert raw.recv() == {"type": "pong"}
+    raw.close()
+
+
+@pytest.mark.parametrize("authorization", [
+    "Bearer not-a-jwt",
+    "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl",
+    "Basic dXNlcjpwYXNz",
+    "Bearer ",
+])
+def test_invalid_bearer_header_is_401_before_the_upgrade(team, authorization):
+    raw = RawWs(team.server, headers={"Authorization": authorization})
+    assert raw.status == 401, (raw.status, raw.body)
+    assert "sec-websocket-accept" not in raw.headers
+    assert raw.headers["content-type"].startswith("application/problem+json")
+    body = json.loads(raw.body)
+    assert body["status"] == 401 and body["code"] in ("unauthenticated", "token_expired"), body
+    raw.close()
+
+
+def test_token_of_a_user_whose_password_changed_is_401_before_the_upgrade(team):
+    old = team.member.token
+    r = team.member.api.put("/v1/users/me/password", json={
+        "current_password": "correct horse battery staple", "new_password": "another one 123"})
+    assert r.status_code == 204, r.text
+    raw = RawWs(team.server, token=old)
+    assert raw.status == 401
+    raw.close()
+    ws = Ws(team.server)
+    ws.send({"type": "auth", "token": old})
+    assert ws.close_code()[0] == 4001
+
+
+@pytest.mark.parametrize("message", [
+    {"type": "auth", "token": "not-a-jwt"},
+    {"type": "auth"},
+    {"type": "auth", "token": 42},
+    {"type": "subscribe", "project_id": "00000000-0000-7000-8000-000000000000", "after": 0},
+    {"type": "ping"},
+])
+def test_a_first_message_that_does_not_authenticate_closes_with_4001(team, message):
+    ws = Ws(team.server)
+    ws.send(message)
+    code, msgs = ws.close_code()
+    assert code == 4001, (code, msgs)
+    assert msgs == []
+
+
+def test_no_auth_message_within_5_seconds_closes_with_4001(team):
+    raw = RawWs(team.server)
+    assert raw.status == 101
+    code, msgs = raw.expect_close(timeout=30)
+    assert code == 4001 and msgs == []
+    assert team.anon.get("/healthz").status_code == 200
+
+
+def test_an_authenticated_connection_is_not_timed_out_for_auth(team):
+    ws = Ws(team.server, team.owner.token, first_message=True)
+    ws.subscribe(team.pid)
+    time.sleep(6)  # past the 5 s auth deadline
+    team.create()
+    assert ws.events(1)[0]["seq"] == 4
+
+
+def test_second_auth_message_is_an_error_and_the_connection_stays(team):
+    ws = Ws(team.server, team.owner.token, first_message=True)
+    ws.send({"type": "auth", "token": team.member.token})
+    err = ws.expect("error")
+    assert err["code"] == "bad_request" and isinstance(err["message"], str)
+    ws.send({"type": "ping"})
+    assert ws.recv() == {"type": "pong"}
+
+
+# ---------------------------------------------------------------------------------------
+# subscribe, unsubscribe, ping
+
+
+def test_non_member_or_unknown_project_subscribe_is_not_found(team):
+    ws = Ws(team.server, team.outsider.token)
+    for pid in (team.pid, "00000000-0000-7000-8000-000000000000"):
+        ws.send({"type": "subscribe", "project_id": pid, "after": 0})
+        err = ws.recv()
+        assert err["type"] == "error" and err["code"] == "not_found", err
+        assert set(err) == {"type", "code", "message"}, err
+    # The outsider gets nothing of the project afterwards either.
+    team.create()
+    assert ws.sync() == []
+
+
+def test_after_null_delivers_only_new_events(team):
+    ws = Ws(team.server, team.member.token)
+    sub = ws.subscribe(team.pid, after=None)
+    assert sub["seq"] == 3
+    t = team.create(title="new")
+    (e,) = ws.events(1)
+    assert e["seq"] == 4 and e["type"] == "task.created" and e["data"]["id"] == t["id"]
+    check_events([e], event_feed(team.owner.api, team.pid), 3)
+
+
+def test_missing_after_means_null(team):
+    ws = Ws(team.server, team.member.token)
+    ws.send({"type": "subscribe", "project_id": team.pid})
+    assert ws.recv()["type"] == "subscribed"
+    team.create()
+    assert ws.events(1)[0]["seq"] == 4
+
+
+def test_subscribe_after_a_seq_in_the_middle(team):
+    for i in range(5):
+        team.create(title=f"t{i}")
+    ws = Ws(team.server, team.viewer.token)
+    assert ws.subscribe(team.pid, after=5)["seq"] == 8
+    feed = event_feed(team.owner.api, team.pid)
+    check_events(ws.events(3), feed, 5)
+    assert ws.sync() == []
+
+
+def test_resubscribing_restarts_from_the_new_after(team):
+    team.create()
+    ws = Ws(team.server, team.viewer.token)
+    ws.subscribe(team.pid, after=2)
+    assert [e["seq"] for e in ws.events(2)] == [3, 4]
+    ws.subscribe(team.pid, after=0)
+    assert [e["seq"] for e in ws.events(4)] == [1, 2, 3, 4]
+    assert ws.sync() == []
+
+
+def test_unsubscribe_stops_delivery(team):
+    ws = Ws(team.server, team.member.token)
+    watcher = Ws(team.server, team.owner.token)
+    ws.subscribe(team.pid)
+    watcher.subscribe(team.pid)
+    ws.send({"type": "unsubscribe", "project_id": team.pid})
+    assert ws.recv() == {"type": "unsubscribed", "project_id": team.pid, "reason": "requested"}
+    team.create()
+    # The watcher on the same hub got the event, so the unsubscribed client would have it
+    # queued before the pong if it were still subscribed.
+    assert watcher.events(1)[0]["seq"] == 4
+    assert ws.sync() == []
+    ws.send({"type": "unsubscribe", "project_id": team.pid})
+    err = ws.expect("error")
+    assert err["code"] == "not_found"
+
+
+def test_ping_pong(team):
+    ws = Ws(team.server, team.owner.token)
+    for _ in range(3):
+        ws.send({"type": "ping"})
+        assert ws.recv() == {"type": "pong"}
+
+
+def test_one_connection_many_projects(team):
+    other = create_project(team.owner.api, "other")
+    ws = Ws(team.server, team.owner.token)
+    ws.subscribe(team.pid)
+    ws.subscribe(other)
+    team.create(pid=other, title="in other")
+    team.create(title="in tandem")
+    got = ws.events(2)
+    # Each project's events are in order; between projects no order is promised.
+    assert sorted((e["project_id"], e["seq"]) for e in got) == \
+        sorted([(other, 2), (team.pid, 4)])
+    ws.send({"type": "unsubscribe", "project_id": other})
+    assert ws.recv()["reason"] == "requested"
+    team.create(pid=other)
+    team.create()
+    (e,) = ws.events(1)
+    assert (e["project_id"], e["seq"]) == (team.pid, 5)
+    assert ws.sync() == []
+
+
+# ---------------------------------------------------------------------------------------
+# permissions re-checked on change
+
+
+def test_membership_removal_ends_the_subscription_at_once(team):
+    viewer = Ws(team.server, team.viewer.token)
+    watcher = Ws(team.server, team.owner.token)
+    own = create_project(team.viewer.api, "vera's own")
+    viewer.subscribe(team.pid)
+    viewer.subscribe(own)
+    watcher.subscribe(team.pid)
+    r = team.owner.api.delete(f"/v1/projects/{team.pid}/members/{team.viewer.id}")
+    assert r.status_code == 204, r.text
+    (removed,) = viewer.events(1)
+    assert removed["type"] == "member.removed" and removed["seq"] == 4
+    assert removed["data"]["user"]["id"] == team.viewer.id
+    assert viewer.recv() == {"type": "unsubscribed", "project_id": team.pid,
+                             "reason": "membership_removed"}
+    # Nothing of the project any more, while the other subscription carries on.
+    team.create(title="secret")
+    assert watcher.events(2)[-1]["seq"] == 5
+    assert viewer.sync() == []
+    team.create(client=team.viewer.api, pid=own)
+    assert viewer.events(1)[0]["project_id"] == own
+    viewer.send({"type": "subscribe", "project_id": team.pid, "after": 0})
+    assert viewer.expect("error")["code"] == "not_found"
+
+
+def test_leaving_a_project_ends_the_subscription(team):
+    ws = Ws(team.server, team.member.token)
+    ws.subscribe(team.pid)
+    r = team.member.api.delete(f"/v1/projects/{team.pid}/members/{team.member.id}")
+    assert r.status_code == 204, r.text
+    assert ws.events(1)[0]["type"] == "member.removed"
+    assert ws.recv() == {"type": "unsubscribed", "project_id": team.pid,
+                         "reason": "membership_removed"}
+
+
+def test_removing_someone_else_keeps_my_subscription(team):
+    ws = Ws(team.server, team.member.token)
+    ws.subscribe(team.pid)
+    r = team.owner.api.delete(f"/v1/projects/{team.pid}/members/{team.viewer.id}")
+    assert r.status_code == 204
+    assert ws.events(1)[0]["type"] == "member.removed"
+    team.create()
+    assert ws.events(1)[0]["seq"] == 5
+
+
+def test_a_role_change_keeps_the_subscription(team):
+    ws = Ws(team.server, team.member.token)
+    ws.subscribe(team.pid)
+    r = team.owner.api.patch(f"/v1/projects/{team.pid}/members/{team.member.id}",
+                             json={"role": "viewer"})
+    assert r.status_code == 200, r.text
+    assert ws.events(1)[0]["type"] == "member.updated"
+    team.create()
+    assert ws.events(1)[0]["seq"] == 5
+
+
+def test_project_deletion_ends_every_subscription(team):
+    member = Ws(team.server, team.member.token)
+    owner = Ws(team.server, team.owner.token)
+    member.subscribe(team.pid)
+    owner.subscribe(team.pid)
+    assert team.owner.api.delete(f"/v1/projects/{team.pid}").status_code == 204
+    for ws in (member, owner):
+        assert ws.recv() == {"type": "unsubscribed", "project_id": team.pid,
+                             "reason": "project_deleted"}
+        assert ws.sync() == []
+        ws.send({"type": "subscribe", "project_id": team.pid, "after": 0})
+        assert ws.expect("error")["code"] == "not_found"
+
+
+# ---------------------------------------------------------------------------------------
+# under load
+
+
+WRITERS = 3
+WRITES_PER_WRITER = 40
+
+
+def test_subscribers_joining_under_load_see_exactly_contiguous_seqs(team):
+    """Writers hammer the project while clients subscribe at different moments, each with an
+    `after` it chose (a seq in the past, the latest it knows, or null). Whatever the
+    interleaving of replay and live delivery, each client sees seq after+1, after+2, ... to
+    the end, exactly once, and exactly the feed's objects."""
+    done = threading.Event()
+    started = threading.Barrier(WRITERS + 1)
+
+    def writer(i):
+        api = (team.owner, team.member, team.owner)[i].client()
+        started.wait()
+        for n in range(WRITES_PER_WRITER):
+            r = api.post(f"/v1/projects/{team.pid}/tasks", json={"title": f"w{i}-{n}"})
+            assert r.status_code == 201, r.text
+            if n % 3 == 2:
+                r = api.patch(f"/v1/tasks/{r.json()['id']}", json={"status": "done"})
+                assert r.status_code == 200, r.text
+
+    writers = threading.Thread(target=lambda: (run_threads(WRITERS, writer), done.set()),
+                               daemon=True)
+    writers.start()
+    started.wait()
+    clients = []  # (Ws, after, subscribed seq)
+    choices = ["now", "back", None, 0, "now", "back", None]
+    for k, choice in enumerate(choices):
+        wait_until(lambda: last_seq(team.viewer.api, team.pid) >= 3 + 8 * (k + 1) or
+                   done.is_set(), what="writers to make progress")
+        now = last_seq(team.viewer.api, team.pid)
+        after = {"now": now, "back": max(0, now - 7)}.get(choice, choice)
+        ws = Ws(team.server, team.viewer.token)
+        sub = ws.subscribe(team.pid, after=after)
+        assert sub["seq"] >= now
+        clients.append((ws, sub["seq"] if after is None else after))
+    writers.join(timeout=300)
+    assert done.is_set(), "the writers failed"
+    feed = event_feed(team.owner.api, team.pid)
+    final = feed[-1]["seq"]
+    assert final == 3 + WRITERS * (WRITES_PER_WRITER + WRITES_PER_WRITER // 3)
+    assert [e["seq"] for e in feed] == list(range(1, final + 1))
+    for ws, after in clients:
+        got = ws.events(final - after)
+        check_events(got, feed, after)
+        assert ws.sync() == []  # no duplicate after the end either
+        ws.close()
+
+
+# ---------------------------------------------------------------------------------------
+# keeping connections honest: pings, dead peers, slow consumers
+
+
+def test_server_pings_and_a_client_that_answers_stays(tandem_server):
+    srv = tandem_server(env={"TANDEM_WS_PING_INTERVAL": "1", "TANDEM_WS_IDLE_TIMEOUT": "2"})
+    team = Team(srv)
+    ws = Ws(srv, team.owner.token)
+    ws.subscribe(team.pid)
+    # websocket-client answers every ping with a pong; several idle timeouts pass by.
+    while ws.pings < 4:
+        op, _ = ws.frame()
+        assert op == OP_PING, op
+    team.create()
+    assert ws.events(1)[0]["seq"] == 4
+
+
+def test_a_peer_that_never_answers_is_dropped(tandem_server):
+    srv = tandem_server(env={"TANDEM_WS_PING_INTERVAL": "1", "TANDEM_WS_IDLE_TIMEOUT": "2"})
+    team = Team(srv)
+    raw = RawWs(srv, team.owner.token)
+    assert raw.status == 101
+    # The raw client reads (and sees the pings) but never sends anything back.
+    saw_ping = False
+    try:
+        while True:
+            _fin, op, _payload = raw.frame(timeout=30)
+            saw_ping |= op == OP_PING
+    except Closed:
+        pass
+    assert saw_ping
+    assert srv.api().get("/healthz").status_code == 200
+    ws = Ws(srv, team.owner.token)
+    ws.send({"type": "ping"})
+    assert ws.recv() == {"type": "pong"}
+
+
+def test_a_client_that_never_reads_is_closed_and_resumes_with_its_last_seq(tandem_server):
+    # A client counts as stalled when it has not taken half of its full queue within a ping
+    # interval; 1 s keeps the test short.
+    srv = tandem_server(env={"TANDEM_WS_PING_INTERVAL": "1"})
+    team = Team(srv)
+    task = team.create(description="a" * 10000)
+    raw = RawWs(srv, team.member.token)
+    raw.send_json({"type": "subscribe", "project_id": team.pid, "after": None})
+    assert raw.recv()["type"] == "subscribed"
+    # From now on the client reads nothing. Each update's event is about 30 KB; keep writing
+    # until the server has closed its end (after the kernel's buffers and the 1 MB queue are
+    # full), at a slower pace once that is near so as not to overshoot by much.
+    writes = 0
+    while writes % 10 or server_side_state(srv, raw.sock) == "ESTABLISHED":
+        assert writes < 3000, "the server kept a client that reads nothing"
+        r = team.owner.api.patch(f"/v1/tasks/{task['id']}",
+                                 json={"description": "ab"[writes % 2] * 10000})
+        assert r.status_code == 200, r.text
+        writes += 1
+        if writes > 150:
+            time.sleep(0.05)
+    final = last_seq(team.owner.api, team.pid)
+    # Now read what was sent before the server gave up on us.
+    code, msgs = raw.expect_close(timeout=60)
+    assert code in (4008, None), code  # the close frame may be stuck behind the backlog
+    seqs = [m["event"]["seq"] for m in msgs]
+    assert all(m["type"] == "event" for m in msgs), [m["type"] for m in msgs]
+    assert seqs == list(range(5, 5 + len(seqs)))  # a clean prefix: no gap, no duplicate
+    assert len(seqs) < final - 4
+    # The server is fine, and a resume with the last seq seen misses nothing.
+    assert srv.api().get("/healthz").status_code == 200
+    last = seqs[-1] if seqs else 4
+    ws = Ws(srv, team.member.token)
+    ws.subscribe(team.pid, after=last)
+    check_events(ws.events(final - last), event_feed(team.owner.api, team.pid), last)
+
+
+def test_a_large_replay_to_a_client_that_reads_is_delivered_whole(tandem_server):
+    # The bound is for clients that do not read. One that subscribes with an old seq to a
+    # busy project gets a replay larger than the bound; it reads as fast as it can, so it
+    # must get all of it, not 4008 (which it would get again on every resume, for ever).
+    srv = tandem_server(env={"TANDEM_WS_MAX_QUEUE": "65536"})
+    team = Team(srv)
+    for i in range(40):  # about 400 KB of events
+        team.create(title=f"t{i}", description="x" * 9000)
+    feed = event_feed(team.owner.api, team.pid)
+    ws = Ws(srv, team.member.token)
+    ws.subscribe(team.pid, after=0)
+    check_events(ws.events(len(feed)), feed, 0)
+    team.create()
+    assert ws.events(1)[0]["seq"] == len(feed) + 1
+
+
+# ---------------------------------------------------------------------------------------
+# shutdown and restart
+
+
+def test_shutdown_closes_websockets_with_1001_and_ends_streams_and_polls(tandem_server):
+    srv = tandem_server()
+    team = Team(srv)
+    ws = Ws(srv, team.owner.token)
+    ws.subscribe(team.pid)
+    sse = Sse(srv, team.member.token, team.pid)
+    assert sse.status == 200
+    assert sse.record()["comments"]  # the stream is open
+    poll = LongPoll(team.viewer.client(), team.pid, after=3, wait=30)
+    time.sleep(0.3)  # let the poll park (it must be answered either way)
+    srv.send_signal(signal.SIGTERM)
+    code, msgs = ws.close_code()
+    assert code == 1001, (code, msgs)
+    while sse.record() is not None:  # the stream ends
+        pass
+    r = poll.result()  # answered at once, empty, instead of waiting out its 30 s
+    assert r.status_code == 200, r.text
+    assert r.json() == {"data": [], "next_after": 3, "has_more": False}
+    assert srv.wait() == 0
+
+
+def test_reconnect_with_the_last_seq_after_a_restart_misses_nothing(tandem_server):
+    srv = tandem_server()
+    team = Team(srv)
+    quitter = Ws(srv, team.member.token)  # goes away early, like a crashed client
+    stayer = Ws(srv, team.viewer.token)
+    quitter.subscribe(team.pid, after=0)
+    stayer.subscribe(team.pid, after=0)
+    for i in range(5):
+        team.create(title=f"before {i}")
+    got_q = quitter.events(5)
+    quitter.ws.abort()
+    for i in range(3):
+        team.create(title=f"while the quitter is away {i}")
+    got_s = []
+    srv.send_signal(signal.SIGTERM)
+    code, msgs = stayer.close_code()
+    assert code == 1001
+    got_s = [m["event"] for m in msgs if m["type"] == "event"]
+    assert srv.wait() == 0
+
+    srv.start()  # same store, a new port
+    api = srv.api(team.owner.token)
+    for i in range(4):
+        r = api.post(f"/v1/projects/{team.pid}/tasks", json={"title": f"after {i}"})
+        assert r.status_code == 201, r.text
+    feed = event_feed(api, team.pid)
+    final = feed[-1]["seq"]
+    assert final == 3 + 5 + 3 + 4
+    for user, got in ((team.member, got_q), (team.viewer, got_s)):
+        last = got[-1]["seq"] if got else 0
+        ws = Ws(srv, user.token)
+        ws.subscribe(team.pid, after=last)
+        rest = ws.events(final - last)
+        check_events(got + rest, feed, 0)
+        assert ws.sync() == []
+        ws.close()
+
