@@ -79,7 +79,8 @@ static const struct setting settings[] = {
     {"ws-max-message", "TANDEM_WS_MAX_MESSAGE", K_SIZE, OFF(ws_max_message), "65536", 128, 16777216,
      "largest WebSocket message a client may send, in bytes"},
     {"ws-max-queue", "TANDEM_WS_MAX_QUEUE", K_SIZE, OFF(ws_max_queue), "1048576", 1024, 1073741824,
-     "bytes queued to one slow client before it is closed with 4008"},
+     "bytes queued to one client: delivery pauses there; a WebSocket whose queue stays full "
+     "for a ping interval is closed with 4008, an event stream is ended"},
     {"ws-max-subscriptions", "TANDEM_WS_MAX_SUBSCRIPTIONS", K_UINT, OFF(ws_max_subscriptions),
      "100", 1, 100000, "project subscriptions per WebSocket connection"},
     {"ws-ping-interval", "TANDEM_WS_PING_INTERVAL", K_SECONDS, OFF(ws_ping_interval_s), "30", 1,

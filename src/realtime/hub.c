@@ -371,6 +371,13 @@ static void deliver(struct hub *h, struct sub *s, const struct event *e, const c
 		stream_append(st, ejson, strlen(ejson));
 		stream_append(st, "\n\n", 2);
 		stream_wake(st);
+		if (st->len - st->off >= h->lim.max_queue) {
+			/* A stream that does not read: end it rather than buffer without bound. The
+			 * client reconnects with Last-Event-ID and resumes from the log. */
+			st->ended = true;
+			sub_detach(s);
+			return;
+		}
 		break;
 	}
 	case SUB_POLL:

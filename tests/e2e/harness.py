@@ -21,7 +21,7 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
-TANDEM_BIN = Path(os.environ.get("TANDEM_BIN", REPO / "build" / "tandem"))
+TANDEM_BIN = Path(os.environ.get("TANDEM_BIN", REPO / "build" / "tandem")).resolve()
 SANITIZER = os.environ.get("TANDEM_SANITIZER") == "1"
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
 MIGRATIONS_DIR = REPO / "src" / "store" / "migrations"
