@@ -2,7 +2,8 @@
 #   make run [ARGS="--listen 127.0.0.1:9090"]   install what is missing, build, serve
 #   make test                                    everything scripts/test runs
 #   make build                                   build/tandem only
-#   make bench                                   bench/run (reports numbers, never fails the build)
+#   make bench                                   bench/run (reports numbers, never fails the build;
+#                                                settings: bench/README.md)
 #   make format                                  clang-format -i over src/ and tests/unit/
 
 ARGS ?=
@@ -23,8 +24,9 @@ build:
 	@if [ -f build/build.ninja ]; then :; else meson setup build --buildtype=debugoptimized; fi
 	ninja -C build
 
-bench: build
-	@if [ -x bench/run ]; then bench/run; else echo "make bench: no bench/run yet" >&2; exit 1; fi
+bench:
+	./scripts/deps test
+	bench/run
 
 format:
 	clang-format -i $(FORMAT_FILES)
