@@ -81,11 +81,19 @@ static int connect(const char *path, struct db_conn **out, struct error *err)
 	}
 	sqlite3_busy_timeout(c->db, SQLITE_BUSY_TIMEOUT_MS);
 	char *msg = NULL;
-	rc =
-	    sqlite3_exec(c->db,
-			 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
-			 " PRAGMA temp_store=MEMORY;",
-			 NULL, NULL, &msg);
+	/* Switching a new file to WAL takes a lock the busy handler does not wait for: when two
+	 * processes open a new database at once, retry for a while. */
+	for (int tries = 0; tries < 100; tries++) {
+		sqlite3_free(msg);
+		msg = NULL;
+		rc = sqlite3_exec(c->db,
+				  "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+				  "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;",
+				  NULL, NULL, &msg);
+		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+			break;
+		sqlite3_sleep(50);
+	}
 	if (rc != SQLITE_OK) {
 		error_set(err, ERR_UNAVAILABLE, "cannot configure sqlite database \"%s\": %s", path,
 			  msg ? msg : sqlite3_errstr(rc));
