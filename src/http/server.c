@@ -367,9 +367,11 @@ int server_start(struct app *app, struct server **out)
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory,
-	    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-	    (unsigned)1, MHD_OPTION_URI_LOG_CALLBACK, uri_logger, s, MHD_OPTION_NOTIFY_COMPLETED,
-	    completed, s, MHD_OPTION_END);
+	    /* No MHD_OPTION_LISTENING_ADDRESS_REUSE: libmicrohttpd sets SO_REUSEADDR by default
+	     * (a restart binds at once despite TIME_WAIT), and SO_REUSEPORT would let a second
+	     * tandem start on the same port and silently take half of the connections. */
+	    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_URI_LOG_CALLBACK, uri_logger,
+	    s, MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_END);
 	if (!s->daemon) {
 		log_error("cannot listen on %s:%u (address in use or not available)",
 			  cfg->listen_host, cfg->listen_port);

@@ -429,6 +429,19 @@ def test_listening_line_names_the_address(server, backend):
     assert e["level"] == "info"
 
 
+def test_second_server_on_a_taken_port_refuses_to_start(server, tandem_server):
+    # Two servers on one port would split the connections between them without a word
+    # (SO_REUSEPORT): the second must fail to start, saying why, and the first keeps serving.
+    other = tandem_server(env={"TANDEM_LISTEN": f"127.0.0.1:{server.port}"}, start=False)
+    other.port = server.port
+    other._spawn()
+    rc = other.wait(timeout=30)
+    assert rc not in (0, None), other.stderr_text()
+    assert "cannot listen" in other.stderr_text()
+    for _ in range(20):
+        assert server.api().get("/healthz").status_code == 200
+
+
 # --------------------------------------------------------------------------------------
 # Migrations
 
