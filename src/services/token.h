@@ -4,7 +4,9 @@
  * Verification pins HS256 twice: the header is read and must say {"alg":"HS256"} before
  * libjwt sees the token, and the algorithm libjwt decoded is checked again afterwards, so
  * "none" and every other algorithm are refused whatever libjwt would do with them.
- * Thread-safe; the key is read-only after start-up.
+ * Thread-safe; the key is read-only after start-up. Each thread keeps a small cache of the
+ * tokens it verified (exact text, key and claims), so a client's next request with the same
+ * token skips the decode and the HMAC; expiry is checked on every call all the same.
  */
 #ifndef TANDEM_SERVICES_TOKEN_H
 #define TANDEM_SERVICES_TOKEN_H

@@ -1,0 +1,158 @@
+/*
+ * test_token.c — access-token verification, and the per-thread cache of verified tokens in
+ * front of it: a cached token must behave exactly like a freshly verified one (a changed
+ * byte, another key, expiry), and nothing that failed verification may ever be cached.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+#include <unistd.h>
+
+#include "core/arena.h"
+#include "core/error.h"
+#include "services/token.h"
+
+#define USER "0190f6a0-0000-7000-8000-000000000001"
+
+static struct token_key make_key(const char *secret)
+{
+	struct token_key k = {.len = strlen(secret)};
+	memcpy(k.secret, secret, k.len);
+	return k;
+}
+
+static int verify(struct arena *a, const struct token_key *k, const char *tok,
+		  struct access_claims *c)
+{
+	struct error err = ERROR_INIT;
+	int rc = token_verify(a, k, tok, c, &err);
+	error_release(&err);
+	return rc;
+}
+
+static void test_verify_twice_gives_the_same_claims(void **state)
+{
+	(void)state;
+	struct arena a;
+	arena_init(&a);
+	struct token_key k = make_key("first secret, long enough for HS256");
+	char *tok = token_issue(&a, &k, USER, 7, 600);
+	struct access_claims c1, c2;
+	assert_int_equal(verify(&a, &k, tok, &c1), 0);
+	assert_int_equal(verify(&a, &k, tok, &c2), 0); /* from the cache */
+	assert_string_equal(c1.sub, USER);
+	assert_string_equal(c2.sub, USER);
+	assert_string_equal(c1.jti, c2.jti);
+	assert_int_equal(c2.ver, 7);
+	assert_int_equal(c1.exp, c2.exp);
+	assert_int_equal(c1.iat, c2.iat);
+	arena_release(&a);
+}
+
+static void test_a_changed_byte_is_refused_after_a_hit(void **state)
+{
+	(void)state;
+	struct arena a;
+	arena_init(&a);
+	struct token_key k = make_key("first secret, long enough for HS256");
+	char *tok = token_issue(&a, &k, USER, 1, 600);
+	struct access_claims c;
+	assert_int_equal(verify(&a, &k, tok, &c), 0);
+	size_t n = strlen(tok);
+	/* Every position: header, payload, signature, first and last byte. */
+	for (size_t i = 0; i < n; i++) {
+		char *bad = arena_strdup(&a, tok);
+		if (bad[i] == '.')
+			continue;
+		bad[i] = bad[i] == 'A' ? 'B' : 'A';
+		assert_int_equal(verify(&a, &k, bad, &c), -ERR_UNAUTHENTICATED);
+	}
+	/* A prefix and an extension of a cached token are other tokens. */
+	assert_int_equal(verify(&a, &k, arena_strndup(&a, tok, n - 1), &c), -ERR_UNAUTHENTICATED);
+	assert_int_equal(verify(&a, &k, arena_printf(&a, "%sA", tok), &c), -ERR_UNAUTHENTICATED);
+	assert_int_equal(verify(&a, &k, tok, &c), 0);
+	arena_release(&a);
+}
+
+static void test_another_key_does_not_hit(void **state)
+{
+	(void)state;
+	struct arena a;
+	arena_init(&a);
+	struct token_key k1 = make_key("first secret, long enough for HS256");
+	struct token_key k2 = make_key("second secret, long enough for HS256");
+	char *tok = token_issue(&a, &k1, USER, 1, 600);
+	struct access_claims c;
+	assert_int_equal(verify(&a, &k1, tok, &c), 0);
+	assert_int_equal(verify(&a, &k2, tok, &c), -ERR_UNAUTHENTICATED);
+	assert_int_equal(verify(&a, &k1, tok, &c), 0);
+	arena_release(&a);
+}
+
+static void test_a_cached_token_still_expires(void **state)
+{
+	(void)state;
+	struct arena a;
+	arena_init(&a);
+	struct token_key k = make_key("first secret, long enough for HS256");
+	char *tok = token_issue(&a, &k, USER, 1, 1);
+	struct access_claims c;
+	assert_int_equal(verify(&a, &k, tok, &c), 0);
+	sleep(2);
+	assert_int_equal(verify(&a, &k, tok, &c), -ERR_TOKEN_EXPIRED);
+	assert_int_equal(verify(&a, &k, tok, &c), -ERR_TOKEN_EXPIRED);
+	arena_release(&a);
+}
+
+static void test_many_tokens_each_verify(void **state)
+{
+	(void)state;
+	struct arena a;
+	arena_init(&a);
+	struct token_key k = make_key("first secret, long enough for HS256");
+	char *toks[300];
+	struct access_claims c;
+	for (int i = 0; i < 300; i++) {
+		toks[i] = token_issue(&a, &k, USER, i, 600);
+		assert_int_equal(verify(&a, &k, toks[i], &c), 0);
+	}
+	/* Evicted or cached, each still verifies to its own claims. */
+	for (int round = 0; round < 2; round++)
+		for (int i = 299; i >= 0; i--) {
+			assert_int_equal(verify(&a, &k, toks[i], &c), 0);
+			assert_int_equal(c.ver, i);
+		}
+	arena_release(&a);
+}
+
+static void test_garbage_is_refused(void **state)
+{
+	(void)state;
+	struct arena a;
+	arena_init(&a);
+	struct token_key k = make_key("first secret, long enough for HS256");
+	struct access_claims c;
+	const char *bad[] = {
+	    "", ".", "..", "a.b.c", "eyJhbGciOiJub25lIn0.e30.", "eyJhbGciOiJIUzI1NiJ9.e30.AAAA"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		for (int twice = 0; twice < 2; twice++)
+			assert_int_equal(verify(&a, &k, bad[i], &c), -ERR_UNAUTHENTICATED);
+	arena_release(&a);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_verify_twice_gives_the_same_claims),
+	    cmocka_unit_test(test_a_changed_byte_is_refused_after_a_hit),
+	    cmocka_unit_test(test_another_key_does_not_hit),
+	    cmocka_unit_test(test_a_cached_token_still_expires),
+	    cmocka_unit_test(test_many_tokens_each_verify),
+	    cmocka_unit_test(test_garbage_is_refused),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
