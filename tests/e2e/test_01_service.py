@@ -429,6 +429,29 @@ def test_listening_line_names_the_address(server, backend):
     assert e["level"] == "info"
 
 
+def test_request_line_and_headers_fit_the_default_connection_memory(server):
+    # The default per-connection buffer (TANDEM_CONNECTION_MEMORY, 16 KiB) takes a long
+    # query string plus headers; beyond it the request is refused, and the server goes on.
+    import socket
+
+    def first_line(target, extra=b""):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: t\r\n" + extra +
+                      b"Connection: close\r\n\r\n")
+            data = b""
+            while b"\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            return data.split(b"\r\n", 1)[0]
+
+    assert first_line(b"/healthz?pad=" + b"a" * 9000,
+                      b"X-Pad: " + b"b" * 2000 + b"\r\n") == b"HTTP/1.1 200 OK"
+    assert first_line(b"/healthz?pad=" + b"a" * 40000).split(b" ")[1] in (b"414", b"431")
+    assert server.api().get("/healthz").status_code == 200
+
+
 def test_second_server_on_a_taken_port_refuses_to_start(server, tandem_server):
     # Two servers on one port would split the connections between them without a word
     # (SO_REUSEPORT): the second must fail to start, saying why, and the first keeps serving.

@@ -115,7 +115,7 @@ static void test_defaults_serve_a_laptop(void **state)
 	assert_int_equal(c->max_connections, 10000);
 	assert_int_equal(c->max_connections_per_ip, 0);
 	assert_int_equal(c->connection_timeout_s, 30);
-	assert_int_equal(c->connection_memory, 65536);
+	assert_int_equal(c->connection_memory, 16384);
 	assert_int_equal(c->max_body_bytes, 1048576);
 	assert_int_equal(c->shutdown_timeout_s, 10);
 	assert_null(c->jwt_secret);
