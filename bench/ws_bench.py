@@ -7,10 +7,19 @@
 2. Fan-out: --subscribers WebSockets subscribe to one project (tokens of its members), a
    writer creates tasks in it at --rate per second for --duration seconds, each title
    carrying the send time; every receiver notes when each task.created event arrives.
-   Reported: POST sent -> event received, and event created_at -> received.
+   --subscribers 1000,100 runs the fan-out once per count (fresh subscribers each time).
+   With --write-port, the writer POSTs to that instance (A) while the subscribers are on
+   --port (B): two instances on one database, events crossing Redis pub/sub.
+   Reported: POST sent -> event received, stamped two ways: when select() returned with the
+   socket readable (before recv() and parsing: "s_*"), and after recv() of that socket (so
+   also the Python work on the sockets handled before it in the same wake-up: "p*");
+   event created_at -> received ("c_*", created_at has ms resolution); the POST's round
+   trip ("post_*").
 
-Plain sockets and selectors (Debian python3 only); receivers run in two processes so that
-parsing 1,000 x rate frames per second in Python is not what is measured.
+Plain sockets and selectors (Debian python3 only); receivers run in two processes, and
+during the measurement they only recv(), stamp and split frames: the JSON is decoded after
+the run. Each receiver's CPU % over the run is reported (near 100 %, or a machine near
+100 % busy, means the receivers may be what delays the stamps).
 """
 
 import argparse
@@ -29,6 +38,20 @@ import time
 
 def log(msg):
     print(f"ws_bench: {msg}", file=sys.stderr, flush=True)
+
+
+def machine_cpu():
+    """(busy, total) jiffies of the whole machine from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)
+
+
+def proc_cpu_s(pid):
+    """utime + stime of a process (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kb(pid):
@@ -181,11 +204,19 @@ def receiver(port, tokens, n, project, ready, stop, results):
         s.setblocking(False)
         sel.register(s, selectors.EVENT_READ)
     subscribed = 0
-    lat, clat, errors = [], [], 0
+    errors = 0
+    # During the measurement a receiver only reads: (select stamp, recv stamp, payload) of
+    # every text frame is kept and decoded after the run, so that Python's JSON decoding of
+    # 1,000 x rate frames per second neither delays the stamps nor builds a backlog.
+    raw = []
+    measuring = False
 
     def pump(timeout):
         nonlocal subscribed, errors
-        for key, _ in sel.select(timeout=timeout):
+        ready = sel.select(timeout=timeout)
+        # Every socket of this wake-up was readable by now: the event reached it no later.
+        sel_ms = time.time_ns() / 1e6
+        for key, _ in ready:
             s = key.fileobj
             try:
                 chunk = s.recv(262144)
@@ -201,29 +232,43 @@ def receiver(port, tokens, n, project, ready, stop, results):
             for op, payload in parse_frames(buf):
                 if op == 0x9:
                     s.sendall(client_frame(payload, 0xA))
+                elif op != 0x1:
                     continue
-                if op != 0x1:
-                    continue
-                m = json.loads(payload)
-                if m.get("type") == "subscribed":
-                    subscribed += 1
-                elif m.get("type") == "event":
-                    ev = m["event"]
-                    title = ev.get("data", {}).get("title", "")
-                    if title.startswith("ws "):
-                        lat.append(now_ms - int(title.split()[1]) / 1e6)
-                        clat.append(now_ms - rfc3339_ms(ev["created_at"]))
-                elif m.get("type") == "error":
-                    errors += 1
+                elif measuring:
+                    raw.append((sel_ms, now_ms, payload))
+                else:
+                    m = json.loads(payload)
+                    if m.get("type") == "subscribed":
+                        subscribed += 1
+                    elif m.get("type") == "error":
+                        errors += 1
 
     deadline = time.monotonic() + 60
     while subscribed < len(socks) and time.monotonic() < deadline:
         pump(0.5)
     ready.put((len(socks), subscribed, failed))
+    measuring = True
+    ru0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     while not stop.is_set():
         pump(0.2)
     pump(0.5)
-    results.put({"lat": lat, "clat": clat, "errors": errors + failed})
+    ru1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    cpu_pct = 100 * ((ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)) / (t1 - t0)
+    lat, slat, clat = [], [], []
+    for sel_ms, now_ms, payload in raw:
+        m = json.loads(payload)
+        if m.get("type") == "event":
+            ev = m["event"]
+            title = ev.get("data", {}).get("title", "")
+            if title.startswith("ws "):
+                sent_ms = int(title.split()[1]) / 1e6
+                lat.append(now_ms - sent_ms)
+                slat.append(sel_ms - sent_ms)
+                clat.append(now_ms - rfc3339_ms(ev["created_at"]))
+        elif m.get("type") == "error":
+            errors += 1
+    results.put({"lat": lat, "slat": slat, "clat": clat, "errors": errors + failed,
+                 "cpu_pct": cpu_pct})
     for s in socks:
         s.close()
 
@@ -235,7 +280,7 @@ def pct(vals, p):
     return vals[min(len(vals) - 1, max(0, int(round(p / 100 * len(vals) + 0.5)) - 1))]
 
 
-def fanout_test(args, users):
+def fanout_test(args, users, nsubs):
     # The project with the most members; subscribers use its members' tokens.
     members = {}
     for u in users:
@@ -249,7 +294,7 @@ def fanout_test(args, users):
     nproc = 2
     procs = []
     for k in range(nproc):
-        n = args.subscribers // nproc + (1 if k < args.subscribers % nproc else 0)
+        n = nsubs // nproc + (1 if k < nsubs % nproc else 0)
         p = ctx.Process(target=receiver, args=(args.port, tokens, n, project, ready, stop,
                                                results))
         p.start()
@@ -258,51 +303,76 @@ def fanout_test(args, users):
     for _ in procs:
         o, s, f = ready.get(timeout=180)
         opened, subscribed, failed = opened + o, subscribed + s, failed + f
-    log(f"fan-out: {subscribed} of {args.subscribers} subscribed to {project} "
-        f"({len(members[project])} members)")
-    conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=30)
+    wport = args.write_port or args.port
+    log(f"fan-out: {subscribed} of {nsubs} subscribed to {project} on port {args.port} "
+        f"({len(members[project])} members); writer on port {wport}")
+    conn = http.client.HTTPConnection("127.0.0.1", wport, timeout=30)
     hdrs = {"Authorization": "Bearer " + writers[0]["token"], "Content-Type": "application/json"}
-    writes, bad = 0, 0
+    writes, bad, post = 0, 0, []
+    pids = {"A": args.write_pid, "B": args.pid} if args.write_pid else {"tandem": args.pid}
+    m0, c0, w0 = machine_cpu(), {k: proc_cpu_s(p) for k, p in pids.items()}, time.monotonic()
     interval = 1.0 / args.rate
     t_next = time.monotonic()
     end = t_next + args.duration
     while time.monotonic() < end:
-        body = json.dumps({"title": f"ws {time.time_ns()}"})
+        t0 = time.time_ns()
+        body = json.dumps({"title": f"ws {t0}"})
         conn.request("POST", f"/v1/projects/{project}/tasks", body=body, headers=hdrs)
         r = conn.getresponse()
         r.read()
+        post.append((time.time_ns() - t0) / 1e6)
         writes += 1
         bad += r.status != 201
         t_next += interval
         time.sleep(max(0, t_next - time.monotonic()))
     time.sleep(3)
     stop.set()
-    lat, clat, errors = [], [], 0
+    m1, c1, w1 = machine_cpu(), {k: proc_cpu_s(p) for k, p in pids.items()}, time.monotonic()
+    lat, slat, clat, errors, rcpu = [], [], [], 0, []
     for _ in procs:
         r = results.get(timeout=120)
         lat += r["lat"]
+        slat += r["slat"]
         clat += r["clat"]
         errors += r["errors"]
+        rcpu.append(r["cpu_pct"])
     for p in procs:
         p.join(30)
-    out = {"subscribers": args.subscribers, "subscribed": subscribed, "writes": writes,
-           "write_errors": bad, "rate": args.rate, "expected": writes * subscribed,
+    out = {"mode": "redis" if args.write_port else "single",
+           "subscribers": nsubs, "subscribed": subscribed, "writes": writes,
+           "write_errors": bad, "rate": args.rate, "duration_s": args.duration,
+           "expected": writes * subscribed,
            "received": len(lat), "errors": errors,
            "p50_ms": pct(lat, 50), "p90_ms": pct(lat, 90), "p99_ms": pct(lat, 99),
            "max_ms": max(lat) if lat else 0.0,
-           "c_p50_ms": pct(clat, 50), "c_p99_ms": pct(clat, 99)}
-    log(f"fan-out: {out['received']} of {out['expected']} events; send->receive p50 "
-        f"{out['p50_ms']:.1f} p99 {out['p99_ms']:.1f} max {out['max_ms']:.0f} ms")
+           "s_p50_ms": pct(slat, 50), "s_p90_ms": pct(slat, 90), "s_p99_ms": pct(slat, 99),
+           "s_max_ms": max(slat) if slat else 0.0,
+           "c_p50_ms": pct(clat, 50), "c_p99_ms": pct(clat, 99),
+           "post_p50_ms": pct(post, 50), "post_p99_ms": pct(post, 99),
+           "receiver_cpu_pct": rcpu,
+           "tandem_cpu_pct": {k: 100 * (c1[k] - c0[k]) / (w1 - w0) for k in pids}, "machine_busy_pct": 100 * (m1[0] - m0[0]) /
+           max(1, m1[1] - m0[1]), "ncpu": os.cpu_count()}
+    log(f"fan-out ({nsubs} subscribers): {out['received']} of {out['expected']} events; "
+        f"send->readable p50 {out['s_p50_ms']:.1f} p99 {out['s_p99_ms']:.1f} max "
+        f"{out['s_max_ms']:.0f} ms; send->recv'd p50 {out['p50_ms']:.1f} p99 "
+        f"{out['p99_ms']:.1f} max {out['max_ms']:.0f} ms; POST p50 {out['post_p50_ms']:.1f} "
+        f"p99 {out['post_p99_ms']:.1f} ms; tandem CPU "
+        f"{', '.join(f'{k} {v:.0f}%' for k, v in out['tandem_cpu_pct'].items())}; receivers' CPU "
+        f"{', '.join(f'{c:.0f}%' for c in rcpu)}; machine busy {out['machine_busy_pct']:.0f}%")
     return out
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--port", type=int, required=True, help="the subscribers' instance")
+    ap.add_argument("--write-port", type=int, default=0,
+                    help="the writer's instance (default: --port)")
+    ap.add_argument("--write-pid", type=int, default=0, help="its pid (for its CPU)")
     ap.add_argument("--pid", type=int, required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--idle", type=int, default=10000)
-    ap.add_argument("--subscribers", type=int, default=1000)
+    ap.add_argument("--subscribers", default="1000",
+                    help="subscriber count, or counts separated by commas (one run each)")
     ap.add_argument("--rate", type=float, default=20)
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--out", required=True)
@@ -313,8 +383,9 @@ def main():
     res = {}
     if args.idle > 0:
         res["idle"] = idle_test(args, users)
-    if args.subscribers > 0:
-        res["fanout"] = fanout_test(args, users)
+    counts = [int(x) for x in str(args.subscribers).split(",") if x.strip()]
+    for key, n in zip(("fanout", "fanout_few"), [c for c in counts if c > 0]):
+        res[key] = fanout_test(args, users, n)
     with open(args.out, "w") as f:
         json.dump(res, f, indent=1)
 
