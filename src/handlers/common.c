@@ -2,6 +2,7 @@
 #include "handlers/common.h"
 #include "core/arena.h"
 #include "core/error.h"
+#include "core/jsonw.h"
 #include "core/uuid.h"
 #include "http/reply.h"
 #include "http/request.h"
@@ -89,13 +90,36 @@ void set_etag(struct request *req, int64_t version)
 	reply_header(req, "ETag", arena_printf(&req->arena, "\"%lld\"", (long long)version));
 }
 
-int reply_page(struct request *req, const struct page *page)
+static void set_link(struct request *req, const char *next_cursor)
 {
-	if (page->next_cursor)
+	if (next_cursor)
 		reply_header(req, "Link",
 			     arena_printf(&req->arena, "<%s>; rel=\"next\"",
-					  request_url_with(req, "cursor", page->next_cursor)));
+					  request_url_with(req, "cursor", next_cursor)));
+}
+
+int reply_page(struct request *req, const struct page *page)
+{
+	set_link(req, page->next_cursor);
 	json_t *body = json_pack("{s:O, s:s?, s:b}", "data", page->data, "next_cursor",
 				 page->next_cursor, "has_more", page->next_cursor != NULL);
 	return reply_json(req, 200, body);
+}
+
+int reply_page_text(struct request *req, const char *data, size_t len, const char *next_cursor)
+{
+	struct jsonw w;
+	size_t n;
+	set_link(req, next_cursor);
+	jsonw_init(&w, len + 128 + (next_cursor ? strlen(next_cursor) : 0));
+	jsonw_object_begin(&w);
+	jsonw_key(&w, "data");
+	jsonw_raw(&w, data, len);
+	jsonw_key(&w, "next_cursor");
+	jsonw_string_or_null(&w, next_cursor);
+	jsonw_key(&w, "has_more");
+	jsonw_bool(&w, next_cursor != NULL);
+	jsonw_object_end(&w);
+	char *body = jsonw_finish(&w, &n);
+	return reply_json_text(req, 200, body, n);
 }

@@ -6,6 +6,7 @@
 #define TANDEM_HANDLERS_COMMON_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct request;
@@ -28,5 +29,11 @@ void set_etag(struct request *req, int64_t version);
 
 /* Answer 200 {data, next_cursor, has_more} with Link: <...>; rel="next" when there is more. */
 int reply_page(struct request *req, const struct page *page);
+
+/*
+ * The same answer as reply_page() for a page whose data is already serialised: `data` is the
+ * JSON array (`len` bytes, borrowed), `next_cursor` NULL on the last page.
+ */
+int reply_page_text(struct request *req, const char *data, size_t len, const char *next_cursor);
 
 #endif

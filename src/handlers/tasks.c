@@ -1,4 +1,5 @@
 /* tasks.c — /v1/projects/{id}/tasks, /v1/tasks and /v1/tasks/{id}. */
+#include "core/jsonw.h"
 #include "handlers/common.h"
 #include "handlers/handlers.h"
 #include "http/reply.h"
@@ -8,8 +9,13 @@
 
 static int reply_task(struct request *req, int status, const struct task *t)
 {
+	struct jsonw w;
+	size_t len;
 	set_etag(req, t->version);
-	return reply_json(req, status, task_json(t));
+	jsonw_init(&w, 512);
+	task_write_json(&w, t);
+	char *body = jsonw_finish(&w, &len);
+	return reply_json_text(req, status, body, len);
 }
 
 /* POST /v1/projects/{id}/tasks {title, description?, status?, priority?, assignee_id?,
@@ -32,7 +38,7 @@ int handle_tasks_create(struct request *req)
 
 static int list(struct request *req, const char *project_id)
 {
-	struct page page;
+	struct task_page page;
 	struct task_query q = {
 	    .project_id = project_id ? project_id : request_query(req, "project_id"),
 	    .status = request_query(req, "status"),
@@ -48,7 +54,7 @@ static int list(struct request *req, const char *project_id)
 	};
 	int rc = task_list(req->app->store, &req->arena, req->user, &q, project_id != NULL, &page,
 			   &req->err);
-	return rc < 0 ? rc : reply_page(req, &page);
+	return rc < 0 ? rc : reply_page_text(req, page.data, page.len, page.next_cursor);
 }
 
 /* GET /v1/projects/{id}/tasks?filters -> 200 page | 404 | 422 */

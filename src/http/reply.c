@@ -39,6 +39,13 @@ int reply_json(struct request *req, int status, json_t *body)
 	return 0;
 }
 
+int reply_json_text(struct request *req, int status, char *body, size_t len)
+{
+	/* Everything reply_json() sets: the headers come from the server, the type from here. */
+	set_body(req, status, "application/json", body, len);
+	return 0;
+}
+
 int reply_raw(struct request *req, int status, const char *content_type, const char *body,
 	      size_t len)
 {

@@ -15,6 +15,13 @@ void reply_header(struct request *req, const char *name, const char *value);
 
 /* Answer `status` with a JSON body (`body` is stolen). Returns 0. */
 int reply_json(struct request *req, int status, json_t *body);
+/*
+ * Answer `status` with a body that is already serialised JSON (e.g. by core/jsonw): the same
+ * answer as reply_json() gives for the value it denotes. `body` is malloc'd, NUL-terminated
+ * (idempotent replays store it as a string) and `len` bytes long without the NUL; it is
+ * stolen. Returns 0.
+ */
+int reply_json_text(struct request *req, int status, char *body, size_t len);
 /* Answer with a raw body of the given content type (copied). Returns 0. */
 int reply_raw(struct request *req, int status, const char *content_type, const char *body,
 	      size_t len);

@@ -15,6 +15,7 @@
 struct arena;
 struct db_conn;
 struct error;
+struct jsonw;
 struct store;
 struct user;
 
@@ -34,14 +35,25 @@ int task_update(struct store *st, struct arena *a, const struct user *me, const 
 		json_t *body, int64_t expected_version, struct task *out, struct error *err);
 int task_delete(struct store *st, struct arena *a, const struct user *me, const char *id,
 		int64_t expected_version, struct error *err);
+/* A page of tasks, serialised: `data` is the JSON array of task objects (`len` bytes,
+ * NUL-terminated, owned by the arena given to task_list); next_cursor NULL on the last page. */
+struct task_page {
+	const char *data;
+	size_t len;
+	const char *next_cursor;
+};
+
 /* `in_project`: listing one project (path) rather than across the caller's projects. */
 int task_list(struct store *st, struct arena *a, const struct user *me, const struct task_query *q,
-	      bool in_project, struct page *out, struct error *err);
+	      bool in_project, struct task_page *out, struct error *err);
 
 /* Unassign user_id's tasks in project_id (member removal), with a task.updated each. */
 int task_unassign_member(struct db_conn *c, struct arena *a, const char *project_id,
 			 const char *user_id, const char *actor_id, struct error *err);
 
+/* The API's task object. New reference; events (task.*) are built from it. */
 json_t *task_json(const struct task *t);
+/* The same object as task_json(), written straight to w (responses, where speed matters). */
+void task_write_json(struct jsonw *w, const struct task *t);
 
 #endif
