@@ -234,6 +234,88 @@ static char *like_word(struct arena *a, const char *w)
 	return pat;
 }
 
+/* The filters of f and the keyset condition, each as " AND ...". */
+static void add_conditions(struct query *q, struct arena *a, const struct task_filter *f,
+			   const struct key *keys, int nkeys)
+{
+	if (f->nstatuses) {
+		struct db_param v[3];
+		for (int i = 0; i < f->nstatuses; i++)
+			v[i] = DB_TEXT(f->statuses[i]);
+		add_in(q, "t.status", f->nstatuses, v);
+	}
+	if (f->npriorities) {
+		struct db_param v[4];
+		for (int i = 0; i < f->npriorities; i++)
+			v[i] = DB_INT(f->priorities[i]);
+		add_in(q, "t.priority_rank", f->npriorities, v);
+	}
+	if (f->assignee_none) {
+		query_add(q, " AND t.assignee_id IS NULL");
+	} else if (f->assignee_id) {
+		query_add(q, " AND t.assignee_id = ");
+		query_param(q, DB_TEXT(f->assignee_id));
+	}
+	if (f->has_due_before) {
+		query_add(q, " AND t.due_date < ");
+		query_param(q, DB_INT(f->due_before));
+	}
+	if (f->has_due_after) {
+		query_add(q, " AND t.due_date > ");
+		query_param(q, DB_INT(f->due_after));
+	}
+	if (f->has_updated_since) {
+		query_add(q, " AND t.updated_at >= ");
+		query_param(q, DB_INT(f->updated_since));
+	}
+	for (int i = 0; i < f->nwords; i++) {
+		const char *pat = like_word(a, f->words[i]);
+		/* lower() on both sides: the database folds case its own way (PostgreSQL by
+		 * its ctype, beyond ASCII), so the word must be folded the same way. */
+		query_add(q, " AND (lower(t.title) LIKE lower(");
+		query_param(q, DB_TEXT(pat));
+		query_add(q, ") ESCAPE '\\' OR lower(t.description) LIKE lower(");
+		query_param(q, DB_TEXT(pat));
+		query_add(q, ") ESCAPE '\\')");
+	}
+	if (f->after) {
+		bool uniform = true;
+		for (int i = 0; i < nkeys; i++)
+			uniform &= !keys[i].nullable && keys[i].desc == keys[0].desc;
+		query_add(q, " AND ");
+		if (uniform) {
+			query_add(q, "(");
+			for (int i = 0; i < nkeys; i++) {
+				query_add(q, i ? ", " : "");
+				query_add(q, keys[i].expr);
+			}
+			query_add(q, keys[0].desc ? ") < (" : ") > (");
+			for (int i = 0; i < nkeys; i++) {
+				query_add(q, i ? ", " : "");
+				query_param(q, key_value(json_array_get(f->after, (size_t)i)));
+			}
+			query_add(q, ")");
+		} else {
+			after_expanded(q, keys, 0, nkeys, f->after);
+		}
+	}
+}
+
+/* " ORDER BY ... LIMIT $n" */
+static void add_order_limit(struct query *q, const struct key *keys, int nkeys, int limit)
+{
+	query_add(q, " ORDER BY ");
+	for (int i = 0; i < nkeys; i++) {
+		query_add(q, i ? ", " : "");
+		query_add(q, keys[i].expr);
+		query_add(q, keys[i].desc ? " DESC" : " ASC");
+		if (keys[i].nullable)
+			query_add(q, " NULLS LAST");
+	}
+	query_add(q, " LIMIT ");
+	query_param(q, DB_INT(limit));
+}
+
 int store_task_list(struct db_conn *c, struct arena *a, const struct task_filter *f,
 		    struct task **out, int *count, struct error *err)
 {
@@ -243,87 +325,41 @@ int store_task_list(struct db_conn *c, struct arena *a, const struct task_filter
 	int nkeys = sort_keys(f, keys);
 
 	query_init(&q, a);
-	query_add(&q, "SELECT " TASK_COLUMNS " FROM tasks t WHERE ");
 	if (f->project_id) {
-		query_add(&q, "t.project_id = ");
+		query_add(&q, "SELECT " TASK_COLUMNS " FROM tasks t WHERE t.project_id = ");
 		query_param(&q, DB_TEXT(f->project_id));
+		add_conditions(&q, a, f, keys, nkeys);
+		add_order_limit(&q, keys, nkeys, f->limit);
+	} else if (c->dialect == DB_POSTGRES) {
+		/*
+		 * Every project of the caller. Reading every matching task of all of them and
+		 * sorting the lot costs in proportion to all their tasks (on PostgreSQL a hash
+		 * join or bitmap scans, then a top-N sort). Instead each project yields only its
+		 * first `limit` rows, read in order from its (project_id, key, id) index from the
+		 * cursor on, and at most projects x limit rows are merged. The page is the same:
+		 * each of its rows is among the first `limit` of its own project.
+		 */
+		query_add(&q, "SELECT " TASK_COLUMNS " FROM memberships m CROSS JOIN LATERAL "
+			      "(SELECT t.* FROM tasks t WHERE t.project_id = m.project_id");
+		add_conditions(&q, a, f, keys, nkeys);
+		add_order_limit(&q, keys, nkeys, f->limit);
+		query_add(&q, ") t WHERE m.user_id = ");
+		query_param(&q, DB_TEXT(f->member_id));
+		add_order_limit(&q, keys, nkeys, f->limit);
 	} else {
-		query_add(&q,
-			  "t.project_id IN (SELECT project_id FROM memberships WHERE user_id = ");
+		/*
+		 * SQLite has no LATERAL. Its plan here reads the projects' tasks through the
+		 * index and sorts them in a temporary b-tree, 1-4 ms at 100k tasks; the same
+		 * per-project LIMIT written as a correlated IN (SELECT rowid ... LIMIT) was
+		 * faster for one sort and slower for others, so it stays as it is.
+		 */
+		query_add(&q, "SELECT " TASK_COLUMNS " FROM tasks t WHERE t.project_id IN "
+			      "(SELECT project_id FROM memberships WHERE user_id = ");
 		query_param(&q, DB_TEXT(f->member_id));
 		query_add(&q, ")");
+		add_conditions(&q, a, f, keys, nkeys);
+		add_order_limit(&q, keys, nkeys, f->limit);
 	}
-	if (f->nstatuses) {
-		struct db_param v[3];
-		for (int i = 0; i < f->nstatuses; i++)
-			v[i] = DB_TEXT(f->statuses[i]);
-		add_in(&q, "t.status", f->nstatuses, v);
-	}
-	if (f->npriorities) {
-		struct db_param v[4];
-		for (int i = 0; i < f->npriorities; i++)
-			v[i] = DB_INT(f->priorities[i]);
-		add_in(&q, "t.priority_rank", f->npriorities, v);
-	}
-	if (f->assignee_none) {
-		query_add(&q, " AND t.assignee_id IS NULL");
-	} else if (f->assignee_id) {
-		query_add(&q, " AND t.assignee_id = ");
-		query_param(&q, DB_TEXT(f->assignee_id));
-	}
-	if (f->has_due_before) {
-		query_add(&q, " AND t.due_date < ");
-		query_param(&q, DB_INT(f->due_before));
-	}
-	if (f->has_due_after) {
-		query_add(&q, " AND t.due_date > ");
-		query_param(&q, DB_INT(f->due_after));
-	}
-	if (f->has_updated_since) {
-		query_add(&q, " AND t.updated_at >= ");
-		query_param(&q, DB_INT(f->updated_since));
-	}
-	for (int i = 0; i < f->nwords; i++) {
-		const char *pat = like_word(a, f->words[i]);
-		/* lower() on both sides: the database folds case its own way (PostgreSQL by
-		 * its ctype, beyond ASCII), so the word must be folded the same way. */
-		query_add(&q, " AND (lower(t.title) LIKE lower(");
-		query_param(&q, DB_TEXT(pat));
-		query_add(&q, ") ESCAPE '\\' OR lower(t.description) LIKE lower(");
-		query_param(&q, DB_TEXT(pat));
-		query_add(&q, ") ESCAPE '\\')");
-	}
-	if (f->after) {
-		bool uniform = true;
-		for (int i = 0; i < nkeys; i++)
-			uniform &= !keys[i].nullable && keys[i].desc == keys[0].desc;
-		query_add(&q, " AND ");
-		if (uniform) {
-			query_add(&q, "(");
-			for (int i = 0; i < nkeys; i++) {
-				query_add(&q, i ? ", " : "");
-				query_add(&q, keys[i].expr);
-			}
-			query_add(&q, keys[0].desc ? ") < (" : ") > (");
-			for (int i = 0; i < nkeys; i++) {
-				query_add(&q, i ? ", " : "");
-				query_param(&q, key_value(json_array_get(f->after, (size_t)i)));
-			}
-			query_add(&q, ")");
-		} else {
-			after_expanded(&q, keys, 0, nkeys, f->after);
-		}
-	}
-	query_add(&q, " ORDER BY ");
-	for (int i = 0; i < nkeys; i++) {
-		query_add(&q, i ? ", " : "");
-		query_add(&q, keys[i].expr);
-		query_add(&q, keys[i].desc ? " DESC" : " ASC");
-		if (keys[i].nullable)
-			query_add(&q, " NULLS LAST");
-	}
-	query_add(&q, " LIMIT ");
-	query_param(&q, DB_INT(f->limit));
 	if (q.overflow)
 		return error_set(err, ERR_BAD_REQUEST, "too many filter values");
 	int rc = db_query(c, a, query_sql(&q), q.params, q.nparams, &r, err);
