@@ -4,6 +4,13 @@
  * Locking: hub->lock guards the topic table, every subscription list, stream buffers, parked
  * polls and the inbox. WebSocket objects and their wslay contexts belong to the hub thread
  * alone. Database reads happen on the hub thread without the lock held.
+ *
+ * Memory of an idle WebSocket (issue 8: thousands of them): libmicrohttpd's connection, its
+ * memory pool and our request are released as soon as the socket is handed over (see
+ * hub_adopt_websocket), and the wslay context (about 8.5 KiB: two 4 KiB frame buffers) exists
+ * only while the connection is busy: it is created when bytes arrive or a message is queued,
+ * and freed once nothing is queued, no frame is half read and no fragmented message is open
+ * (ws_at_rest). What stays is struct ws and the kernel's socket.
  */
 #include "realtime/hub.h"
 #include "core/arena.h"
@@ -27,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -37,6 +45,7 @@
 #define SWEEP_INTERVAL_MS 5000
 #define DRAIN_FLUSH_MS	  2000
 #define WS_RX_BUDGET	  65536 /* bytes read from one peer per turn of the loop */
+#define WS_CTX_LINGER_MS  1000	/* an unused wslay context is freed after this */
 
 enum sub_kind { SUB_WS, SUB_SSE, SUB_POLL };
 
@@ -62,19 +71,23 @@ struct topic {
 struct ws {
 	struct hub *hub;
 	struct ws *next, *prev;
-	int fd;
-	void *handle;
-	wslay_event_context_ptr ctx;
-	char user_id[UUID_STR_LEN];
-	bool authed, closing, dead;
+	wslay_event_context_ptr ctx; /* NULL while idle: see ws_ctx, ws_at_rest */
+	char *extra;		     /* bytes read with the handshake, until consumed */
+	struct sub *subs;
 	int64_t opened_ms, last_rx_ms, last_ping_ms, close_deadline_ms;
 	int64_t full_since_ms; /* event delivery paused on a full queue since then, or 0 */
-	size_t rx_budget;
-	char *extra;
-	size_t extra_len, extra_off;
-	struct sub *subs;
-	int nsubs;
+	int64_t ctx_used_ms;   /* the wslay context was last needed then */
+	uint64_t in_payload;   /* bytes of the current frame's payload wslay has yet to read */
+	uint32_t rx_budget;
+	uint32_t extra_len, extra_off;
 	uint32_t events;
+	int fd;
+	int nsubs;
+	uint8_t in_head[14]; /* the frame header read so far ... */
+	uint8_t in_head_len; /* ... and its length (0: between frames) */
+	bool in_fragmented;  /* a data frame without FIN came: the message goes on */
+	bool authed, closing, dead;
+	char user_id[UUID_STR_LEN];
 };
 
 struct hub_stream {
@@ -97,7 +110,6 @@ struct waiter {
 struct adopt {
 	struct adopt *next;
 	int fd;
-	void *handle;
 	char *extra;
 	size_t extra_len;
 	char user_id[UUID_STR_LEN];
@@ -125,6 +137,7 @@ struct hub {
 	bool resync_all;
 	struct adopt *adopts;
 	struct ws *sockets; /* hub thread only */
+	int nsockets, max_sockets;
 	struct waiter *waiters;
 	int64_t last_sweep_ms;
 	json_t *pending_frames; /* unused placeholder for future batching */
@@ -208,9 +221,16 @@ static void topics_prune(struct hub *h)
 
 /* ---- WebSocket output (hub thread) ---- */
 
+static wslay_event_context_ptr ws_ctx(struct ws *w);
+
+static size_t ws_queued(const struct ws *w)
+{
+	return w->ctx ? wslay_event_get_queued_msg_length(w->ctx) : 0;
+}
+
 static void ws_send_text(struct ws *w, const char *text, size_t len)
 {
-	if (w->closing || w->dead)
+	if (w->closing || w->dead || !ws_ctx(w))
 		return;
 	size_t before = wslay_event_get_queued_msg_length(w->ctx);
 	struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text, len};
@@ -246,7 +266,7 @@ static void ws_error(struct ws *w, const char *code, const char *message)
 
 static void ws_close(struct ws *w, uint16_t code, const char *reason)
 {
-	if (w->closing || w->dead)
+	if (w->closing || w->dead || !ws_ctx(w))
 		return;
 	wslay_event_queue_close(w->ctx, code, (const uint8_t *)reason, strlen(reason));
 	w->closing = true;
@@ -357,8 +377,7 @@ static void deliver(struct hub *h, struct sub *s, const struct event *e, const c
 		free(msg);
 		/* A full queue pauses delivery (the log keeps the rest) until the client has taken
 		 * half of it (ws_pump); one that takes nothing is closed by the timers. */
-		if (!w->full_since_ms &&
-		    wslay_event_get_queued_msg_length(w->ctx) >= h->lim.max_queue)
+		if (!w->full_since_ms && ws_queued(w) >= h->lim.max_queue)
 			w->full_since_ms = time_now_ms();
 		break;
 	}
@@ -488,19 +507,66 @@ static void project_deleted(struct hub *h, const char *project_id)
 
 /* ---- WebSocket protocol (hub thread) ---- */
 
+/*
+ * Follow the frame boundaries of the bytes handed to wslay (RFC 6455 5.2), so that the hub
+ * knows when wslay holds no partial frame or message and its context may be freed: a new
+ * context starts between frames, outside any message. wslay validates the frames; this only
+ * counts. wslay asks for bytes only when those it has are used up (wslay_frame_recv), so at a
+ * boundary of what it was given, it has also processed all of it.
+ */
+static void ws_track_input(struct ws *w, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		if (w->in_payload > 0) {
+			size_t take = n < w->in_payload ? n : (size_t)w->in_payload;
+			w->in_payload -= take;
+			p += take;
+			n -= take;
+			continue;
+		}
+		w->in_head[w->in_head_len++] = *p++;
+		n--;
+		if (w->in_head_len < 2)
+			continue;
+		unsigned len7 = w->in_head[1] & 0x7fu;
+		unsigned need = 2u +
+				(len7 == 126   ? 2u
+				 : len7 == 127 ? 8u
+					       : 0u) +
+				(w->in_head[1] & 0x80u ? 4u : 0u);
+		if (w->in_head_len < need)
+			continue;
+		uint64_t len = len7;
+		if (len7 >= 126) {
+			len = 0;
+			for (unsigned i = 2; i < (len7 == 126 ? 4u : 10u); i++)
+				len = len << 8 | w->in_head[i];
+		}
+		if ((w->in_head[0] & 0x0fu) < 0x8) /* data frames; control frames interleave */
+			w->in_fragmented = !(w->in_head[0] & 0x80u);
+		w->in_payload = len;
+		w->in_head_len = 0;
+	}
+}
+
 static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
 			  void *user)
 {
 	struct ws *w = user;
 	(void)ctx;
 	(void)flags;
-	if (w->extra_off < w->extra_len) {
+	if (w->extra) {
 		size_t n = w->extra_len - w->extra_off;
 		if (n > len)
 			n = len;
 		memcpy(buf, w->extra + w->extra_off, n);
-		w->extra_off += n;
+		w->extra_off += (uint32_t)n;
+		if (w->extra_off == w->extra_len) {
+			free(w->extra);
+			w->extra = NULL;
+		}
 		w->last_rx_ms = time_now_ms();
+		ws_track_input(w, buf, n);
 		return (ssize_t)n;
 	}
 	if (w->rx_budget == 0) {
@@ -525,8 +591,9 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
 		wslay_event_set_error(w->ctx, WSLAY_ERR_CALLBACK_FAILURE);
 		return -1;
 	}
-	w->rx_budget -= (size_t)r;
+	w->rx_budget -= (uint32_t)r;
 	w->last_rx_ms = time_now_ms();
+	ws_track_input(w, buf, (size_t)r);
 	return r;
 }
 
@@ -706,6 +773,33 @@ static const struct wslay_event_callbacks callbacks = {
     ws_recv_cb, ws_send_cb, ws_genmask_cb, NULL, NULL, NULL, ws_on_msg,
 };
 
+/* The connection's wslay context, created if it has none (NULL, and the connection dead, when
+ * that fails). */
+static wslay_event_context_ptr ws_ctx(struct ws *w)
+{
+	w->ctx_used_ms = time_now_ms();
+	if (w->ctx)
+		return w->ctx;
+	if (w->dead || wslay_event_context_server_init(&w->ctx, &callbacks, w) != 0) {
+		w->ctx = NULL;
+		w->dead = true;
+		return NULL;
+	}
+	wslay_event_config_set_max_recv_msg_length(w->ctx, w->hub->lim.max_message);
+	return w->ctx;
+}
+
+/* Nothing in wslay that a fresh context would not have: no partial frame or message read,
+ * nothing queued or half sent, no close begun, no paused delivery. */
+static bool ws_at_rest(const struct ws *w)
+{
+	return w->ctx && !w->closing && !w->dead && !w->full_since_ms && !w->extra &&
+	       w->in_head_len == 0 && w->in_payload == 0 && !w->in_fragmented &&
+	       wslay_event_want_read(w->ctx) && !wslay_event_want_write(w->ctx) &&
+	       wslay_event_get_queued_msg_count(w->ctx) == 0 &&
+	       !wslay_event_get_close_received(w->ctx) && !wslay_event_get_close_sent(w->ctx);
+}
+
 static void ws_destroy(struct hub *h, struct ws *w)
 {
 	pthread_mutex_lock(&h->lock);
@@ -729,8 +823,10 @@ static void ws_destroy(struct hub *h, struct ws *w)
 		h->sockets = w->next;
 	if (w->next)
 		w->next->prev = w->prev;
-	wslay_event_context_free(w->ctx);
-	http_upgrade_close(w->handle);
+	if (w->ctx)
+		wslay_event_context_free(w->ctx);
+	close(w->fd);
+	h->nsockets--;
 	free(w->extra);
 	free(w);
 }
@@ -738,15 +834,15 @@ static void ws_destroy(struct hub *h, struct ws *w)
 /* Flush what wslay queued and watch for writability only while something waits. */
 static void ws_pump(struct hub *h, struct ws *w)
 {
-	if (!w->dead && wslay_event_want_write(w->ctx) && wslay_event_send(w->ctx) != 0)
+	if (!w->dead && w->ctx && wslay_event_want_write(w->ctx) && wslay_event_send(w->ctx) != 0)
 		w->dead = true;
-	if (!w->dead && !wslay_event_want_read(w->ctx) && !wslay_event_want_write(w->ctx))
+	if (!w->dead && w->ctx && !wslay_event_want_read(w->ctx) && !wslay_event_want_write(w->ctx))
 		w->dead = true; /* both directions closed */
 	if (w->dead) {
 		ws_destroy(h, w);
 		return;
 	}
-	if (w->full_since_ms && wslay_event_get_queued_msg_length(w->ctx) < h->lim.max_queue / 2) {
+	if (w->full_since_ms && ws_queued(w) < h->lim.max_queue / 2) {
 		w->full_since_ms = 0; /* resume: deliver_dirty sends what the log holds for it */
 		pthread_mutex_lock(&h->lock);
 		for (struct sub *s = w->subs; s; s = s->owner_next)
@@ -754,7 +850,8 @@ static void ws_pump(struct hub *h, struct ws *w)
 				s->topic->dirty = true;
 		pthread_mutex_unlock(&h->lock);
 	}
-	uint32_t want = EPOLLIN | EPOLLRDHUP | (wslay_event_want_write(w->ctx) ? EPOLLOUT : 0);
+	uint32_t want =
+	    EPOLLIN | EPOLLRDHUP | (w->ctx && wslay_event_want_write(w->ctx) ? EPOLLOUT : 0);
 	if (want != w->events) {
 		struct epoll_event ev = {.events = want, .data.ptr = w};
 		epoll_ctl(h->epfd, EPOLL_CTL_MOD, w->fd, &ev);
@@ -767,9 +864,8 @@ static void ws_adopt(struct hub *h, struct adopt *ad)
 	struct ws *w = xcalloc(1, sizeof(*w));
 	w->hub = h;
 	w->fd = ad->fd;
-	w->handle = ad->handle;
-	w->extra = ad->extra;
-	w->extra_len = ad->extra_len;
+	w->extra = ad->extra; /* NULL when the client sent nothing after the handshake */
+	w->extra_len = (uint32_t)ad->extra_len;
 	w->opened_ms = w->last_rx_ms = w->last_ping_ms = time_now_ms();
 	if (ad->user_id[0]) {
 		memcpy(w->user_id, ad->user_id, UUID_STR_LEN);
@@ -777,13 +873,7 @@ static void ws_adopt(struct hub *h, struct adopt *ad)
 	}
 	int fl = fcntl(w->fd, F_GETFL);
 	fcntl(w->fd, F_SETFL, fl | O_NONBLOCK);
-	if (wslay_event_context_server_init(&w->ctx, &callbacks, w) != 0) {
-		http_upgrade_close(w->handle);
-		free(w->extra);
-		free(w);
-		return;
-	}
-	wslay_event_config_set_max_recv_msg_length(w->ctx, h->lim.max_message);
+	h->nsockets++;
 	w->next = h->sockets;
 	if (h->sockets)
 		h->sockets->prev = w;
@@ -793,8 +883,12 @@ static void ws_adopt(struct hub *h, struct adopt *ad)
 	epoll_ctl(h->epfd, EPOLL_CTL_ADD, w->fd, &ev);
 	if (atomic_load(&h->draining))
 		ws_close(w, 1001, "server shutting down");
+	else if (h->nsockets > h->max_sockets)
+		/* libmicrohttpd no longer counts this connection (hub_adopt_websocket): bound the
+		 * descriptors WebSockets hold here. */
+		ws_close(w, 1013, "too many connections");
 	w->rx_budget = WS_RX_BUDGET;
-	if (w->extra_len && wslay_event_recv(w->ctx) != 0) {
+	if (w->extra && ws_ctx(w) && wslay_event_recv(w->ctx) != 0) {
 		wslay_event_send(w->ctx); /* the close wslay queued for a broken frame, if any */
 		w->dead = true;
 	}
@@ -820,8 +914,12 @@ static void timers(struct hub *h, int64_t now)
 			w->dead = true; /* silent peer: no pong, nothing */
 		else if (now - w->last_ping_ms > (int64_t)h->lim.ping_interval_s * 1000) {
 			struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"", 0};
-			wslay_event_queue_msg(w->ctx, &m);
+			if (ws_ctx(w))
+				wslay_event_queue_msg(w->ctx, &m);
 			w->last_ping_ms = now;
+		} else if (w->ctx && now - w->ctx_used_ms >= WS_CTX_LINGER_MS && ws_at_rest(w)) {
+			wslay_event_context_free(w->ctx);
+			w->ctx = NULL;
 		}
 		ws_pump(h, w);
 	}
@@ -940,7 +1038,7 @@ static void *hub_main(void *arg)
 			struct ws *w = evs[i].data.ptr;
 			w->rx_budget = WS_RX_BUDGET;
 			if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
-				if (wslay_event_recv(w->ctx) != 0) {
+				if (ws_ctx(w) && wslay_event_recv(w->ctx) != 0) {
 					/* The close wslay queued for a broken frame, if any */
 					wslay_event_send(w->ctx);
 					w->dead = true;
@@ -985,6 +1083,13 @@ struct hub *hub_create(struct store *st, const struct auth *au, const struct hub
 	h->store = st;
 	h->auth = au;
 	h->lim = *lim;
+	h->max_sockets = lim->max_sockets;
+	if (h->max_sockets <= 0) {
+		/* Half of the descriptors, the rest for HTTP connections and the process. */
+		struct rlimit rl;
+		rlim_t half = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur / 2 : 32768;
+		h->max_sockets = half > 1000000 ? 1000000 : (int)half;
+	}
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->drained_cond, NULL);
 	h->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -1050,7 +1155,7 @@ void hub_free(struct hub *h)
 	while (h->adopts) {
 		struct adopt *a = h->adopts;
 		h->adopts = a->next;
-		http_upgrade_close(a->handle);
+		close(a->fd);
 		free(a->extra);
 		free(a);
 	}
@@ -1098,12 +1203,30 @@ void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_
 			 const char *user_id)
 {
 	struct adopt *a = xcalloc(1, sizeof(*a));
-	a->fd = fd;
-	a->handle = handle;
 	if (extra_len) {
 		a->extra = xmalloc(extra_len);
-		memcpy(a->extra, extra, extra_len);
+		memcpy(a->extra, extra, extra_len); /* `extra` is in libmicrohttpd's pool */
 		a->extra_len = extra_len;
+	}
+	/*
+	 * Keep the socket, give libmicrohttpd the connection back now: its memory pool (the
+	 * configured connection memory), the connection and our request are freed at once
+	 * instead of living as long as the WebSocket. For a plain (non-TLS) upgraded connection
+	 * MHD_UPGRADE_ACTION_CLOSE only marks it closed; libmicrohttpd's own thread then frees it
+	 * and close()s its descriptor, without shutdown() (libmicrohttpd 0.9.75:
+	 * MHD_upgrade_action -> resume_suspended_connections -> MHD_cleanup_connections), and the
+	 * descriptor is already out of libmicrohttpd's epoll set (removed when the connection
+	 * was suspended for the upgrade). So a duplicate keeps the connection open, unaffected.
+	 * We are inside the upgrade handler, on the connection's own thread: nothing runs
+	 * concurrently with this.
+	 */
+	a->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	http_upgrade_close(handle);
+	if (a->fd < 0) {
+		log_warn("cannot keep an upgraded WebSocket: dup: %s", strerror(errno));
+		free(a->extra);
+		free(a);
+		return;
 	}
 	if (user_id)
 		snprintf(a->user_id, sizeof(a->user_id), "%s", user_id);

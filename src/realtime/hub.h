@@ -34,6 +34,9 @@ struct hub_limits {
 	int idle_timeout_s;    /* silent peer closed after */
 	int auth_timeout_s;    /* first-message auth deadline */
 	int sse_heartbeat_s;
+	int max_sockets; /* open WebSockets at most (more are closed with 1013); 0: half of
+			    RLIMIT_NOFILE. libmicrohttpd does not count them (hub_adopt_websocket)
+			  */
 };
 
 struct hub *hub_create(struct store *st, const struct auth *au, const struct hub_limits *lim);
@@ -48,7 +51,9 @@ void hub_notify(struct hub *h, const char *project_id, int64_t seq, enum hub_not
 
 /*
  * Adopt an upgraded WebSocket connection. user_id NULL: the client must authenticate with
- * its first message. `handle` is closed with http_upgrade_close(). Thread-safe.
+ * its first message. Call it from the upgrade handler: it keeps a duplicate of `fd` and hands
+ * the connection back to libmicrohttpd at once with http_upgrade_close(handle), so that
+ * libmicrohttpd frees its per-connection memory. Thread-safe.
  */
 void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_len, void *handle,
 			 const char *user_id);
