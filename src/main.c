@@ -139,7 +139,9 @@ static int cmd_serve(struct config *cfg)
 				.ping_interval_s = (int)cfg->ws_ping_interval_s,
 				.idle_timeout_s = (int)cfg->ws_idle_timeout_s,
 				.auth_timeout_s = 5,
-				.sse_heartbeat_s = (int)cfg->sse_heartbeat_s};
+				.sse_heartbeat_s = (int)cfg->sse_heartbeat_s,
+				/* an upgraded socket leaves libmicrohttpd's count */
+				.max_sockets = (int)cfg->max_connections};
 	struct hub *hub = hub_create(store, &auth, &hl);
 	if (hub_start(hub) < 0) {
 		log_error("cannot start the real-time hub thread");

@@ -970,6 +970,16 @@ static void process_inbox(struct hub *h)
 				t->dirty = true;
 	pthread_mutex_unlock(&h->lock);
 
+	/* The inbox is a stack: adopt in arrival order, so that over the socket cap it is the
+	 * newest WebSockets that are refused, never one that was admitted earlier. */
+	struct adopt *fifo = NULL;
+	while (adopts) {
+		struct adopt *next = adopts->next;
+		adopts->next = fifo;
+		fifo = adopts;
+		adopts = next;
+	}
+	adopts = fifo;
 	while (adopts) {
 		struct adopt *next = adopts->next;
 		ws_adopt(h, adopts);

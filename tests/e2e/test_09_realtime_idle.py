@@ -16,7 +16,7 @@ import pytest
 
 from rtkit import OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawWs, Ws
 from rtkit import close_clients  # noqa: F401 - autouse: closes the test's clients
-from taskkit import Team
+from taskkit import Team, register
 
 # Longer than the hub's linger (1 s) plus its timer period (1 s): contexts are freed by then.
 IDLE_S = 2.6
@@ -126,3 +126,41 @@ def test_a_websocket_outlives_descriptor_reuse_by_http(team):
         expect_pong(raw)
     socks[0].send_frame(OP_CLOSE, b"\x03\xe8")
     assert socks[0].expect_close() == (1000, [])
+
+
+def test_open_websockets_are_bounded_by_max_connections(tandem_server):
+    # An upgraded socket leaves libmicrohttpd's connection count, so the hub bounds open
+    # WebSockets itself, by the same TANDEM_MAX_CONNECTIONS: one too many is closed with
+    # 1013 (try again later), and a place freed is taken again.
+    limit = 6
+    server = tandem_server(env={"TANDEM_MAX_CONNECTIONS": str(limit)})
+    anon = server.api()
+    user = register(anon, "wendy")
+    anon.close()
+    user.api.close()
+    socks = [authed_token_raw(server, user.token) for _ in range(limit)]
+    over = authed_token_raw(server, user.token)
+    code, _ = over.expect_close()
+    assert code == 1013
+    over.close()
+    for raw in socks:  # the ones admitted still work
+        raw.send_json({"type": "ping"})
+        expect_pong(raw)
+    socks.pop().close()
+    deadline = time.monotonic() + 10
+    while True:  # the hub notices the closed socket on its own time
+        again = authed_token_raw(server, user.token)
+        again.send_json({"type": "ping"})
+        try:
+            expect_pong(again)
+            break
+        except Exception:
+            again.close()
+            assert time.monotonic() < deadline, "a freed WebSocket place was not reused"
+            time.sleep(0.2)
+
+
+def authed_token_raw(server, token):
+    raw = RawWs(server, token)
+    assert raw.status == 101, (raw.status, raw.body)
+    return raw
