@@ -31,7 +31,7 @@ static void assert_rejected(const char *s)
 {
 	int64_t ms = 12345;
 	if (time_parse_rfc3339(s, &ms) != -1)
-		fail_msg("time_parse_rfc3339 accepted \"%s\" as %" PRId64, s, ms);
+		fail_msg("time_parse_rfc3339 accepted \"%s\" as %" PRId64, s ? s : "(null)", ms);
 	assert_int_equal(ms, 12345); /* out untouched on failure */
 }
 
