@@ -176,6 +176,18 @@ def test_access_log_path_has_no_query_string(api, server):
     assert "hunter2" not in server.stderr_text()
 
 
+def test_access_log_stays_json_for_paths_that_are_not_utf8(api, server):
+    # A path is percent-decoded, so it can hold any byte: the line must still be JSON.
+    for i, (path, logged) in enumerate([("/%FF%FEx", "-"), ("/%C3%A9t%C3%A9", "/été"),
+                                        ("/a%22b%5Cc%0A", '/a"b\\c\n'),
+                                        ("/%ED%A0%80", "-"), ("/%C0%AF", "-")]):
+        rid = f"utf8-{i}"
+        r = api.get(path, headers={"X-Request-Id": rid})
+        assert r.status_code == 404
+        assert server.access_entry(rid)["path"] == logged, path
+    assert not non_json_lines(server.stderr_text())
+
+
 def test_access_log_can_be_turned_off(tandem_server):
     srv = tandem_server(env={"TANDEM_ACCESS_LOG": "false"})
     api = srv.api()
