@@ -72,6 +72,15 @@ struct db_driver {
 };
 
 extern const struct db_driver db_sqlite_driver;
+
+/*
+ * SQLite group commit, for tests: the ticket of the connection's last write that changed
+ * something, how many writes to its file are known to be on stable storage, and how many WAL
+ * flushes it took. Once a write returns, *synced >= *last_ticket. -1 for another driver or a
+ * private (in-memory) database.
+ */
+int db_sqlite_sync_state(struct db_conn *c, uint64_t *last_ticket, uint64_t *synced,
+			 uint64_t *flushes);
 extern const struct db_driver db_postgres_driver;
 
 /* Convenience wrappers over c->driver. */

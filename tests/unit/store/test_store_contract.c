@@ -953,6 +953,74 @@ static void test_waiting_writers_get_the_lock_in_arrival_order(void **state)
 				 i, i == 0 ? "first" : "later", w[i].got - 1, N);
 }
 
+/*
+ * SQLite group commit: a write returns only once the WAL holds it on stable storage, even
+ * though COMMIT itself (synchronous=NORMAL) no longer flushes. Every thread checks, after
+ * each commit, that the flushed mark covers its own write; flushes are never more than the
+ * writes. (How many commits share a flush depends on timing, and is what bench/ measures.)
+ */
+struct durable_writer {
+	struct store *s;
+	int rounds;
+	int rc;
+	uint64_t not_covered; /* commits that returned before their write was flushed */
+	struct error err;
+};
+
+static void *durable_writer_thread(void *p)
+{
+	struct durable_writer *w = p;
+	struct arena a;
+	int64_t got;
+	uint64_t prev = 0, ticket, synced, flushes;
+	arena_init(&a);
+	struct db_conn *c = store_conn(w->s, &w->err);
+	w->rc = c ? 0 : -ERR_UNAVAILABLE;
+	for (int i = 0; c && i < w->rounds && w->rc == 0; i++) {
+		w->rc = write_once(c, &a, &got, &w->err);
+		if (w->rc == 0 && (db_sqlite_sync_state(c, &ticket, &synced, &flushes) != 0 ||
+				   ticket <= prev || synced < ticket))
+			w->not_covered++;
+		prev = ticket;
+	}
+	arena_release(&a);
+	return NULL;
+}
+
+static void test_sqlite_commit_returns_after_the_wal_is_flushed(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 8, ROUNDS = 40 };
+	struct durable_writer w[N];
+	pthread_t t[N];
+	uint64_t ticket, synced, flushes;
+	if (f->backend != SQLITE)
+		return; /* PostgreSQL flushes its WAL at COMMIT itself (and groups commits too) */
+	create_counter(f);
+	for (int i = 0; i < N; i++) {
+		w[i] = (struct durable_writer){.s = f->s, .rounds = ROUNDS};
+		assert_int_equal(pthread_create(&t[i], NULL, durable_writer_thread, &w[i]), 0);
+	}
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		if (w[i].rc < 0)
+			fail_msg("writer %d failed (%d): %s", i, w[i].rc, w[i].err.detail);
+		if (w[i].not_covered)
+			fail_msg("writer %d: %" PRIu64
+				 " commits returned before the WAL was flushed",
+				 i, w[i].not_covered);
+		error_release(&w[i].err);
+	}
+	/* An autocommit write from this thread too. */
+	must_insert_user(f, "solo", NULL);
+	assert_int_equal(db_sqlite_sync_state(f->c, &ticket, &synced, &flushes), 0);
+	assert_true(synced >= ticket && ticket >= N * ROUNDS);
+	assert_true(flushes >= 1 && flushes <= ticket);
+	print_message("group commit: %" PRIu64 " writes, %" PRIu64 " WAL flushes\n", ticket,
+		      flushes);
+	assert_int_equal(count_rows(f, f->c, "SELECT n FROM test_counter"), N * ROUNDS);
+}
+
 /* A write on a connection of its own (another store): it must not wait for f->c. */
 static void other_connection_can_write(struct fixture *f)
 {
@@ -1403,6 +1471,8 @@ static void test_many_rows_are_all_returned(void **state)
 	    cmocka_unit_test_setup_teardown(test_many_concurrent_writers_all_succeed, setup,       \
 					    teardown),                                             \
 	    cmocka_unit_test_setup_teardown(test_waiting_writers_get_the_lock_in_arrival_order,    \
+					    setup, teardown),                                      \
+	    cmocka_unit_test_setup_teardown(test_sqlite_commit_returns_after_the_wal_is_flushed,   \
 					    setup, teardown),                                      \
 	    cmocka_unit_test_setup_teardown(test_write_lock_is_released_after_errors, setup,       \
 					    teardown),                                             \
