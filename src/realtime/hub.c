@@ -363,18 +363,30 @@ static void end_sub(struct hub *h, struct sub *s, const char *reason)
 	}
 }
 
-static void deliver(struct hub *h, struct sub *s, const struct event *e, const char *ejson,
+/* An event as text, built once per event whatever the number of subscribers. */
+struct event_text {
+	const char *json; /* the event object */
+	size_t len;
+	char *ws; /* {"type":"event","event":<json>}, made on first use */
+	size_t ws_len;
+};
+
+static void deliver(struct hub *h, struct sub *s, const struct event *e, struct event_text *et,
 		    const char *removed_user)
 {
 	s->last = e->seq;
 	switch (s->kind) {
 	case SUB_WS: {
 		struct ws *w = s->owner;
-		size_t n = strlen(ejson);
-		char *msg = xmalloc(n + 32);
-		int m = snprintf(msg, n + 32, "{\"type\":\"event\",\"event\":%s}", ejson);
-		ws_send_text(w, msg, (size_t)m);
-		free(msg);
+		if (!et->ws) {
+			static const char head[] = "{\"type\":\"event\",\"event\":";
+			et->ws_len = sizeof(head) - 1 + et->len + 1;
+			et->ws = xmalloc(et->ws_len + 1);
+			memcpy(et->ws, head, sizeof(head) - 1);
+			memcpy(et->ws + sizeof(head) - 1, et->json, et->len);
+			memcpy(et->ws + sizeof(head) - 1 + et->len, "}", 2);
+		}
+		ws_send_text(w, et->ws, et->ws_len);
 		/* A full queue pauses delivery (the log keeps the rest) until the client has taken
 		 * half of it (ws_pump); one that takes nothing is closed by the timers. */
 		if (!w->full_since_ms && ws_queued(w) >= h->lim.max_queue)
@@ -387,7 +399,7 @@ static void deliver(struct hub *h, struct sub *s, const struct event *e, const c
 		int m = snprintf(head, sizeof(head),
 				 "id: %lld\nevent: %s\ndata: ", (long long)e->seq, e->type);
 		stream_append(st, head, (size_t)m);
-		stream_append(st, ejson, strlen(ejson));
+		stream_append(st, et->json, et->len);
 		stream_append(st, "\n\n", 2);
 		stream_wake(st);
 		if (st->len - st->off >= h->lim.max_queue) {
@@ -478,14 +490,16 @@ static void catch_up(struct hub *h, const char *project_id)
 				continue;
 			json_t *ej = event_json(&evs[i]);
 			char *text = json_dumps(ej, JSON_COMPACT);
+			struct event_text et = {.json = text, .len = text ? strlen(text) : 0};
 			const char *removed = removed_user_of(&evs[i], ej);
 			struct sub *s = t->subs;
-			while (s) {
+			while (text && s) {
 				struct sub *next = s->next; /* deliver may unlink s */
 				if (s->last < evs[i].seq && !sub_paused(s))
-					deliver(h, s, &evs[i], text, removed);
+					deliver(h, s, &evs[i], &et, removed);
 				s = next;
 			}
+			free(et.ws);
 			free(text);
 			json_decref(ej);
 		}
