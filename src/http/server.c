@@ -22,8 +22,10 @@
 #include "http/router.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -32,6 +34,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 struct server {
@@ -40,6 +43,8 @@ struct server {
 	atomic_int inflight;
 	atomic_bool draining;
 	unsigned port;
+	int listen_fd;
+	pthread_t acceptor;
 };
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -392,51 +397,124 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	return queue(s, req);
 }
 
-int server_start(struct app *app, struct server **out)
+/*
+ * The listening socket is ours, not libmicrohttpd's: an acceptor thread accepts and hands each
+ * connection to libmicrohttpd (MHD_add_connection, which applies the connection limits).
+ * Graceful shutdown must stop listening while in-flight requests finish, and
+ * MHD_quiesce_daemon() cannot do that safely with a thread pool in 0.9.75: it removes the
+ * listening socket from each worker's epoll set while the workers may be doing the same,
+ * and the loser aborts the process ("Failed to remove listen FD from epoll set", seen under
+ * load on SIGTERM). With our own socket, shutdown is: stop the acceptor, close the socket
+ * (new connections are refused at once), drain, stop libmicrohttpd.
+ */
+static void *acceptor_main(void *arg)
 {
-	const struct config *cfg = app->cfg;
-	struct server *s = xcalloc(1, sizeof(*s));
-	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof(ss));
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
-			 MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE;
+	struct server *s = arg;
+	bool said_full = false;
+	for (;;) {
+		struct sockaddr_storage peer;
+		socklen_t len = sizeof(peer);
+		int fd = accept4(s->listen_fd, (struct sockaddr *)&peer, &len,
+				 SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			if (atomic_load(&s->draining))
+				return NULL; /* server_stop() shut the socket down */
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* Out of descriptors: leave the connection queued and try again
+				 * soon. */
+				if (!said_full)
+					log_warn("cannot accept a connection: %s", strerror(errno));
+				said_full = true;
+				struct timespec ts = {0, 10 * 1000000};
+				nanosleep(&ts, NULL);
+			}
+			continue; /* EINTR, ECONNABORTED, a peer that went away, ... */
+		}
+		said_full = false;
+		/* On failure libmicrohttpd closes the socket (limits reached, no memory). */
+		MHD_add_connection(s->daemon, fd, (struct sockaddr *)&peer, len);
+	}
+}
 
-	s->app = app;
+static int listen_on(const struct config *cfg, unsigned *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int one = 1;
+	memset(&ss, 0, sizeof(ss));
 	if (strchr(cfg->listen_host, ':')) {
 		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
 		a6->sin6_family = AF_INET6;
 		a6->sin6_port = htons(cfg->listen_port);
 		inet_pton(AF_INET6, cfg->listen_host, &a6->sin6_addr);
-		flags |= MHD_USE_IPv6;
+		len = sizeof(*a6);
 	} else {
 		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
 		a4->sin_family = AF_INET;
 		a4->sin_port = htons(cfg->listen_port);
 		inet_pton(AF_INET, cfg->listen_host, &a4->sin_addr);
+		len = sizeof(*a4);
 	}
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	/* SO_REUSEADDR: a restart binds at once despite TIME_WAIT. Not SO_REUSEPORT, which would
+	 * let a second tandem start on the same port and silently take half the connections. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    (ss.ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
+	    bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 1024) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+		*port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						       : ((struct sockaddr_in *)&ss)->sin_port);
+	return fd;
+}
 
-	s->daemon = MHD_start_daemon(
-	    flags, cfg->listen_port, NULL, NULL, handle, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-	    s, /* first, so every message goes through it */
-	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
-	    (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory,
-	    /* No MHD_OPTION_LISTENING_ADDRESS_REUSE: libmicrohttpd sets SO_REUSEADDR by default
-	     * (a restart binds at once despite TIME_WAIT), and SO_REUSEPORT would let a second
-	     * tandem start on the same port and silently take half of the connections. */
-	    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_URI_LOG_CALLBACK, uri_logger,
-	    s, MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_END);
-	if (!s->daemon) {
-		log_error("cannot listen on %s:%u (address in use or not available)",
-			  cfg->listen_host, cfg->listen_port);
+int server_start(struct app *app, struct server **out)
+{
+	const struct config *cfg = app->cfg;
+	struct server *s = xcalloc(1, sizeof(*s));
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+			 MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_NO_LISTEN_SOCKET;
+
+	s->app = app;
+	s->port = cfg->listen_port;
+	s->listen_fd = listen_on(cfg, &s->port);
+	if (s->listen_fd < 0) {
+		log_error("cannot listen on %s:%u: %s", cfg->listen_host, cfg->listen_port,
+			  strerror(errno));
 		free(s);
 		return -1;
 	}
-	const union MHD_DaemonInfo *info =
-	    MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-	s->port = info ? info->port : cfg->listen_port;
+	s->daemon = MHD_start_daemon(
+	    flags, 0, NULL, NULL, handle, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+	    s, /* first, so every message goes through it */
+	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	    (unsigned)cfg->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)cfg->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    (size_t)cfg->connection_memory, MHD_OPTION_URI_LOG_CALLBACK, uri_logger, s,
+	    MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_END);
+	if (!s->daemon) {
+		log_error("cannot start the HTTP server on %s:%u", cfg->listen_host, s->port);
+		close(s->listen_fd);
+		free(s);
+		return -1;
+	}
+	if (pthread_create(&s->acceptor, NULL, acceptor_main, s) != 0) {
+		log_error("cannot start the acceptor thread");
+		MHD_stop_daemon(s->daemon);
+		close(s->listen_fd);
+		free(s);
+		return -1;
+	}
 	*out = s;
 	return 0;
 }
@@ -450,10 +528,12 @@ void server_stop(struct server *s)
 {
 	if (!s)
 		return;
+	/* Stop listening: shutdown() wakes the acceptor out of accept(); once it is gone, the
+	 * socket closes and new connections are refused. */
 	atomic_store(&s->draining, true);
-	MHD_socket lsock = MHD_quiesce_daemon(s->daemon);
-	if (lsock != MHD_INVALID_SOCKET)
-		close(lsock);
+	shutdown(s->listen_fd, SHUT_RDWR);
+	pthread_join(s->acceptor, NULL);
+	close(s->listen_fd);
 	/* Long-lived answers (streams, parked polls, WebSockets) end first: libmicrohttpd must
 	 * not be stopped while a connection is parked. */
 	if (s->app->drain)
