@@ -511,7 +511,7 @@ static int query(struct db_conn *base, struct arena *a, const char *sql, const s
 		 int np, struct db_rows *out, struct error *err)
 {
 	struct sqlite_conn *c = (struct sqlite_conn *)base;
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int rc;
 
 	if ((rc = statement(c, sql, &st, err)) < 0)
