@@ -419,17 +419,16 @@ static void *acceptor_main(void *arg)
 		if (fd < 0) {
 			if (atomic_load(&s->draining))
 				return NULL; /* server_stop() shut the socket down */
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM) {
-				/* Out of descriptors: leave the connection queued and try again
-				 * soon. */
-				if (!said_full)
-					log_warn("cannot accept a connection: %s", strerror(errno));
-				said_full = true;
-				struct timespec ts = {0, 10 * 1000000};
-				nanosleep(&ts, NULL);
-			}
-			continue; /* EINTR, ECONNABORTED, a peer that went away, ... */
+			if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN)
+				continue; /* a signal, or a peer that went away before accept */
+			/* Out of descriptors or memory (or anything unexpected): leave the
+			 * connection queued, say so once, and try again soon rather than spin. */
+			if (!said_full)
+				log_warn("cannot accept a connection: %s", strerror(errno));
+			said_full = true;
+			struct timespec ts = {0, 10 * 1000000};
+			nanosleep(&ts, NULL);
+			continue;
 		}
 		said_full = false;
 		/* On failure libmicrohttpd closes the socket (limits reached, no memory). */

@@ -135,12 +135,11 @@ struct hub {
 	struct topic *topics[TOPIC_BUCKETS];
 	struct note *notes;
 	bool resync_all;
-	struct adopt *adopts;
-	struct ws *sockets; /* hub thread only */
+	struct adopt *adopts, **adopts_tail; /* a FIFO */
+	struct ws *sockets;		     /* hub thread only */
 	int nsockets, max_sockets;
 	struct waiter *waiters;
 	int64_t last_sweep_ms;
-	json_t *pending_frames; /* unused placeholder for future batching */
 };
 
 static void wake(struct hub *h)
@@ -977,6 +976,7 @@ static void process_inbox(struct hub *h)
 	bool resync = h->resync_all;
 	h->notes = NULL;
 	h->adopts = NULL;
+	h->adopts_tail = &h->adopts;
 	h->resync_all = false;
 	if (resync)
 		for (int b = 0; b < TOPIC_BUCKETS; b++)
@@ -984,16 +984,6 @@ static void process_inbox(struct hub *h)
 				t->dirty = true;
 	pthread_mutex_unlock(&h->lock);
 
-	/* The inbox is a stack: adopt in arrival order, so that over the socket cap it is the
-	 * newest WebSockets that are refused, never one that was admitted earlier. */
-	struct adopt *fifo = NULL;
-	while (adopts) {
-		struct adopt *next = adopts->next;
-		adopts->next = fifo;
-		fifo = adopts;
-		adopts = next;
-	}
-	adopts = fifo;
 	while (adopts) {
 		struct adopt *next = adopts->next;
 		ws_adopt(h, adopts);
@@ -1107,6 +1097,7 @@ struct hub *hub_create(struct store *st, const struct auth *au, const struct hub
 	h->store = st;
 	h->auth = au;
 	h->lim = *lim;
+	h->adopts_tail = &h->adopts;
 	h->max_sockets = lim->max_sockets;
 	if (h->max_sockets <= 0) {
 		/* Half of the descriptors, the rest for HTTP connections and the process. */
@@ -1255,8 +1246,10 @@ void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_
 	if (user_id)
 		snprintf(a->user_id, sizeof(a->user_id), "%s", user_id);
 	pthread_mutex_lock(&h->lock);
-	a->next = h->adopts;
-	h->adopts = a;
+	/* In arrival order: over the socket cap it is the newest WebSocket that is refused,
+	 * never one admitted earlier. */
+	*h->adopts_tail = a;
+	h->adopts_tail = &a->next;
 	pthread_mutex_unlock(&h->lock);
 	wake(h);
 }

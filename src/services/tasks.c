@@ -30,17 +30,6 @@ static int priority_rank(const char *s)
 	return -1;
 }
 
-json_t *task_json(const struct task *t)
-{
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:o, s:s, s:o, s:o, s:I}", "id",
-			 t->id, "project_id", t->project_id, "title", t->title, "description",
-			 t->description, "status", t->status, "priority",
-			 priorities[t->priority & 3], "assignee_id", t->assignee_id, "due_date",
-			 t->has_due ? json_time(t->due_date) : json_null(), "created_by",
-			 t->created_by, "created_at", json_time(t->created_at), "updated_at",
-			 json_time(t->updated_at), "version", (json_int_t)t->version);
-}
-
 static void write_time(struct jsonw *w, int64_t ms)
 {
 	char buf[TIME_RFC3339_LEN];
@@ -48,7 +37,7 @@ static void write_time(struct jsonw *w, int64_t ms)
 	jsonw_string(w, buf);
 }
 
-/* Keys in task_json()'s order, so that both spell the object alike. */
+/* The API's task object (task_json() is read back from this). */
 void task_write_json(struct jsonw *w, const struct task *t)
 {
 	jsonw_object_begin(w);
@@ -80,6 +69,25 @@ void task_write_json(struct jsonw *w, const struct task *t)
 	jsonw_key(w, "version");
 	jsonw_int(w, t->version);
 	jsonw_object_end(w);
+}
+
+/*
+ * The jansson value for events is read back from the writer's text, so the object is spelled
+ * in one place only (events are written once per change; responses, the hot path, use the
+ * text directly). The writer's strings come from stored, validated UTF-8: it always parses.
+ */
+json_t *task_json(const struct task *t)
+{
+	struct jsonw w;
+	size_t len;
+	jsonw_init(&w, 512);
+	task_write_json(&w, t);
+	char *text = jsonw_finish(&w, &len);
+	json_t *o = json_loadb(text, len, 0, NULL);
+	free(text);
+	if (!o)
+		abort();
+	return o;
 }
 
 static const struct field_spec task_fields[] = {

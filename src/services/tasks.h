@@ -53,7 +53,7 @@ int task_unassign_member(struct db_conn *c, struct arena *a, const char *project
 
 /* The API's task object. New reference; events (task.*) are built from it. */
 json_t *task_json(const struct task *t);
-/* The same object as task_json(), written straight to w (responses, where speed matters). */
+/* The task object written straight to w (responses); task_json() is derived from it. */
 void task_write_json(struct jsonw *w, const struct task *t);
 
 #endif

@@ -1,7 +1,8 @@
 /*
- * test_tasks.c — the task object as responses write it (task_write_json) is the value that
- * task_json() builds for events: same keys in the same order, same values and types, nulls
- * alike, for tasks with and without the optional fields and with text that needs escaping.
+ * test_tasks.c — the task object as responses write it (task_write_json) and as events carry
+ * it (task_json(), read back from that text): it parses, and jansson's dump of it is the same
+ * text byte for byte (keys in order, values and types, nulls), for tasks with and without the
+ * optional fields and with text that needs escaping.
  */
 #include <setjmp.h>
 #include <stdarg.h>
