@@ -14,11 +14,10 @@
 #include "http/request.h"
 #include "http/server.h"
 #include "realtime/hub.h"
+#include "realtime/websocket.h"
 #include "services/auth.h"
 #include "services/projects.h"
 
-#include <openssl/evp.h>
-#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -86,12 +85,8 @@ int handle_realtime(struct request *req)
 		}
 		memcpy(u->user_id, req->user->id, UUID_STR_LEN);
 	}
-	static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-	unsigned char digest[SHA_DIGEST_LENGTH];
-	char *both = arena_printf(&req->arena, "%s%s", key, guid);
-	SHA1((const unsigned char *)both, strlen(both), digest);
-	char *accept = arena_alloc(&req->arena, 32);
-	EVP_EncodeBlock((unsigned char *)accept, digest, sizeof(digest));
+	char *accept = arena_alloc(&req->arena, WS_ACCEPT_KEY_SIZE); /* the reply keeps it */
+	ws_accept_key(key, accept);
 	reply_header(req, "Upgrade", "websocket");
 	reply_header(req, "Connection", "Upgrade");
 	reply_header(req, "Sec-WebSocket-Accept", accept);

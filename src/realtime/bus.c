@@ -31,7 +31,8 @@ void bus_publish(void *cls, const char *project_id, int64_t seq, enum notify_kin
 {
 	struct bus *b = cls;
 	hub_notify(b->hub, project_id, seq,
-		   kind == NOTIFY_PROJECT_DELETED ? HUB_NOTE_PROJECT_DELETED : HUB_NOTE_EVENT);
+		   kind == NOTIFY_PROJECT_DELETED ? EVENT_NOTE_PROJECT_DELETED
+						  : EVENT_NOTE_APPENDED);
 	if (!b->redis)
 		return;
 	char msg[96];
@@ -55,7 +56,8 @@ static void handle_message(struct bus *b, redisReply *r)
 	memcpy(pid, m + 2, 36);
 	pid[36] = '\0';
 	long long seq = atoll(m + 39);
-	hub_notify(b->hub, pid, seq, m[0] == 'd' ? HUB_NOTE_PROJECT_DELETED : HUB_NOTE_EVENT);
+	hub_notify(b->hub, pid, seq,
+		   m[0] == 'd' ? EVENT_NOTE_PROJECT_DELETED : EVENT_NOTE_APPENDED);
 }
 
 /* Parse the URL the same way redis.c does, for this thread's own subscriber connection. */
@@ -144,7 +146,7 @@ static void *subscriber(void *arg)
 		log_info("event bus: subscribed to redis channel %s", BUS_CHANNEL);
 		was_up = true;
 		/* Anything published while we were away: let the hub re-read every topic. */
-		hub_notify(b->hub, "", 0, HUB_NOTE_RESYNC);
+		hub_notify(b->hub, "", 0, EVENT_NOTE_RESYNC);
 		while (!atomic_load(&b->stop)) {
 			struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
 			int pr = poll(&pfd, 1, 200);

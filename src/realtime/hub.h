@@ -3,11 +3,12 @@
  * streams and parked long polls, all fed from the per-project event log.
  *
  * One hub thread owns every WebSocket (epoll, non-blocking sockets, wslay framing) and does
- * all delivery. Delivery is driven by the database, not by the notifications themselves:
- * a notification only says "project P has news"; the hub then reads the events after the
- * lowest seq its subscribers have seen and hands each subscriber what it lacks. So a lost,
- * late or duplicated notification can never cause a gap or a duplicate, and a periodic
- * sweep catches up even when no notification arrives at all (Redis down).
+ * all delivery; a small worker does its database reads and token checks (hub_internal.h). Delivery
+ * is driven by the database, not by the notifications themselves: a notification only says "project
+ * P has news"; the hub then reads the events after the lowest seq its subscribers have seen and
+ * hands each subscriber what it lacks. So a lost, late or duplicated notification can never cause a
+ * gap or a duplicate, and a periodic sweep catches up even when no notification arrives at all
+ * (Redis down).
  *
  * hub_notify() and the SSE/long-poll entry points are called from worker threads; the rest
  * runs on the hub thread.
@@ -19,12 +20,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "services/events.h"
+
 struct auth;
 struct request;
 struct store;
 struct hub;
-
-enum hub_note { HUB_NOTE_EVENT, HUB_NOTE_PROJECT_DELETED, HUB_NOTE_RESYNC };
 
 struct hub_limits {
 	size_t max_message;    /* bytes of one client message */
@@ -46,8 +47,11 @@ void hub_drain(struct hub *h);
 /* Stop the thread and free everything (after the HTTP server stopped). */
 void hub_free(struct hub *h);
 
-/* Project `project_id` has news (seq, may be 0 if unknown) or was deleted. Thread-safe. */
-void hub_notify(struct hub *h, const char *project_id, int64_t seq, enum hub_note kind);
+/*
+ * Project `project_id` has news up to `seq` (0 if unknown), or was deleted; EVENT_NOTE_RESYNC
+ * (project_id ignored): re-read every topic. Thread-safe; a hint, never data.
+ */
+void hub_notify(struct hub *h, const char *project_id, int64_t seq, enum event_note kind);
 
 /*
  * Adopt an upgraded WebSocket connection. user_id NULL: the client must authenticate with

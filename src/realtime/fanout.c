@@ -1,0 +1,270 @@
+/*
+ * fanout.c — topics (one per project somebody listens to), their subscriptions, and delivery:
+ * a dirty topic gets a catch-up job (worker.c reads the events through the events service),
+ * and its result is handed to every subscriber that lacks it, whatever its kind (WebSocket,
+ * SSE, long poll). See hub_internal.h for the ordering rules this keeps.
+ *
+ * Threads: the topic table and subscriptions are guarded by hub->lock (SSE and long polls
+ * attach from libmicrohttpd's threads); posting jobs and applying their results happen on the
+ * hub thread, which alone reads and writes topic->fetching.
+ */
+#include "core/error.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "core/xalloc.h"
+#include "realtime/hub_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static unsigned bucket(const char *id)
+{
+	unsigned x = 2166136261u;
+	for (; *id; id++)
+		x = (x ^ (unsigned char)*id) * 16777619u;
+	return x % TOPIC_BUCKETS;
+}
+
+struct topic *topic_get(struct hub *h, const char *id, bool create)
+{
+	unsigned b = bucket(id);
+	for (struct topic *t = h->topics[b]; t; t = t->next)
+		if (!strcmp(t->id, id))
+			return t;
+	if (!create)
+		return NULL;
+	struct topic *t = xcalloc(1, sizeof(*t));
+	memcpy(t->id, id, UUID_STR_LEN);
+	t->next = h->topics[b];
+	h->topics[b] = t;
+	return t;
+}
+
+void sub_attach(struct hub *h, struct sub *s, const char *project_id)
+{
+	struct topic *t = topic_get(h, project_id, true);
+	s->topic = t;
+	s->prev = NULL;
+	s->next = t->subs;
+	if (t->subs)
+		t->subs->prev = s;
+	t->subs = s;
+	t->dirty = true;
+}
+
+void sub_detach(struct sub *s)
+{
+	struct topic *t = s->topic;
+	if (!t)
+		return;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		t->subs = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->topic = NULL;
+	s->next = s->prev = NULL;
+}
+
+/* Free topics nobody listens to any more (a result for one finds no topic and is dropped). */
+void topics_prune(struct hub *h)
+{
+	for (int b = 0; b < TOPIC_BUCKETS; b++) {
+		struct topic **pp = &h->topics[b];
+		while (*pp) {
+			struct topic *t = *pp;
+			if (!t->subs && !t->fetching) {
+				*pp = t->next;
+				free(t);
+			} else {
+				pp = &t->next;
+			}
+		}
+	}
+}
+
+void topics_mark_dirty(struct hub *h)
+{
+	for (int b = 0; b < TOPIC_BUCKETS; b++)
+		for (struct topic *t = h->topics[b]; t; t = t->next)
+			t->dirty = true;
+}
+
+void sub_end(struct hub *h, struct sub *s, const char *reason)
+{
+	const char *project = s->topic ? s->topic->id : "";
+	json_t *msg = json_pack("{s:s, s:s, s:s}", "type", "unsubscribed", "project_id", project,
+				"reason", reason);
+	switch (s->kind) {
+	case SUB_WS: {
+		struct ws *w = s->owner;
+		ws_send_json(w, msg);
+		ws_sub_remove(w, s);
+		return;
+	}
+	case SUB_SSE: {
+		char *text = json_dumps(msg, JSON_COMPACT);
+		json_decref(msg);
+		sse_end(s->owner, text);
+		free(text);
+		return;
+	}
+	case SUB_POLL:
+		json_decref(msg);
+		poll_wake(h, s->owner);
+		return;
+	}
+}
+
+static bool sub_paused(const struct sub *s)
+{
+	return s->kind == SUB_WS && ((const struct ws *)s->owner)->full_since_ms != 0;
+}
+
+static void deliver(struct hub *h, struct sub *s, struct fetched *e)
+{
+	s->last = e->seq;
+	switch (s->kind) {
+	case SUB_WS: {
+		struct ws *w = s->owner;
+		if (!e->ws) {
+			static const char head[] = "{\"type\":\"event\",\"event\":";
+			e->ws_len = sizeof(head) - 1 + e->len + 1;
+			e->ws = xmalloc(e->ws_len + 1);
+			memcpy(e->ws, head, sizeof(head) - 1);
+			memcpy(e->ws + sizeof(head) - 1, e->json, e->len);
+			memcpy(e->ws + sizeof(head) - 1 + e->len, "}", 2);
+		}
+		ws_send_text(w, e->ws, e->ws_len);
+		/* A full queue pauses delivery (the log keeps the rest) until the client has taken
+		 * half of it (ws_pump); one that takes nothing is closed by the timers. */
+		if (!w->full_since_ms && ws_queued(w) >= h->lim.max_queue)
+			w->full_since_ms = time_now_ms();
+		break;
+	}
+	case SUB_SSE: {
+		struct hub_stream *st = s->owner;
+		sse_deliver(h, st, e);
+		if (st->ended)
+			return; /* detached: it stopped reading */
+		break;
+	}
+	case SUB_POLL:
+		poll_wake(h, s->owner);
+		return;
+	}
+	if (e->removed_user && !strcmp(e->removed_user, s->user_id))
+		sub_end(h, s, "membership_removed");
+}
+
+static void project_deleted(struct hub *h, const char *project_id)
+{
+	pthread_mutex_lock(&h->lock);
+	struct topic *t = topic_get(h, project_id, false);
+	while (t && t->subs)
+		sub_end(h, t->subs, "project_deleted");
+	pthread_mutex_unlock(&h->lock);
+}
+
+void fanout_note(struct hub *h, const struct note *n)
+{
+	if (n->kind == EVENT_NOTE_PROJECT_DELETED) {
+		project_deleted(h, n->project_id);
+		return;
+	}
+	pthread_mutex_lock(&h->lock);
+	struct topic *t = topic_get(h, n->project_id, false);
+	if (t && !t->dirty) {
+		/* The note says how far the log goes: when every subscriber has that already (it
+		 * came from an earlier read, or this instance's own note arrived again through
+		 * Redis), there is nothing to read. */
+		bool behind = n->seq <= 0;
+		for (struct sub *s = t->subs; s && !behind; s = s->next)
+			behind = s->last < n->seq;
+		t->dirty = behind;
+	}
+	pthread_mutex_unlock(&h->lock);
+}
+
+void fanout_post_dirty(struct hub *h)
+{
+	struct job *jobs = NULL;
+	pthread_mutex_lock(&h->lock);
+	for (int b = 0; b < TOPIC_BUCKETS; b++)
+		for (struct topic *t = h->topics[b]; t; t = t->next) {
+			if (!t->dirty || t->fetching)
+				continue;
+			t->dirty = false;
+			/* Read after the lowest seq a subscriber that can take events has seen. */
+			int64_t from = INT64_MAX;
+			for (struct sub *s = t->subs; s; s = s->next)
+				if (s->last < from && !sub_paused(s))
+					from = s->last;
+			if (from == INT64_MAX)
+				continue;
+			struct job *j = job_create(JOB_FETCH);
+			memcpy(j->project_id, t->id, UUID_STR_LEN);
+			j->after = from;
+			j->next = jobs;
+			jobs = j;
+			t->fetching = true;
+		}
+	pthread_mutex_unlock(&h->lock);
+	while (jobs) {
+		struct job *next = jobs->next;
+		worker_post(h, jobs);
+		jobs = next;
+	}
+}
+
+void fanout_fetched(struct hub *h, struct job *j)
+{
+	if (j->rc == -ERR_NOT_FOUND) {
+		/* A deletion leaves no event behind: an instance that missed its pub/sub message
+		 * finds out here, on the sweep. */
+		pthread_mutex_lock(&h->lock);
+		struct topic *t = topic_get(h, j->project_id, false);
+		if (t)
+			t->fetching = false;
+		pthread_mutex_unlock(&h->lock);
+		project_deleted(h, j->project_id);
+		return;
+	}
+	if (j->rc < 0)
+		log_json(LOG_WARN, "realtime catch-up failed",
+			 json_pack("{s:s, s:s}", "project_id", j->project_id, "detail",
+				   error_code(-j->rc)));
+	pthread_mutex_lock(&h->lock);
+	struct topic *t = topic_get(h, j->project_id, false);
+	if (!t) {
+		pthread_mutex_unlock(&h->lock);
+		return;
+	}
+	t->fetching = false;
+	for (int i = 0; i < j->nevents; i++) {
+		struct fetched *e = &j->events[i];
+		struct sub *s = t->subs;
+		while (s) {
+			struct sub *next = s->next; /* deliver may unlink s */
+			/* The batch holds every event after j->after: a subscriber that has seen
+			 * less than that waits for a read of its own (below), or it would skip
+			 * some. A paused one reads them later, from the log. */
+			if (s->last < e->seq && s->last >= j->after && !sub_paused(s))
+				deliver(h, s, e);
+			s = next;
+		}
+		free(e->ws);
+		e->ws = NULL;
+	}
+	/* More in the log (a full batch), a failed read, or subscribers this read could not
+	 * serve: read again. A failed read waits for the next note or sweep instead. */
+	if (j->rc == 0) {
+		if (j->nevents == CATCHUP_BATCH)
+			t->dirty = true;
+		for (struct sub *s = t->subs; s && !t->dirty; s = s->next)
+			if (s->last < j->after && !sub_paused(s))
+				t->dirty = true;
+	}
+	pthread_mutex_unlock(&h->lock);
+}

@@ -1,0 +1,249 @@
+/*
+ * hub_internal.h — what the files of the real-time hub share; not for use outside
+ * src/realtime/. The hub is split the way libuv splits its handle types:
+ *
+ *   hub.c        the loop: its thread, epoll, the inbox (adoptions, notes, job results),
+ *                timers, start and shutdown
+ *   websocket.c  the WebSocket: handshake key, wslay glue, input tracking, socket lifecycle,
+ *                the client's messages
+ *   fanout.c     topics and subscriptions, delivery of events, catch-up from the log
+ *   sse.c        Server-Sent Event streams
+ *   longpoll.c   parked long polls
+ *   worker.c     the threads that do the hub's database work and token checks
+ *
+ * Threads. The hub thread only moves bytes: it never waits on the database or a token
+ * check; those go to the worker as jobs and their results come back through the inbox
+ * (hub->done, then the eventfd). hub->lock guards the topic table, every subscription list,
+ * stream buffers, parked polls and the inbox: SSE and long-poll requests attach from
+ * libmicrohttpd's threads. WebSocket objects, their wslay contexts and the `fetching` state
+ * of topics belong to the hub thread alone. The worker queue has a lock of its own.
+ *
+ * Ordering (what makes delivery gap-free, duplicate-free and in seq order per subscriber):
+ * every subscription carries `last`, the seq it has seen. A catch-up job reads the events
+ * after some `from`; its result is delivered only to subscribers with from <= last, each
+ * getting the events after its own last, in order. A subscriber with last < from waits for
+ * the next read (its topic stays dirty). A WebSocket handles its messages one at a time: while
+ * a job of its own is out, further messages wait (ws->stash) and the socket is not read.
+ */
+#ifndef TANDEM_REALTIME_HUB_INTERNAL_H
+#define TANDEM_REALTIME_HUB_INTERNAL_H
+
+#include "core/arena.h"
+#include "core/uuid.h"
+#include "realtime/hub.h"
+#include "realtime/websocket.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <wslay/wslay.h>
+
+#define TOPIC_BUCKETS	  1024
+#define CATCHUP_BATCH	  200
+#define SWEEP_INTERVAL_MS 5000
+#define DRAIN_FLUSH_MS	  2000
+#define WS_RX_BUDGET	  65536 /* bytes read from one peer per turn of the loop */
+#define WS_CTX_LINGER_MS  1000	/* an unused wslay context is freed after this */
+#define WORKER_THREADS	  2
+
+enum sub_kind { SUB_WS, SUB_SSE, SUB_POLL };
+
+struct topic;
+
+struct sub {
+	struct sub *next, *prev; /* in the topic */
+	struct topic *topic;
+	enum sub_kind kind;
+	int64_t last; /* the seq this subscriber has seen */
+	char user_id[UUID_STR_LEN];
+	void *owner;		/* struct ws, hub_stream or waiter */
+	struct sub *owner_next; /* in the WebSocket's own list */
+};
+
+struct topic {
+	char id[UUID_STR_LEN];
+	struct topic *next;
+	struct sub *subs;
+	bool dirty;    /* the log may hold events some subscriber lacks */
+	bool fetching; /* a catch-up job is out (hub thread only) */
+};
+
+/* A client message that came while the connection's job was out. */
+struct ws_msg {
+	struct ws_msg *next;
+	size_t len;
+	uint8_t opcode;
+	char data[];
+};
+
+struct job;
+
+struct ws {
+	struct hub *hub;
+	struct ws *next, *prev;
+	wslay_event_context_ptr ctx; /* NULL while idle: see ws_ctx, ws_at_rest */
+	char *extra;		     /* bytes read with the handshake, until consumed */
+	struct sub *subs;
+	struct job *job;      /* the job out for this connection, or NULL (one at a time) */
+	struct ws_msg *stash; /* messages waiting for it, in order */
+	int64_t opened_ms, last_rx_ms, last_ping_ms, close_deadline_ms;
+	int64_t full_since_ms; /* event delivery paused on a full queue since then, or 0 */
+	int64_t ctx_used_ms;   /* the wslay context was last needed then */
+	struct ws_input in;    /* where the peer's byte stream stands */
+	uint32_t rx_budget;
+	uint32_t extra_len, extra_off;
+	uint32_t events;
+	int fd;
+	int nsubs;
+	bool authed, closing, dead;
+	bool orphan; /* destroyed while its job was out: freed when the result comes */
+	char user_id[UUID_STR_LEN];
+};
+
+struct hub_stream {
+	struct sub sub;
+	struct hub *hub;
+	struct request *req;
+	bool parked, ended, subscribed;
+	char *buf;
+	size_t len, off, cap;
+	int64_t last_beat_ms;
+};
+
+struct waiter {
+	struct sub sub;
+	struct request *req;
+	int64_t deadline_ms;
+	struct waiter *next_all, *prev_all;
+};
+
+struct adopt {
+	struct adopt *next;
+	int fd;
+	char *extra;
+	size_t extra_len;
+	char user_id[UUID_STR_LEN];
+};
+
+struct note {
+	struct note *next;
+	char project_id[UUID_STR_LEN];
+	int64_t seq;
+	enum event_note kind;
+};
+
+/* An event as the worker rendered it, text built once whatever the number of subscribers. */
+struct fetched {
+	int64_t seq;
+	const char *type;
+	const char *json; /* the event object */
+	size_t len;
+	const char *removed_user; /* member.removed: whose membership ended, else NULL */
+	char *ws;		  /* {"type":"event","event":<json>}, made on first use (hub) */
+	size_t ws_len;
+};
+
+enum job_kind { JOB_AUTH, JOB_SUBSCRIBE, JOB_FETCH };
+
+struct job {
+	struct job *next;
+	enum job_kind kind;
+	struct arena arena; /* inputs and results; released with the job */
+	/* JOB_AUTH, JOB_SUBSCRIBE: the connection (kept by ws->job, see ws_destroy) */
+	struct ws *ws;
+	char project_id[UUID_STR_LEN];
+	char user_id[UUID_STR_LEN];
+	const char *token;	/* JOB_AUTH */
+	bool has_after;		/* JOB_SUBSCRIBE */
+	int64_t after;		/* JOB_SUBSCRIBE: the client's; JOB_FETCH: read after this */
+	int rc;			/* result: 0 or a negative error kind */
+	int64_t seq;		/* JOB_SUBSCRIBE: the project's head */
+	struct fetched *events; /* JOB_FETCH */
+	int nevents;
+};
+
+struct worker {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct job *queue, **tail; /* a FIFO */
+	bool stop;
+	int nthreads;
+	pthread_t threads[WORKER_THREADS];
+};
+
+struct hub {
+	struct store *store;
+	const struct auth *auth;
+	struct hub_limits lim;
+	pthread_t thread;
+	bool started;
+	int epfd, evfd;
+	atomic_bool stopping, draining;
+	pthread_mutex_t lock;
+	pthread_cond_t drained_cond;
+	bool drained;
+	struct topic *topics[TOPIC_BUCKETS];
+	struct note *notes, **notes_tail; /* FIFOs */
+	struct adopt *adopts, **adopts_tail;
+	struct job *done, **done_tail;
+	bool resync_all;
+	struct ws *sockets; /* hub thread only */
+	int nsockets, max_sockets;
+	struct waiter *waiters;
+	int64_t last_sweep_ms;
+	struct worker worker;
+};
+
+/* hub.c */
+void hub_wake(struct hub *h);
+
+/* fanout.c (lock held unless said otherwise) */
+struct topic *topic_get(struct hub *h, const char *id, bool create);
+void sub_attach(struct hub *h, struct sub *s, const char *project_id);
+void sub_detach(struct sub *s);
+void topics_prune(struct hub *h);
+void topics_mark_dirty(struct hub *h);
+/* The server ends a subscription (lost membership, deleted project, shutdown). */
+void sub_end(struct hub *h, struct sub *s, const char *reason);
+/* Hub thread, lock not held: a note from the inbox, then catch-up jobs for dirty topics. */
+void fanout_note(struct hub *h, const struct note *n);
+void fanout_post_dirty(struct hub *h);
+/* Hub thread, lock not held: a catch-up job's result. */
+void fanout_fetched(struct hub *h, struct job *j);
+
+/* websocket.c (hub thread) */
+void ws_adopt(struct hub *h, struct adopt *ad);
+void ws_on_ready(struct hub *h, struct ws *w, uint32_t events);
+void ws_pump(struct hub *h, struct ws *w);
+void ws_destroy(struct hub *h, struct ws *w);
+void ws_timers(struct hub *h, int64_t now);
+void ws_close(struct ws *w, uint16_t code, const char *reason);
+/* Queue a text message; false if the connection cannot take it. */
+void ws_send_text(struct ws *w, const char *text, size_t len);
+void ws_send_json(struct ws *w, json_t *o); /* o is stolen */
+size_t ws_queued(const struct ws *w);
+void ws_sub_remove(struct ws *w, struct sub *s); /* lock held */
+void ws_job_done(struct hub *h, struct job *j);
+
+/* sse.c (lock held) */
+void sse_deliver(struct hub *h, struct hub_stream *st, const struct fetched *e);
+void sse_end(struct hub_stream *st, const char *event_json);
+void sse_heartbeats(struct hub *h, int64_t now);
+void sse_end_all(struct hub *h);
+
+/* longpoll.c (lock held) */
+void poll_wake(struct hub *h, struct waiter *w);
+void poll_expire(struct hub *h, int64_t now);
+void poll_wake_all(struct hub *h);
+
+/* worker.c */
+void worker_start(struct hub *h);
+/* Stop the threads; jobs never started come back as results with -ERR_UNAVAILABLE. */
+void worker_stop(struct hub *h);
+struct job *job_create(enum job_kind kind);
+void job_free(struct job *j);
+void worker_post(struct hub *h, struct job *j);
+
+#endif

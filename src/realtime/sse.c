@@ -1,0 +1,161 @@
+/*
+ * sse.c — Server-Sent Event streams (GET /v1/projects/{id}/events/stream). A stream is a
+ * subscription whose output is a buffer that libmicrohttpd drains through hub_stream_read; an
+ * empty buffer parks the request (http_suspend) until the hub appends to it.
+ *
+ * Threads: hub_stream_open/read/release run on libmicrohttpd's threads, delivery and
+ * heartbeats on the hub thread; all of it under hub->lock. A stream that stops reading is
+ * ended once its buffer reaches max_queue: the client reconnects with Last-Event-ID.
+ */
+#include "core/timeutil.h"
+#include "core/xalloc.h"
+#include "http/request.h"
+#include "realtime/hub_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void stream_append(struct hub_stream *st, const char *s, size_t n)
+{
+	if (st->len + n > st->cap) {
+		if (st->off) {
+			memmove(st->buf, st->buf + st->off, st->len - st->off);
+			st->len -= st->off;
+			st->off = 0;
+		}
+		size_t cap = st->cap ? st->cap : 4096;
+		while (cap < st->len + n)
+			cap *= 2;
+		if (cap != st->cap) {
+			st->buf = xrealloc(st->buf, cap);
+			st->cap = cap;
+		}
+	}
+	memcpy(st->buf + st->len, s, n);
+	st->len += n;
+}
+
+static void stream_wake(struct hub_stream *st)
+{
+	if (st->parked) {
+		st->parked = false;
+		http_resume(st->req);
+	}
+}
+
+void sse_deliver(struct hub *h, struct hub_stream *st, const struct fetched *e)
+{
+	char head[96];
+	int m =
+	    snprintf(head, sizeof(head), "id: %lld\nevent: %s\ndata: ", (long long)e->seq, e->type);
+	stream_append(st, head, (size_t)m);
+	stream_append(st, e->json, e->len);
+	stream_append(st, "\n\n", 2);
+	stream_wake(st);
+	if (st->len - st->off >= h->lim.max_queue) {
+		/* A stream that does not read: end it rather than buffer without bound. The
+		 * client reconnects with Last-Event-ID and resumes from the log. */
+		st->ended = true;
+		sub_detach(&st->sub);
+	}
+}
+
+void sse_end(struct hub_stream *st, const char *event_json)
+{
+	char *frame = NULL;
+	if (event_json && asprintf(&frame, "event: unsubscribed\ndata: %s\n\n", event_json) > 0)
+		stream_append(st, frame, strlen(frame));
+	free(frame);
+	st->ended = true;
+	sub_detach(&st->sub);
+	stream_wake(st);
+}
+
+void sse_heartbeats(struct hub *h, int64_t now)
+{
+	for (int b = 0; b < TOPIC_BUCKETS; b++)
+		for (struct topic *t = h->topics[b]; t; t = t->next)
+			for (struct sub *s = t->subs; s; s = s->next) {
+				if (s->kind != SUB_SSE)
+					continue;
+				struct hub_stream *st = s->owner;
+				if (now - st->last_beat_ms >=
+				    (int64_t)h->lim.sse_heartbeat_s * 1000) {
+					stream_append(st, ": heartbeat\n\n", 13);
+					st->last_beat_ms = now;
+					stream_wake(st);
+				}
+			}
+}
+
+void sse_end_all(struct hub *h)
+{
+	for (int b = 0; b < TOPIC_BUCKETS; b++)
+		for (struct topic *t = h->topics[b]; t; t = t->next)
+			for (struct sub *s = t->subs; s; s = s->next)
+				if (s->kind == SUB_SSE) {
+					struct hub_stream *st = s->owner;
+					st->ended = true;
+					stream_wake(st);
+				}
+}
+
+struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const char *user_id,
+				   int64_t after)
+{
+	struct hub_stream *st = xcalloc(1, sizeof(*st));
+	st->hub = h;
+	st->sub.kind = SUB_SSE;
+	st->sub.owner = st;
+	st->sub.last = after;
+	snprintf(st->sub.user_id, sizeof(st->sub.user_id), "%s", user_id);
+	st->last_beat_ms = time_now_ms();
+	stream_append(st, ": tandem event stream\nretry: 2000\n\n", 35);
+	pthread_mutex_lock(&h->lock);
+	if (atomic_load(&h->draining)) {
+		st->ended = true;
+	} else {
+		sub_attach(h, &st->sub, project_id);
+		st->subscribed = true;
+	}
+	pthread_mutex_unlock(&h->lock);
+	hub_wake(h);
+	return st;
+}
+
+long hub_stream_read(void *stream, struct request *req, char *buf, size_t max)
+{
+	struct hub_stream *st = stream;
+	struct hub *h = st->hub;
+	long n = 0;
+	pthread_mutex_lock(&h->lock);
+	st->req = req;
+	if (st->off < st->len) {
+		size_t avail = st->len - st->off;
+		n = (long)(avail < max ? avail : max);
+		memcpy(buf, st->buf + st->off, (size_t)n);
+		st->off += (size_t)n;
+		if (st->off == st->len)
+			st->off = st->len = 0;
+	} else if (st->ended) {
+		n = -1;
+	} else {
+		/* Nothing to send: park until the hub has something (or a heartbeat is due). */
+		http_suspend(req);
+		st->parked = true;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return n;
+}
+
+void hub_stream_release(void *stream)
+{
+	struct hub_stream *st = stream;
+	struct hub *h = st->hub;
+	pthread_mutex_lock(&h->lock);
+	sub_detach(&st->sub);
+	pthread_mutex_unlock(&h->lock);
+	free(st->buf);
+	free(st);
+}
