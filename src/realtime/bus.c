@@ -27,15 +27,14 @@ struct bus {
 	atomic_bool stop;
 };
 
-void bus_publish(void *cls, const char *project_id, int64_t seq, enum notify_kind kind)
+void bus_publish(void *cls, const char *project_id, int64_t seq, enum event_note note)
 {
 	struct bus *b = cls;
-	hub_notify(b->hub, project_id, seq,
-		   kind == NOTIFY_PROJECT_DELETED ? HUB_NOTE_PROJECT_DELETED : HUB_NOTE_EVENT);
+	hub_notify(b->hub, project_id, seq, note);
 	if (!b->redis)
 		return;
 	char msg[96];
-	snprintf(msg, sizeof(msg), "%c:%s:%lld", kind == NOTIFY_PROJECT_DELETED ? 'd' : 'e',
+	snprintf(msg, sizeof(msg), "%c:%s:%lld", note == EVENT_NOTE_PROJECT_DELETED ? 'd' : 'e',
 		 project_id, (long long)seq);
 	const char *argv[] = {"PUBLISH", BUS_CHANNEL, msg};
 	redisReply *r = redis_command(b->redis, 3, argv, NULL);
@@ -55,7 +54,8 @@ static void handle_message(struct bus *b, redisReply *r)
 	memcpy(pid, m + 2, 36);
 	pid[36] = '\0';
 	long long seq = atoll(m + 39);
-	hub_notify(b->hub, pid, seq, m[0] == 'd' ? HUB_NOTE_PROJECT_DELETED : HUB_NOTE_EVENT);
+	hub_notify(b->hub, pid, seq,
+		   m[0] == 'd' ? EVENT_NOTE_PROJECT_DELETED : EVENT_NOTE_APPENDED);
 }
 
 /* Parse the URL the same way redis.c does, for this thread's own subscriber connection. */
@@ -144,7 +144,7 @@ static void *subscriber(void *arg)
 		log_info("event bus: subscribed to redis channel %s", BUS_CHANNEL);
 		was_up = true;
 		/* Anything published while we were away: let the hub re-read every topic. */
-		hub_notify(b->hub, "", 0, HUB_NOTE_RESYNC);
+		hub_notify(b->hub, "", 0, EVENT_NOTE_RESYNC);
 		while (!atomic_load(&b->stop)) {
 			struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
 			int pr = poll(&pfd, 1, 200);

@@ -21,7 +21,7 @@
 #include "core/xalloc.h"
 #include "http/request.h"
 #include "services/auth.h"
-#include "services/projects.h"
+#include "services/events.h"
 #include "store/projects.h"
 #include "store/store.h"
 
@@ -118,7 +118,7 @@ struct adopt {
 struct note {
 	struct note *next;
 	char project_id[UUID_STR_LEN];
-	enum hub_note kind;
+	enum event_note kind;
 };
 
 struct hub {
@@ -992,7 +992,7 @@ static void process_inbox(struct hub *h)
 	}
 	while (notes) {
 		struct note *next = notes->next;
-		if (notes->kind == HUB_NOTE_PROJECT_DELETED) {
+		if (notes->kind == EVENT_NOTE_PROJECT_DELETED) {
 			project_deleted(h, notes->project_id);
 		} else {
 			pthread_mutex_lock(&h->lock);
@@ -1194,15 +1194,15 @@ void hub_free(struct hub *h)
 	free(h);
 }
 
-void hub_notify(struct hub *h, const char *project_id, int64_t seq, enum hub_note kind)
+void hub_notify(struct hub *h, const char *project_id, int64_t seq, enum event_note kind)
 {
 	(void)seq;
 	if (!h)
 		return;
 	pthread_mutex_lock(&h->lock);
-	if (kind == HUB_NOTE_RESYNC) {
+	if (kind == EVENT_NOTE_RESYNC) {
 		h->resync_all = true;
-	} else if (kind == HUB_NOTE_PROJECT_DELETED || topic_get(h, project_id, false)) {
+	} else if (kind == EVENT_NOTE_PROJECT_DELETED || topic_get(h, project_id, false)) {
 		/* Nobody listens to most projects: notes for them cost nothing. */
 		struct note *n = xcalloc(1, sizeof(*n));
 		snprintf(n->project_id, sizeof(n->project_id), "%s", project_id);

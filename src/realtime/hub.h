@@ -19,12 +19,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "services/events.h" /* enum event_note */
+
 struct auth;
 struct request;
 struct store;
 struct hub;
-
-enum hub_note { HUB_NOTE_EVENT, HUB_NOTE_PROJECT_DELETED, HUB_NOTE_RESYNC };
 
 struct hub_limits {
 	size_t max_message;    /* bytes of one client message */
@@ -47,7 +47,7 @@ void hub_drain(struct hub *h);
 void hub_free(struct hub *h);
 
 /* Project `project_id` has news (seq, may be 0 if unknown) or was deleted. Thread-safe. */
-void hub_notify(struct hub *h, const char *project_id, int64_t seq, enum hub_note kind);
+void hub_notify(struct hub *h, const char *project_id, int64_t seq, enum event_note kind);
 
 /*
  * Adopt an upgraded WebSocket connection. user_id NULL: the client must authenticate with

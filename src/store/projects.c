@@ -73,21 +73,6 @@ int store_project_get_for(struct db_conn *c, struct arena *a, const char *id, co
 	return 0;
 }
 
-/* A LIKE pattern matching `s` anywhere, with LIKE's metacharacters escaped by '\'. */
-static char *like_anywhere(struct arena *a, const char *s)
-{
-	size_t n = strlen(s);
-	char *pat = arena_alloc(a, 2 * n + 3), *q = pat;
-	*q++ = '%';
-	for (; *s; s++) {
-		if (*s == '%' || *s == '_' || *s == '\\')
-			*q++ = '\\';
-		*q++ = *s;
-	}
-	*q++ = '%';
-	return pat;
-}
-
 int store_project_list_for(struct db_conn *c, struct arena *a, const char *user_id, const char *q,
 			   const char *after_id, int limit, struct project **out, int *count,
 			   struct error *err)
@@ -104,7 +89,7 @@ int store_project_list_for(struct db_conn *c, struct arena *a, const char *user_
 	}
 	if (q && *q) {
 		query_add(&qb, " AND lower(p.name) LIKE lower(");
-		query_param(&qb, DB_TEXT(like_anywhere(a, q)));
+		query_param(&qb, DB_TEXT(query_like_pattern(a, q)));
 		query_add(&qb, ") ESCAPE '\\'");
 	}
 	query_add(&qb, " ORDER BY p.id DESC LIMIT ");
