@@ -20,7 +20,7 @@
 #include "core/uuid.h"
 #include "core/xalloc.h"
 #include "http/request.h"
-#include "services/auth.h"
+#include "services/sessions.h"
 #include "services/events.h"
 #include "store/projects.h"
 #include "store/store.h"

@@ -5,7 +5,7 @@
 #include "core/timeutil.h"
 #include "core/uuid.h"
 #include "services/access.h"
-#include "services/auth.h"
+#include "services/accounts.h"
 #include "services/events.h"
 #include "services/tasks.h"
 #include "services/tx.h"
