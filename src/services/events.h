@@ -10,20 +10,14 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "store/projects.h" /* struct event */
+#include "services/notify.h" /* enum event_note */
+#include "store/projects.h"  /* struct event */
 
 struct arena;
 struct db_conn;
 struct error;
 struct store;
 struct user;
-
-/*
- * What a committed transaction tells the real-time side (services/notify.h carries it, the
- * bus relays it between instances): a project has events up to `seq`, or was deleted, or
- * (EVENT_NOTE_RESYNC, from the bus after an outage) anything may have been missed.
- */
-enum event_note { EVENT_NOTE_APPENDED, EVENT_NOTE_PROJECT_DELETED, EVENT_NOTE_RESYNC };
 
 /*
  * Append an event of `type` to project_id in the caller's transaction (`data` is borrowed).

@@ -11,7 +11,12 @@
 
 #include <stdint.h>
 
-#include "services/events.h" /* enum event_note */
+/*
+ * What a committed transaction tells the real-time side (the bus relays it between
+ * instances): a project has events up to `seq`, or was deleted, or
+ * (EVENT_NOTE_RESYNC, from the bus after an outage) anything may have been missed.
+ */
+enum event_note { EVENT_NOTE_APPENDED, EVENT_NOTE_PROJECT_DELETED, EVENT_NOTE_RESYNC };
 
 typedef void (*notify_sink)(void *cls, const char *project_id, int64_t seq, enum event_note note);
 
