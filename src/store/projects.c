@@ -184,18 +184,8 @@ int store_member_delete(struct db_conn *c, const char *project_id, const char *u
 
 static void read_member(const struct db_rows *r, int row, struct member *m)
 {
-	struct user *u = &m->user;
-	u->id = db_val(r, row, 0);
-	u->username = db_val(r, row, 1);
-	u->email = db_val(r, row, 2);
-	u->display_name = db_val(r, row, 3);
-	u->password_hash = NULL;
-	u->is_active = db_bool(r, row, 5);
-	u->is_admin = db_bool(r, row, 6);
-	u->token_version = db_int(r, row, 7);
-	u->created_at = db_int(r, row, 8);
-	u->updated_at = db_int(r, row, 9);
-	u->version = db_int(r, row, 10);
+	store_user_read(r, row, 0, &m->user);
+	m->user.password_hash = NULL; /* never selected for members: '' stands in its place */
 	m->role = db_val(r, row, 11);
 	m->joined_at = db_int(r, row, 12);
 }
