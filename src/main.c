@@ -5,11 +5,13 @@
  * threads) and taken synchronously here with sigwait, so no handler runs in signal context.
  */
 #include "config/config.h"
+#include "config/datadir.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/xalloc.h"
 #include "handlers/handlers.h"
 #include "http/server.h"
-#include "services/auth.h"
+#include "services/accounts.h"
 #include "handlers/ratelimit.h"
 #include "redis/redis.h"
 #include "realtime/bus.h"
@@ -18,6 +20,7 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdbool.h>
@@ -33,17 +36,14 @@
 #define TANDEM_VERSION "dev"
 #endif
 
-static int ensure_data_dir(const struct config *cfg)
+/* The JWT key (configured, or the data directory's secret file) and the auth settings. */
+static int setup_auth(struct auth *au, const struct config *cfg)
 {
-	if (cfg->database_url && strncmp(cfg->database_url, "sqlite:", 7) != 0)
-		return 0; /* PostgreSQL needs no local directory */
-	if (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST) {
-		fprintf(stderr,
-			"tandem: invalid setting TANDEM_DATA_DIR (--data-dir) = \"%s\": %s\n",
-			cfg->data_dir, strerror(errno));
+	unsigned char secret[DATADIR_SECRET_MAX];
+	size_t len;
+	if (datadir_jwt_secret(cfg, secret, &len) < 0)
 		return -1;
-	}
-	return 0;
+	return auth_init(au, cfg, secret, len);
 }
 
 static int open_store(const struct config *cfg, struct store **out)
@@ -75,7 +75,7 @@ static int migrate(struct store *store)
 static int cmd_migrate(struct config *cfg)
 {
 	struct store *store;
-	if (ensure_data_dir(cfg) < 0 || open_store(cfg, &store) < 0)
+	if (datadir_ensure(cfg) < 0 || open_store(cfg, &store) < 0)
 		return 2;
 	int rc = migrate(store);
 	store_free(store);
@@ -117,14 +117,14 @@ static int cmd_serve(struct config *cfg)
 		redis_free(redis);
 		return 2;
 	}
-	if (ensure_data_dir(cfg) < 0 || open_store(cfg, &store) < 0) {
+	if (datadir_ensure(cfg) < 0 || open_store(cfg, &store) < 0) {
 		limits_free(limits);
 		redis_free(redis);
 		return 2;
 	}
 	static struct auth auth; /* large (keys, hashes): keep it off the stack */
 	int failed = cfg->auto_migrate && migrate(store) < 0 ? 1
-		     : auth_init(&auth, cfg) < 0	     ? 2
+		     : setup_auth(&auth, cfg) < 0	     ? 2
 							     : 0;
 	if (failed) {
 		limits_free(limits);
@@ -247,11 +247,11 @@ static int cmd_user_create(int argc, char **argv)
 	static struct auth auth;
 	char password[1100];
 	int rc = 1;
-	if (ensure_data_dir(&cfg) < 0 || open_store(&cfg, &store) < 0) {
+	if (datadir_ensure(&cfg) < 0 || open_store(&cfg, &store) < 0) {
 		config_release(&cfg);
 		return 2;
 	}
-	if (migrate(store) < 0 || auth_init(&auth, &cfg) < 0)
+	if (migrate(store) < 0 || setup_auth(&auth, &cfg) < 0)
 		goto out;
 	if (read_password(password, sizeof(password)) < 0) {
 		fprintf(stderr, "tandem: no password given on stdin\n");
@@ -285,6 +285,9 @@ int main(int argc, char **argv)
 	struct config cfg;
 	const char *cmd = argc > 1 ? argv[1] : "--help";
 	int rc;
+
+	/* jansson allocates through xalloc too: out of memory is one clear abort everywhere. */
+	json_set_alloc_funcs(xmalloc, free);
 
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
 		config_print_help(stdout);

@@ -8,10 +8,10 @@
 
 Nothing is persisted (--save '' --appendonly no), so a restarted server starts empty, and
 nothing listens beyond the loopback interface (or the socket in the test's own directory).
-The `redis_server` fixture below (import it into a test module or conftest.py) is a factory
-of them, built on RedisServers: servers stopped at teardown, their logs left in the test's
-tmp_path. Needs the Debian package redis-server (redis-server on PATH, or
-$TANDEM_REDIS_SERVER).
+The `redis_server` fixture (tests/e2e/conftest.py) is a factory of them, built on
+RedisServers: servers stopped at teardown, their logs left in the test's tmp_path. No
+pytest here, so bench/run imports this module too. Needs the Debian package redis-server
+(redis-server on PATH, or $TANDEM_REDIS_SERVER).
 """
 
 import os
@@ -21,8 +21,6 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-
-import pytest
 
 
 REDIS_SERVER = os.environ.get("TANDEM_REDIS_SERVER") or shutil.which("redis-server")
@@ -248,13 +246,3 @@ class RedisServers:
     def close(self):
         for r in self.servers:
             r.destroy()
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    """Factory fixture (import it into a test module, or into conftest.py for every module):
-    redis_server(unix=False) -> a started RedisServer of this test's own, destroyed at
-    teardown."""
-    servers = RedisServers(tmp_path)
-    yield servers
-    servers.close()

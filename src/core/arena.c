@@ -132,3 +132,12 @@ struct json_t *arena_json(struct arena *a, struct json_t *j)
 		arena_defer(a, json_cleanup, j);
 	return j;
 }
+
+char *arena_strdup_lower(struct arena *a, const char *s)
+{
+	char *out = arena_strdup(a, s);
+	for (char *p = out; p && *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	return out;
+}

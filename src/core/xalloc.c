@@ -1,6 +1,7 @@
 /* xalloc.c — see xalloc.h. */
 #include "core/xalloc.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,4 +49,19 @@ char *xstrndup(const char *s, size_t n)
 	memcpy(p, s, len);
 	p[len] = '\0';
 	return p;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+	va_list ap, ap2;
+	va_start(ap, fmt);
+	va_copy(ap2, ap);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		abort(); /* a format error is a bug, not input */
+	char *out = xmalloc((size_t)n + 1);
+	vsnprintf(out, (size_t)n + 1, fmt, ap2);
+	va_end(ap2);
+	return out;
 }

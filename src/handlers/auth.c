@@ -6,7 +6,7 @@
 #include "http/reply.h"
 #include "http/request.h"
 #include "http/server.h"
-#include "services/auth.h"
+#include "services/sessions.h"
 
 static int no_store(struct request *req)
 {

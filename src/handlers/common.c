@@ -6,7 +6,7 @@
 #include "core/uuid.h"
 #include "http/reply.h"
 #include "http/request.h"
-#include "services/projects.h"
+#include "services/paging.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -39,7 +39,6 @@ int handle_projects_list(struct request *req);
 int handle_projects_get(struct request *req);
 int handle_projects_patch(struct request *req);
 int handle_projects_delete(struct request *req);
-int handle_events_list(struct request *req);
 
 /* members.c */
 int handle_members_list(struct request *req);
@@ -48,7 +47,8 @@ int handle_members_add(struct request *req);
 int handle_members_patch(struct request *req);
 int handle_members_delete(struct request *req);
 
-/* realtime.c */
+/* realtime.c: the event feed (with long poll), SSE and the WebSocket upgrade */
+int handle_events_list(struct request *req);
 int handle_realtime(struct request *req);
 int handle_events_stream(struct request *req);
 

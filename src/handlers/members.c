@@ -4,7 +4,7 @@
 #include "http/reply.h"
 #include "http/request.h"
 #include "http/server.h"
-#include "services/projects.h"
+#include "services/members.h"
 
 /* GET /v1/projects/{id}/members -> 200 page of {user, role, joined_at} | 404 */
 int handle_members_list(struct request *req)
@@ -30,8 +30,7 @@ int handle_members_get(struct request *req)
 	int rc;
 	if (!id)
 		return error_set(&req->err, ERR_NOT_FOUND, "no such project");
-	if ((rc = member_get(req->app->store, &req->arena, req->user, id, uid ? uid : "not-a-uuid",
-			     &m, &req->err)) < 0)
+	if ((rc = member_get(req->app->store, &req->arena, req->user, id, uid, &m, &req->err)) < 0)
 		return rc;
 	reply_header(req, "Cache-Control", "no-store");
 	return reply_json(req, 200, member_json(&m));
@@ -65,8 +64,8 @@ int handle_members_patch(struct request *req)
 	if (!id)
 		return error_set(&req->err, ERR_NOT_FOUND, "no such project");
 	if ((rc = request_json(req, &body)) < 0 ||
-	    (rc = member_update(req->app->store, &req->arena, req->user, id,
-				uid ? uid : "not-a-uuid", body, &m, &req->err)) < 0)
+	    (rc = member_update(req->app->store, &req->arena, req->user, id, uid, body, &m,
+				&req->err)) < 0)
 		return rc;
 	reply_header(req, "Cache-Control", "no-store");
 	return reply_json(req, 200, member_json(&m));
@@ -79,8 +78,7 @@ int handle_members_delete(struct request *req)
 	int rc;
 	if (!id)
 		return error_set(&req->err, ERR_NOT_FOUND, "no such project");
-	if ((rc = member_remove(req->app->store, &req->arena, req->user, id,
-				uid ? uid : "not-a-uuid", &req->err)) < 0)
+	if ((rc = member_remove(req->app->store, &req->arena, req->user, id, uid, &req->err)) < 0)
 		return rc;
 	return reply_empty(req, 204);
 }

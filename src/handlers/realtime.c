@@ -16,7 +16,7 @@
 #include "realtime/hub.h"
 #include "realtime/websocket.h"
 #include "services/auth.h"
-#include "services/projects.h"
+#include "services/events.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -102,7 +102,8 @@ int handle_events_stream(struct request *req)
 	int rc;
 	if (!id)
 		return error_set(&req->err, ERR_NOT_FOUND, "no such project");
-	if ((rc = event_head(req->app->store, &req->arena, req->user, id, &seq, &req->err)) < 0)
+	if ((rc = events_head(req->app->store, &req->arena, req->user->id, id, &seq, &req->err)) <
+	    0)
 		return rc;
 	after = seq; /* without Last-Event-ID: only what happens from now on */
 	if (last) {
@@ -152,16 +153,14 @@ int handle_events_list(struct request *req)
 		ps->deadline_ms = time_now_ms() + wait * 1000;
 		req->state = ps;
 	}
-	if ((rc = event_feed(req->app->store, &req->arena, req->user, id,
-			     request_query(req, "after"), request_query(req, "limit"), &out,
-			     &req->err)) < 0)
+	if ((rc = events_feed(req->app->store, &req->arena, req->user, id,
+			      request_query(req, "after"), request_query(req, "limit"), &out,
+			      &req->err)) < 0)
 		return rc;
 	if (json_array_size(json_object_get(out, "data")) == 0 && time_now_ms() < ps->deadline_ms) {
 		json_int_t after = json_integer_value(json_object_get(out, "next_after"));
-		if (hub_park(req->app->hub, req, id, (int64_t)after, ps->deadline_ms)) {
-			json_decref(out);
+		if (hub_park(req->app->hub, req, id, (int64_t)after, ps->deadline_ms))
 			return 0; /* parked: called again on news, at the deadline or at shutdown */
-		}
 	}
-	return reply_json(req, 200, out);
+	return reply_json(req, 200, json_incref(out)); /* out is the arena's */
 }

@@ -3,7 +3,7 @@
 #include "http/reply.h"
 #include "http/request.h"
 #include "http/server.h"
-#include "services/auth.h"
+#include "services/accounts.h"
 
 #include <stdlib.h>
 #include <string.h>

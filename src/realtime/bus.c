@@ -27,16 +27,14 @@ struct bus {
 	atomic_bool stop;
 };
 
-void bus_publish(void *cls, const char *project_id, int64_t seq, enum notify_kind kind)
+void bus_publish(void *cls, const char *project_id, int64_t seq, enum event_note note)
 {
 	struct bus *b = cls;
-	hub_notify(b->hub, project_id, seq,
-		   kind == NOTIFY_PROJECT_DELETED ? EVENT_NOTE_PROJECT_DELETED
-						  : EVENT_NOTE_APPENDED);
+	hub_notify(b->hub, project_id, seq, note);
 	if (!b->redis)
 		return;
 	char msg[96];
-	snprintf(msg, sizeof(msg), "%c:%s:%lld", kind == NOTIFY_PROJECT_DELETED ? 'd' : 'e',
+	snprintf(msg, sizeof(msg), "%c:%s:%lld", note == EVENT_NOTE_PROJECT_DELETED ? 'd' : 'e',
 		 project_id, (long long)seq);
 	const char *argv[] = {"PUBLISH", BUS_CHANNEL, msg};
 	redisReply *r = redis_command(b->redis, 3, argv, NULL);

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "services/events.h"
+#include "services/events.h" /* enum event_note */
 
 struct auth;
 struct request;

@@ -12,7 +12,7 @@
 #include "core/error.h"
 #include "core/xalloc.h"
 #include "realtime/hub_internal.h"
-#include "services/auth.h"
+#include "services/sessions.h"
 #include "services/events.h"
 
 #include <stdlib.h>

@@ -1,7 +1,6 @@
 /* notify.c — see notify.h. The pending list is per thread: a transaction runs on one. */
 #include "services/notify.h"
 #include "core/uuid.h"
-#include "store/db.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -14,7 +13,7 @@ static void *sink_cls;
 static __thread struct {
 	char project_id[UUID_STR_LEN];
 	int64_t seq;
-	enum notify_kind kind;
+	enum event_note note;
 } pending[NOTIFY_MAX_PENDING];
 static __thread int npending;
 
@@ -24,10 +23,10 @@ void notify_set_sink(notify_sink fn, void *cls)
 	sink_cls = cls;
 }
 
-void notify_pending(const char *project_id, int64_t seq, enum notify_kind kind)
+void notify_pending(const char *project_id, int64_t seq, enum event_note note)
 {
 	for (int i = 0; i < npending; i++) {
-		if (!strcmp(pending[i].project_id, project_id) && pending[i].kind == kind) {
+		if (!strcmp(pending[i].project_id, project_id) && pending[i].note == note) {
 			if (seq > pending[i].seq)
 				pending[i].seq = seq;
 			return;
@@ -39,7 +38,7 @@ void notify_pending(const char *project_id, int64_t seq, enum notify_kind kind)
 	}
 	snprintf(pending[npending].project_id, UUID_STR_LEN, "%s", project_id);
 	pending[npending].seq = seq;
-	pending[npending].kind = kind;
+	pending[npending].note = note;
 	npending++;
 }
 
@@ -48,25 +47,10 @@ void notify_commit(void)
 	int n = npending;
 	npending = 0;
 	for (int i = 0; i < n && sink; i++)
-		sink(sink_cls, pending[i].project_id, pending[i].seq, pending[i].kind);
+		sink(sink_cls, pending[i].project_id, pending[i].seq, pending[i].note);
 }
 
 void notify_discard(void)
 {
 	npending = 0;
-}
-
-int tx_finish(struct db_conn *c, int rc, struct error *err)
-{
-	if (rc < 0) {
-		db_rollback(c);
-		notify_discard();
-		return rc;
-	}
-	rc = db_commit(c, err);
-	if (rc < 0)
-		notify_discard();
-	else
-		notify_commit(); /* only committed events reach subscribers */
-	return rc;
 }

@@ -1,8 +1,8 @@
 /*
  * notify.h — telling the real-time side that a transaction committed events.
  *
- * event_write() remembers (project, seq) on the calling thread while the transaction runs;
- * the services call notify_commit() after COMMIT succeeded (publishing every remembered
+ * events_append() remembers (project, seq) on the calling thread while the transaction runs;
+ * tx_finish() calls notify_commit() after COMMIT succeeded (publishing every remembered
  * project once, with its highest seq) or notify_discard() after a rollback. Nothing is
  * published for work that did not commit. The sink (the event bus) is set once at start-up.
  */
@@ -11,22 +11,18 @@
 
 #include <stdint.h>
 
-enum notify_kind { NOTIFY_EVENT, NOTIFY_PROJECT_DELETED };
+/*
+ * What a committed transaction tells the real-time side (the bus relays it between
+ * instances): a project has events up to `seq`, or was deleted, or
+ * (EVENT_NOTE_RESYNC, from the bus after an outage) anything may have been missed.
+ */
+enum event_note { EVENT_NOTE_APPENDED, EVENT_NOTE_PROJECT_DELETED, EVENT_NOTE_RESYNC };
 
-typedef void (*notify_sink)(void *cls, const char *project_id, int64_t seq, enum notify_kind kind);
+typedef void (*notify_sink)(void *cls, const char *project_id, int64_t seq, enum event_note note);
 
 void notify_set_sink(notify_sink sink, void *cls);
-void notify_pending(const char *project_id, int64_t seq, enum notify_kind kind);
+void notify_pending(const char *project_id, int64_t seq, enum event_note note);
 void notify_commit(void);
 void notify_discard(void);
-
-struct db_conn;
-struct error;
-
-/*
- * End a write transaction: on rc == 0 commit it and publish what it wrote; otherwise (or when
- * COMMIT fails) roll it back and forget it. Returns rc, or COMMIT's error.
- */
-int tx_finish(struct db_conn *c, int rc, struct error *err);
 
 #endif

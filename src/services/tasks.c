@@ -1,18 +1,18 @@
 /* tasks.c — see tasks.h. */
 #include "services/tasks.h"
 #include "core/arena.h"
-#include "core/cursor.h"
 #include "core/error.h"
 #include "core/jsonw.h"
 #include "core/timeutil.h"
 #include "core/uuid.h"
 #include "services/access.h"
-#include "services/notify.h"
+#include "services/events.h"
+#include "services/paging.h"
+#include "services/tx.h"
 #include "services/validate.h"
 #include "store/projects.h"
 #include "store/store.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -198,10 +198,11 @@ int task_create(struct store *st, struct arena *a, const struct user *me, const 
 			     .updated_at = now,
 			     .version = 1};
 	apply_patch(a, out, body);
-	if ((rc = check_assignee(c, a, out, err)) == 0 &&
-	    (rc = store_task_insert(c, out, err)) == 0)
-		rc = event_write(c, a, project_id, "task.created", me->id,
-				 arena_json(a, task_json(out)), err);
+	if ((rc = check_assignee(c, a, out, err)) < 0 || (rc = store_task_insert(c, out, err)) < 0)
+		goto out;
+	rc = events_append(c, a, project_id, "task.created", me->id, arena_json(a, task_json(out)),
+			   err);
+out:
 	return tx_finish(c, rc, err);
 }
 
@@ -260,12 +261,54 @@ static json_t *changes(const struct task *o, const struct task *n)
 	return ch;
 }
 
+/*
+ * One attempt at an update, in its own transaction. *lost_race: another writer committed
+ * between our read and our write (rolled back; the caller re-reads and re-applies).
+ */
+static int update_once(struct db_conn *c, struct arena *a, const struct user *me, const char *id,
+		       json_t *body, int64_t expected_version, struct task *out, bool *lost_race,
+		       struct error *err)
+{
+	struct task old;
+	bool updated = false;
+	int rc;
+
+	if ((rc = db_begin(c, true, err)) < 0)
+		return rc;
+	if ((rc = load_for_write(c, a, me, id, &old, err)) < 0)
+		goto out;
+	if (expected_version && old.version != expected_version) {
+		rc = error_set(err, ERR_PRECONDITION_FAILED, "the task has changed (version %lld)",
+			       (long long)old.version);
+		goto out;
+	}
+	*out = old;
+	apply_patch(a, out, body);
+	json_t *ch = arena_json(a, changes(&old, out));
+	if (json_object_size(ch) == 0)
+		goto out; /* nothing changes: no new version, no event */
+	if ((rc = check_assignee(c, a, out, err)) < 0)
+		goto out;
+	out->updated_at = time_now_ms();
+	if ((rc = store_task_update(c, out, old.version, &updated, err)) < 0)
+		goto out;
+	if (!updated) {
+		*lost_race = true;
+		rc = error_set(err, ERR_PRECONDITION_FAILED, "the task has changed");
+		goto out;
+	}
+	out->version = old.version + 1;
+	json_t *data = arena_json(a, task_json(out));
+	json_object_set(data, "changes", ch);
+	rc = events_append(c, a, out->project_id, "task.updated", me->id, data, err);
+out:
+	return tx_finish(c, rc, err);
+}
+
 int task_update(struct store *st, struct arena *a, const struct user *me, const char *id,
 		json_t *body, int64_t expected_version, struct task *out, struct error *err)
 {
 	struct field_spec specs[NTASK_FIELDS];
-	struct task old;
-	bool updated = false;
 	int rc;
 
 	memcpy(specs, task_fields, sizeof(specs));
@@ -276,76 +319,60 @@ int task_update(struct store *st, struct arena *a, const struct user *me, const 
 	if (!c)
 		return -ERR_UNAVAILABLE;
 	for (int attempt = 0; attempt < TASK_UPDATE_RETRIES; attempt++) {
-		if ((rc = db_begin(c, true, err)) < 0)
+		bool lost_race = false;
+		rc = update_once(c, a, me, id, body, expected_version, out, &lost_race, err);
+		/* Without If-Match a lost race is no failure: re-read and re-apply our fields. */
+		if (!lost_race || expected_version)
 			return rc;
-		if ((rc = load_for_write(c, a, me, id, &old, err)) < 0)
-			return tx_finish(c, rc, err);
-		if (expected_version && old.version != expected_version)
-			return tx_finish(c,
-					 error_set(err, ERR_PRECONDITION_FAILED,
-						   "the task has changed (version %lld)",
-						   (long long)old.version),
-					 err);
-		*out = old;
-		apply_patch(a, out, body);
-		json_t *ch = arena_json(a, changes(&old, out));
-		if (json_object_size(ch) == 0)
-			return tx_finish(c, 0, err); /* nothing changes: no new version, no event */
-		if ((rc = check_assignee(c, a, out, err)) < 0)
-			return tx_finish(c, rc, err);
-		out->updated_at = time_now_ms();
-		if ((rc = store_task_update(c, out, old.version, &updated, err)) < 0)
-			return tx_finish(c, rc, err);
-		if (!updated) {
-			/* Another writer committed in between: re-read and re-apply our fields. */
-			db_rollback(c);
-			notify_discard();
-			if (expected_version)
-				return error_set(err, ERR_PRECONDITION_FAILED,
-						 "the task has changed");
-			continue;
-		}
-		out->version = old.version + 1;
-		json_t *data = arena_json(a, task_json(out));
-		json_object_set(data, "changes", ch);
-		rc = event_write(c, a, out->project_id, "task.updated", me->id, data, err);
-		return tx_finish(c, rc, err);
+		error_release(err);
 	}
 	return error_set(err, ERR_UNAVAILABLE, "task %s is too contended; retry", id);
+}
+
+/* One attempt at a delete, in its own transaction; *lost_race as for update_once(). */
+static int delete_once(struct db_conn *c, struct arena *a, const struct user *me, const char *id,
+		       int64_t expected_version, bool *lost_race, struct error *err)
+{
+	struct task t;
+	bool deleted;
+	int rc;
+
+	if ((rc = db_begin(c, true, err)) < 0)
+		return rc;
+	if ((rc = load_for_write(c, a, me, id, &t, err)) < 0)
+		goto out;
+	if (expected_version && t.version != expected_version) {
+		rc = error_set(err, ERR_PRECONDITION_FAILED, "the task has changed");
+		goto out;
+	}
+	if ((rc = store_task_delete(c, id, t.version, &deleted, err)) < 0)
+		goto out;
+	if (!deleted) {
+		/* A writer committed in between: re-read, so that the event holds the version
+		 * really deleted. */
+		*lost_race = true;
+		rc = error_set(err, ERR_PRECONDITION_FAILED, "the task has changed");
+		goto out;
+	}
+	rc = events_append(c, a, t.project_id, "task.deleted", me->id, arena_json(a, task_json(&t)),
+			   err);
+out:
+	return tx_finish(c, rc, err);
 }
 
 int task_delete(struct store *st, struct arena *a, const struct user *me, const char *id,
 		int64_t expected_version, struct error *err)
 {
-	struct task t;
-	bool deleted;
 	int rc;
 	struct db_conn *c = store_conn(st, err);
 	if (!c)
 		return -ERR_UNAVAILABLE;
 	for (int attempt = 0; attempt < TASK_UPDATE_RETRIES; attempt++) {
-		if ((rc = db_begin(c, true, err)) < 0)
+		bool lost_race = false;
+		rc = delete_once(c, a, me, id, expected_version, &lost_race, err);
+		if (!lost_race || expected_version)
 			return rc;
-		if ((rc = load_for_write(c, a, me, id, &t, err)) < 0)
-			return tx_finish(c, rc, err);
-		if (expected_version && t.version != expected_version)
-			return tx_finish(
-			    c, error_set(err, ERR_PRECONDITION_FAILED, "the task has changed"),
-			    err);
-		if ((rc = store_task_delete(c, id, t.version, &deleted, err)) < 0)
-			return tx_finish(c, rc, err);
-		if (!deleted) {
-			/* A writer committed in between. Without If-Match that is no failure:
-			 * re-read, so that the event holds the version really deleted. */
-			db_rollback(c);
-			if (expected_version)
-				return error_set(err, ERR_PRECONDITION_FAILED,
-						 "the task has changed");
-			continue;
-		}
-		rc = event_write(c, a, t.project_id, "task.deleted", me->id,
-				 arena_json(a, task_json(&t)), err);
-		return tx_finish(c, rc, err);
+		error_release(err);
 	}
 	return error_set(err, ERR_UNAVAILABLE, "task %s is too contended; retry", id);
 }
@@ -362,7 +389,7 @@ int task_unassign_member(struct db_conn *c, struct arena *a, const char *project
 		json_t *data = arena_json(a, task_json(&tasks[i]));
 		json_object_set_new(data, "changes",
 				    json_pack("{s:[s,n]}", "assignee_id", user_id));
-		if ((rc = event_write(c, a, project_id, "task.updated", actor_id, data, err)) < 0)
+		if ((rc = events_append(c, a, project_id, "task.updated", actor_id, data, err)) < 0)
 			return rc;
 	}
 	return 0;
@@ -469,9 +496,7 @@ static int parse_words(struct arena *a, const char *q, struct task_filter *f, st
 		error_field(err, "q", "too_long", "at most 200 characters");
 		return -ERR_VALIDATION_FAILED;
 	}
-	char *copy = arena_strdup(a, q);
-	for (char *p = copy; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
+	char *copy = arena_strdup_lower(a, q);
 	char *save = NULL;
 	for (char *w = strtok_r(copy, " \t\r\n", &save); w; w = strtok_r(NULL, " \t\r\n", &save)) {
 		if (f->nwords >= TASK_MAX_WORDS) {
@@ -506,7 +531,7 @@ int task_list(struct store *st, struct arena *a, const struct user *me, const st
 
 	memset(&f, 0, sizeof(f));
 	f.member_id = me->id;
-	parse_limit(q->limit, &f.limit, err);
+	paging_limit(q->limit, &f.limit, err);
 	if (q->status && parse_choices("status", q->status, statuses, idx, 3, &n, err) == 0) {
 		for (int i = 0; i < n; i++)
 			f.statuses[i] = statuses[idx[i]];
@@ -542,14 +567,13 @@ int task_list(struct store *st, struct arena *a, const struct user *me, const st
 	}
 	if (error_field_count(err))
 		return -ERR_VALIDATION_FAILED;
-	const char *spec = sort_spec(a, in_project ? q->project_id : NULL, &f);
-	if (q->cursor) {
-		if ((rc = cursor_decode(a, q->cursor, spec, (size_t)f.nsort + 1, &f.after, err)) <
-		    0)
-			return rc;
-		if (!cursor_keys_valid(&f, f.after))
-			return error_set(err, ERR_BAD_REQUEST, "cursor is not valid");
-	}
+	struct paging pg = {.scope = sort_spec(a, in_project ? q->project_id : NULL, &f),
+			    .limit = f.limit};
+	if ((rc = paging_cursor(&pg, a, q->cursor, (size_t)f.nsort + 1, err)) < 0)
+		return rc;
+	if (pg.after && !cursor_keys_valid(&f, pg.after))
+		return error_set(err, ERR_BAD_REQUEST, "cursor is not valid");
+	f.after = pg.after;
 	struct db_conn *c = store_conn(st, err);
 	if (!c)
 		return -ERR_UNAVAILABLE;
@@ -565,26 +589,25 @@ int task_list(struct store *st, struct arena *a, const struct user *me, const st
 		if (!role)
 			f.project_id = "00000000-0000-0000-0000-000000000000";
 	}
-	int limit = f.limit;
-	f.limit = limit + 1;
+	f.limit = paging_fetch(&pg);
 	if ((rc = store_task_list(c, a, &f, &items, &count, err)) < 0)
 		return rc;
 	struct jsonw w;
 	char *data;
+	int shown = paging_shown(&pg, count);
 	/* About 400 bytes a task without a long description; the writer grows past that. */
-	jsonw_init(&w, (size_t)(count < limit ? count : limit) * 512 + 16);
+	jsonw_init(&w, (size_t)shown * 512 + 16);
 	jsonw_array_begin(&w);
-	for (int i = 0; i < count && i < limit; i++)
+	for (int i = 0; i < shown; i++)
 		task_write_json(&w, &items[i]);
 	jsonw_array_end(&w);
 	data = jsonw_finish(&w, &out->len);
+	/* The page lives in the arena: see the ownership rule in services/paging.h. */
 	arena_defer(a, free, data);
 	out->data = data;
-	out->next_cursor = NULL;
-	if (count > limit) {
-		json_t *k = store_task_cursor_keys(&f, &items[limit - 1]);
-		out->next_cursor = cursor_encode(a, spec, k);
-		json_decref(k);
-	}
+	out->next_cursor =
+	    paging_more(&pg, count)
+		? paging_next(&pg, a, store_task_cursor_keys(&f, &items[pg.limit - 1]))
+		: NULL;
 	return 0;
 }

@@ -9,7 +9,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "services/projects.h"
+#include "services/paging.h"
 #include "store/tasks.h"
 
 struct arena;

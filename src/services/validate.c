@@ -184,3 +184,8 @@ bool valid_username(const char *s)
 	}
 	return true;
 }
+
+const char *body_string(json_t *body, const char *key)
+{
+	return json_string_value(json_object_get(body, key));
+}

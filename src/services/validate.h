@@ -42,6 +42,9 @@ struct field_spec {
  */
 int validate_object(json_t *body, const struct field_spec *specs, size_t nspecs, struct error *err);
 
+/* The string value of body[key], or NULL when absent, null or not a string (borrowed). */
+const char *body_string(json_t *body, const char *key);
+
 /* Number of Unicode code points in a UTF-8 string (jansson strings are valid UTF-8). */
 size_t utf8_length(const char *s);
 

@@ -73,21 +73,6 @@ int store_project_get_for(struct db_conn *c, struct arena *a, const char *id, co
 	return 0;
 }
 
-/* A LIKE pattern matching `s` anywhere, with LIKE's metacharacters escaped by '\'. */
-static char *like_anywhere(struct arena *a, const char *s)
-{
-	size_t n = strlen(s);
-	char *pat = arena_alloc(a, 2 * n + 3), *q = pat;
-	*q++ = '%';
-	for (; *s; s++) {
-		if (*s == '%' || *s == '_' || *s == '\\')
-			*q++ = '\\';
-		*q++ = *s;
-	}
-	*q++ = '%';
-	return pat;
-}
-
 int store_project_list_for(struct db_conn *c, struct arena *a, const char *user_id, const char *q,
 			   const char *after_id, int limit, struct project **out, int *count,
 			   struct error *err)
@@ -104,7 +89,7 @@ int store_project_list_for(struct db_conn *c, struct arena *a, const char *user_
 	}
 	if (q && *q) {
 		query_add(&qb, " AND lower(p.name) LIKE lower(");
-		query_param(&qb, DB_TEXT(like_anywhere(a, q)));
+		query_param(&qb, DB_TEXT(query_like_pattern(a, q)));
 		query_add(&qb, ") ESCAPE '\\'");
 	}
 	query_add(&qb, " ORDER BY p.id DESC LIMIT ");
@@ -199,18 +184,8 @@ int store_member_delete(struct db_conn *c, const char *project_id, const char *u
 
 static void read_member(const struct db_rows *r, int row, struct member *m)
 {
-	struct user *u = &m->user;
-	u->id = db_val(r, row, 0);
-	u->username = db_val(r, row, 1);
-	u->email = db_val(r, row, 2);
-	u->display_name = db_val(r, row, 3);
-	u->password_hash = NULL;
-	u->is_active = db_bool(r, row, 5);
-	u->is_admin = db_bool(r, row, 6);
-	u->token_version = db_int(r, row, 7);
-	u->created_at = db_int(r, row, 8);
-	u->updated_at = db_int(r, row, 9);
-	u->version = db_int(r, row, 10);
+	store_user_read(r, row, 0, &m->user);
+	m->user.password_hash = NULL; /* never selected for members: '' stands in its place */
 	m->role = db_val(r, row, 11);
 	m->joined_at = db_int(r, row, 12);
 }

@@ -89,3 +89,18 @@ const char *query_sql(struct query *q)
 	pthread_mutex_unlock(&lock);
 	return out;
 }
+
+char *query_like_pattern(struct arena *a, const char *s)
+{
+	size_t n = strlen(s);
+	char *pat = arena_alloc(a, 2 * n + 3), *p = pat;
+	*p++ = '%';
+	for (; *s; s++) {
+		if (*s == '%' || *s == '_' || *s == '\\')
+			*p++ = '\\';
+		*p++ = *s;
+	}
+	*p++ = '%';
+	*p = '\0';
+	return pat;
+}

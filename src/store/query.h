@@ -33,4 +33,10 @@ void query_param(struct query *q, struct db_param p);
 /* The interned SQL text (stable for the whole process). */
 const char *query_sql(struct query *q);
 
+/*
+ * A LIKE pattern matching `s` anywhere ('%s%'), with LIKE's metacharacters escaped by ''
+ * (the queries say ESCAPE ''). In the arena.
+ */
+char *query_like_pattern(struct arena *a, const char *s);
+
 #endif

@@ -220,20 +220,6 @@ static void add_in(struct query *q, const char *col, int n, const struct db_para
 	query_add(q, ")");
 }
 
-static char *like_word(struct arena *a, const char *w)
-{
-	size_t n = strlen(w);
-	char *pat = arena_alloc(a, 2 * n + 3), *p = pat;
-	*p++ = '%';
-	for (; *w; w++) {
-		if (*w == '%' || *w == '_' || *w == '\\')
-			*p++ = '\\';
-		*p++ = *w;
-	}
-	*p++ = '%';
-	return pat;
-}
-
 /* The filters of f and the keyset condition, each as " AND ...". */
 static void add_conditions(struct query *q, struct arena *a, const struct task_filter *f,
 			   const struct key *keys, int nkeys)
@@ -269,7 +255,7 @@ static void add_conditions(struct query *q, struct arena *a, const struct task_f
 		query_param(q, DB_INT(f->updated_since));
 	}
 	for (int i = 0; i < f->nwords; i++) {
-		const char *pat = like_word(a, f->words[i]);
+		const char *pat = query_like_pattern(a, f->words[i]);
 		/* lower() on both sides: the database folds case its own way (PostgreSQL by
 		 * its ctype, beyond ASCII), so the word must be folded the same way. */
 		query_add(q, " AND (lower(t.title) LIKE lower(");

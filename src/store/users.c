@@ -10,19 +10,19 @@
 	"id, username, email, display_name, password_hash, is_active, is_admin, token_version, "   \
 	"created_at, updated_at, version"
 
-static void read_user(const struct db_rows *r, int row, struct user *u)
+void store_user_read(const struct db_rows *r, int row, int col, struct user *u)
 {
-	u->id = db_val(r, row, 0);
-	u->username = db_val(r, row, 1);
-	u->email = db_val(r, row, 2);
-	u->display_name = db_val(r, row, 3);
-	u->password_hash = db_val(r, row, 4);
-	u->is_active = db_bool(r, row, 5);
-	u->is_admin = db_bool(r, row, 6);
-	u->token_version = db_int(r, row, 7);
-	u->created_at = db_int(r, row, 8);
-	u->updated_at = db_int(r, row, 9);
-	u->version = db_int(r, row, 10);
+	u->id = db_val(r, row, col);
+	u->username = db_val(r, row, col + 1);
+	u->email = db_val(r, row, col + 2);
+	u->display_name = db_val(r, row, col + 3);
+	u->password_hash = db_val(r, row, col + 4);
+	u->is_active = db_bool(r, row, col + 5);
+	u->is_admin = db_bool(r, row, col + 6);
+	u->token_version = db_int(r, row, col + 7);
+	u->created_at = db_int(r, row, col + 8);
+	u->updated_at = db_int(r, row, col + 9);
+	u->version = db_int(r, row, col + 10);
 }
 
 static int conflict_field(int rc, struct error *err)
@@ -58,7 +58,7 @@ static int get_one(struct db_conn *c, struct arena *a, const char *sql, const ch
 		return rc;
 	if (r.nrows == 0)
 		return error_set(err, ERR_NOT_FOUND, "no such user");
-	read_user(&r, 0, out);
+	store_user_read(&r, 0, 0, out);
 	return 0;
 }
 
@@ -171,7 +171,7 @@ int store_user_search(struct db_conn *c, struct arena *a, const char *prefix, in
 		return rc;
 	*out = arena_alloc(a, sizeof(struct user) * (size_t)(r.nrows + 1));
 	for (int i = 0; i < r.nrows; i++)
-		read_user(&r, i, &(*out)[i]);
+		store_user_read(&r, i, 0, &(*out)[i]);
 	*count = r.nrows;
 	return 0;
 }

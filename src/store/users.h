@@ -19,6 +19,16 @@ struct user {
 	int64_t token_version, created_at, updated_at, version;
 };
 
+struct db_rows;
+
+/*
+ * Read a user from the 11 columns starting at `col` of a row selected in this order: id,
+ * username, email, display_name, password_hash, is_active, is_admin, token_version,
+ * created_at, updated_at, version (store/users.c's USER_COLUMNS; other tables' queries that
+ * join users select the same list).
+ */
+void store_user_read(const struct db_rows *r, int row, int col, struct user *u);
+
 /* Insert; -ERR_CONFLICT with the detail naming "email" or "username" when taken. */
 int store_user_insert(struct db_conn *c, const struct user *u, struct error *err);
 /* By id; -ERR_NOT_FOUND when absent. */

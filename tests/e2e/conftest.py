@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness import (  # noqa: E402
     BACKENDS, SANITIZER, TANDEM_BIN, StoreTarget, TandemServer, base_env, run_tandem)
 from pg_cluster import PgCluster  # noqa: E402
+from redis_server import RedisServers  # noqa: E402
 
 import contract  # noqa: E402
 import requests  # noqa: E402
@@ -181,3 +182,13 @@ def tandem_cli(new_store):
         return run_tandem(list(args), full, cwd=target.data_dir, timeout=timeout, input=input)
 
     return run
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """Factory: redis_server(unix=False) -> a started redis-server of this test's own (TCP on
+    127.0.0.1 or a Unix socket; tests/redis_server.py), stopped at teardown, its log left in
+    tmp_path; .stop() / .start() for an outage."""
+    servers = RedisServers(tmp_path)
+    yield servers
+    servers.close()

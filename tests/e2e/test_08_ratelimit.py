@@ -13,7 +13,7 @@ The Redis-only tests: two instances on one redis-server share one budget (TCP an
 socket); one round trip per check; Redis stopped mid-test (reads fail open, logins fall back
 to the in-process limiter, /readyz says so) and restarted (shared limiting resumes by
 itself); Redis restarted while tandem is idle (no request slips through unlimited); Redis
-down at start-up. The redis_server fixture lives in tests/redis_server.py.
+down at start-up. The redis_server fixture lives in tests/e2e/conftest.py.
 
 Header syntax (draft-ietf-httpapi-ratelimit-headers, -08 and later): RateLimit-Policy is a
 Structured-Field list of String items with parameters q (quota) and w (window, seconds);
@@ -32,7 +32,6 @@ import pytest
 import requests
 
 from harness import assert_problem
-from redis_server import RedisServers
 
 PASSWORD = "correct horse battery staple"
 WRONG = "not the password at all"
@@ -215,15 +214,6 @@ def raw_get(srv, path, header_lines):
 
 # ---------------------------------------------------------------------------------------
 # fixtures
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    """Factory: redis_server(unix=False) -> a started redis-server of this test's own (TCP on
-    127.0.0.1 or a Unix socket), stopped at teardown; .stop() / .start() for an outage."""
-    servers = RedisServers(tmp_path)
-    yield servers
-    servers.close()
 
 
 class Limiter:

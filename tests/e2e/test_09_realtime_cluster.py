@@ -14,7 +14,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from redis_server import redis_server  # noqa: F401  (the fixture)
 from rtkit import LongPoll, Sse, Ws, wait_until
 from rtkit import close_clients  # noqa: F401 - autouse: closes the test's clients
 from taskkit import Team, event_feed, last_seq
@@ -29,7 +28,7 @@ def subscribers(redis):
 
 
 @pytest.fixture
-def pair(tandem_server, store, redis_server):  # noqa: F811
+def pair(tandem_server, store, redis_server):
     redis = redis_server()
     env = {"TANDEM_JWT_SECRET": SECRET, "TANDEM_REDIS_URL": redis.url}
     a = tandem_server(env=env, store=store)
@@ -139,7 +138,7 @@ def test_redis_stopped_and_restarted_mid_stream_loses_and_repeats_nothing(pair):
 
 
 def test_b_delivers_even_when_redis_is_down_from_the_start(tandem_server, store,
-                                                           redis_server):  # noqa: F811
+                                                           redis_server):
     redis = redis_server()
     redis.stop()
     env = {"TANDEM_JWT_SECRET": SECRET, "TANDEM_REDIS_URL": redis.url}

@@ -1,0 +1,243 @@
+/* sessions.c — see sessions.h. */
+#include "services/sessions.h"
+#include "core/arena.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "core/uuid.h"
+#include "services/accounts.h"
+#include "services/tx.h"
+#include "services/validate.h"
+#include "store/store.h"
+
+#include <string.h>
+#include <strings.h>
+
+json_t *session_json(const struct session *s)
+{
+	return json_pack("{s:o, s:s, s:s, s:s, s:I}", "user", user_json(&s->user, true),
+			 "access_token", s->access_token, "refresh_token", s->refresh_token,
+			 "token_type", "Bearer", "expires_in", (json_int_t)s->expires_in);
+}
+
+/* Issue an access token and a new refresh token in `family` (inside the caller's tx). */
+static int new_session(const struct auth *au, struct db_conn *c, struct arena *a,
+		       const struct user *u, const char *family, struct session *out,
+		       struct error *err)
+{
+	char id[UUID_STR_LEN];
+	int64_t now = time_now_ms();
+	uuid_v7(id);
+	const char *refresh = token_refresh_new(a);
+	struct refresh_token t = {
+	    .id = id,
+	    .user_id = u->id,
+	    .family_id = family ? family : id,
+	    .token_hash = token_hash(a, refresh),
+	    .created_at = now,
+	    .expires_at = now + au->refresh_ttl_s * 1000,
+	};
+	int rc = store_refresh_insert(c, &t, err);
+	if (rc < 0)
+		return rc;
+	out->user = *u;
+	out->refresh_token = refresh;
+	out->access_token = token_issue(a, &au->key, u->id, u->token_version, au->access_ttl_s);
+	out->expires_in = au->access_ttl_s;
+	return 0;
+}
+
+int auth_register(const struct auth *au, struct store *st, struct arena *a, json_t *body,
+		  struct session *out, struct error *err)
+{
+	struct user u;
+	int rc;
+	struct db_conn *c = store_conn(st, err);
+	if (!c)
+		return -ERR_UNAVAILABLE;
+	if ((rc = db_begin(c, true, err)) < 0)
+		return rc;
+	if ((rc = account_create(au, c, a, body, false, &u, err)) < 0)
+		goto out;
+	rc = new_session(au, c, a, &u, NULL, out, err);
+out:
+	return tx_finish(c, rc, err);
+}
+
+/*
+ * The configured bcrypt cost changed since `u`'s hash was made: store a new hash now that we
+ * have the password. Its own small transaction after the login committed, so that a failure
+ * here (logged) never turns a correct password into an error.
+ */
+static void rehash(const struct auth *au, struct db_conn *c, const struct user *u,
+		   const char *password)
+{
+	char hash[PASSWORD_HASH_MAX];
+	struct error err = ERROR_INIT;
+	int rc;
+	if (password_hash(password, au->bcrypt_cost, hash) < 0)
+		return;
+	if ((rc = db_begin(c, true, &err)) == 0) {
+		rc = store_user_set_password(c, u->id, hash, false, time_now_ms(), &err);
+		rc = tx_finish(c, rc, &err);
+	}
+	if (rc < 0)
+		log_warn("could not upgrade the password hash of user %s: %s", u->id,
+			 err.detail ? err.detail : "unknown error");
+	error_release(&err);
+}
+
+static const struct field_spec login_fields[] = {
+    {"login", FIELD_STRING, true, false, 1, 254, NULL},
+    {"password", FIELD_STRING, true, false, 1, 1024, NULL},
+};
+
+int auth_login(const struct auth *au, struct store *st, struct arena *a, json_t *body,
+	       struct session *out, struct error *err)
+{
+	struct user u;
+	int rc;
+
+	if ((rc = validate_object(body, login_fields, 2, err)) < 0)
+		return rc;
+	const char *login = arena_strdup_lower(a, body_string(body, "login")),
+		   *password = body_string(body, "password");
+	struct db_conn *c = store_conn(st, err);
+	if (!c)
+		return -ERR_UNAVAILABLE;
+	rc = store_user_find_login(c, a, login, &u, err);
+	if (rc < 0 && rc != -ERR_NOT_FOUND)
+		return rc;
+	/* Same work and the same answer for an unknown user, a wrong password, a deactivated
+	 * account. */
+	bool ok = password_verify(password, rc == 0 ? u.password_hash : au->dummy_hash);
+	if (rc < 0 || !ok || !u.is_active) {
+		error_release(err);
+		return error_set(err, ERR_INVALID_CREDENTIALS, "login or password is incorrect");
+	}
+	if ((rc = db_begin(c, true, err)) < 0)
+		return rc;
+	rc = tx_finish(c, new_session(au, c, a, &u, NULL, out, err), err);
+	if (rc == 0 && password_hash_cost(u.password_hash) != au->bcrypt_cost)
+		rehash(au, c, &u, password);
+	return rc;
+}
+
+static const struct field_spec refresh_fields[] = {
+    {"refresh_token", FIELD_STRING, true, false, 1, 512, NULL},
+};
+
+/*
+ * A refresh token that is not live: unknown, expired, revoked, or already rotated. A rotated
+ * token shown again means it was copied: revoke its whole family, the thief's and the owner's
+ * newest token alike (in the caller's transaction, which then commits). Sets *revoked.
+ */
+static int not_live(struct db_conn *c, struct arena *a, const char *hash, int64_t now,
+		    bool *revoked, struct error *err)
+{
+	struct refresh_token t;
+	int rc = store_refresh_get(c, a, hash, &t, err);
+	if (rc == 0 && t.used_at && !t.revoked_at) {
+		if ((rc = store_refresh_revoke_family(c, t.family_id, now, err)) < 0)
+			return rc;
+		*revoked = true;
+		log_json(LOG_WARN, "refresh token reuse: family revoked",
+			 json_pack("{s:s, s:s}", "user_id", t.user_id, "family_id", t.family_id));
+	}
+	return 0;
+}
+
+int auth_refresh(const struct auth *au, struct store *st, struct arena *a, json_t *body,
+		 struct session *out, struct error *err)
+{
+	struct refresh_token t;
+	struct user u;
+	bool revoked = false, refused = false;
+	int rc;
+
+	if ((rc = validate_object(body, refresh_fields, 1, err)) < 0)
+		return rc;
+	const char *hash = token_hash(a, body_string(body, "refresh_token"));
+	int64_t now = time_now_ms();
+	struct db_conn *c = store_conn(st, err);
+	if (!c)
+		return -ERR_UNAVAILABLE;
+	if ((rc = db_begin(c, true, err)) < 0)
+		return rc;
+	rc = store_refresh_claim(c, a, hash, now, &t, err);
+	if (rc == -ERR_NOT_FOUND) {
+		error_release(err);
+		refused = true;
+		rc = not_live(c, a, hash, now, &revoked, err);
+		goto out;
+	}
+	if (rc < 0 || (rc = store_user_get(c, a, t.user_id, &u, err)) < 0)
+		goto out;
+	if (!u.is_active) {
+		refused = true;
+		rc = -ERR_UNAUTHENTICATED; /* roll back: the token stays unused */
+		goto out;
+	}
+	rc = new_session(au, c, a, &u, t.family_id, out, err);
+out:
+	/* A revoked family is committed; any other refusal changes nothing. */
+	if (refused && rc == 0 && !revoked)
+		rc = -ERR_UNAUTHENTICATED;
+	rc = tx_finish(c, rc, err);
+	if (refused && (rc == 0 || rc == -ERR_UNAUTHENTICATED)) {
+		error_release(err);
+		return error_set(err, ERR_UNAUTHENTICATED, "the refresh token is not valid");
+	}
+	return rc;
+}
+
+int auth_logout(const struct auth *au, struct store *st, struct arena *a, json_t *body,
+		struct error *err)
+{
+	struct refresh_token t;
+	int rc;
+	(void)au;
+
+	if ((rc = validate_object(body, refresh_fields, 1, err)) < 0)
+		return rc;
+	struct db_conn *c = store_conn(st, err);
+	if (!c)
+		return -ERR_UNAVAILABLE;
+	rc = store_refresh_get(c, a, token_hash(a, body_string(body, "refresh_token")), &t, err);
+	if (rc == -ERR_NOT_FOUND) {
+		/* Logging out with a token that is not ours changes nothing and reveals nothing. */
+		error_release(err);
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	return store_refresh_revoke_family(c, t.family_id, time_now_ms(), err);
+}
+
+int auth_authenticate(const struct auth *au, struct store *st, struct arena *a,
+		      const char *authorization, struct user *out, struct error *err)
+{
+	struct access_claims claims;
+	int rc;
+
+	if (!authorization || !*authorization)
+		return error_set(err, ERR_UNAUTHENTICATED, "this request needs a bearer token");
+	if (strncasecmp(authorization, "Bearer ", 7) != 0)
+		return error_set(err, ERR_UNAUTHENTICATED,
+				 "the Authorization header must be \"Bearer <token>\"");
+	const char *token = authorization + 7;
+	while (*token == ' ')
+		token++;
+	if ((rc = token_verify(a, &au->key, token, &claims, err)) < 0)
+		return rc;
+	struct db_conn *c = store_conn(st, err);
+	if (!c)
+		return -ERR_UNAVAILABLE;
+	rc = store_user_get(c, a, claims.sub, out, err);
+	if (rc == -ERR_NOT_FOUND ||
+	    (rc == 0 && (!out->is_active || claims.ver != out->token_version))) {
+		error_release(err);
+		return error_set(err, ERR_UNAUTHENTICATED, "the access token has been revoked");
+	}
+	return rc;
+}

@@ -1,0 +1,46 @@
+/*
+ * sessions.h — sessions of API.md "Authentication": register (an account and its first
+ * session), login, refresh-token rotation with reuse detection, logout, and authenticating a
+ * bearer token. No HTTP, no SQL. Thread-safe.
+ */
+#ifndef TANDEM_SERVICES_SESSIONS_H
+#define TANDEM_SERVICES_SESSIONS_H
+
+#include <jansson.h>
+
+#include "services/auth.h"
+#include "store/users.h"
+
+struct arena;
+struct error;
+struct store;
+
+/* What register, login and refresh answer with. */
+struct session {
+	struct user user;
+	const char *access_token, *refresh_token;
+	int64_t expires_in;
+};
+
+/* POST /v1/auth/register, /login, /refresh, /logout bodies (validated here). */
+int auth_register(const struct auth *au, struct store *st, struct arena *a, json_t *body,
+		  struct session *out, struct error *err);
+int auth_login(const struct auth *au, struct store *st, struct arena *a, json_t *body,
+	       struct session *out, struct error *err);
+int auth_refresh(const struct auth *au, struct store *st, struct arena *a, json_t *body,
+		 struct session *out, struct error *err);
+int auth_logout(const struct auth *au, struct store *st, struct arena *a, json_t *body,
+		struct error *err);
+
+/*
+ * The user behind an Authorization header value ("Bearer <jwt>"). -ERR_UNAUTHENTICATED for a
+ * missing, malformed, forged or revoked token, a deactivated or deleted user, or a token
+ * older than the user's token version; -ERR_TOKEN_EXPIRED for an expired one.
+ */
+int auth_authenticate(const struct auth *au, struct store *st, struct arena *a,
+		      const char *authorization, struct user *out, struct error *err);
+
+/* {user, access_token, refresh_token, token_type, expires_in}. New reference. */
+json_t *session_json(const struct session *s);
+
+#endif
