@@ -47,6 +47,7 @@
 #define WS_RX_BUDGET	  65536 /* bytes read from one peer per turn of the loop */
 #define WS_CTX_LINGER_MS  1000	/* an unused wslay context is freed after this */
 #define WORKER_THREADS	  2
+#define CLOSE_GRACE_MS	  2000 /* a closing WebSocket that takes no byte for this long is dropped */
 
 enum sub_kind { SUB_WS, SUB_SSE, SUB_POLL };
 

@@ -6,6 +6,7 @@
  * Threads: hub_park runs on libmicrohttpd's threads, waking on the hub thread (delivery,
  * timers) or in hub_drain; all of it under hub->lock. A waiter is freed when woken.
  */
+#include "core/log.h"
 #include "core/xalloc.h"
 #include "http/request.h"
 #include "realtime/hub_internal.h"
@@ -64,5 +65,9 @@ bool hub_park(struct hub *h, struct request *req, const char *project_id, int64_
 	http_suspend(req);
 	pthread_mutex_unlock(&h->lock);
 	hub_wake(h);
+	if (log_get_level() <= LOG_DEBUG) /* what tests wait on to know a poll is parked */
+		log_json(
+		    LOG_DEBUG, "long poll parked",
+		    json_pack("{s:s, s:I}", "project_id", project_id, "after", (json_int_t)after));
 	return true;
 }

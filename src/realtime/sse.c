@@ -7,6 +7,7 @@
  * heartbeats on the hub thread; all of it under hub->lock. A stream that stops reading is
  * ended once its buffer reaches max_queue: the client reconnects with Last-Event-ID.
  */
+#include "core/log.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
 #include "http/request.h"
@@ -56,6 +57,9 @@ void sse_deliver(struct hub *h, struct hub_stream *st, const struct fetched *e)
 	if (st->len - st->off >= h->lim.max_queue) {
 		/* A stream that does not read: end it rather than buffer without bound. The
 		 * client reconnects with Last-Event-ID and resumes from the log. */
+		log_json(LOG_INFO, "sse stream ended: its reader fell behind",
+			 json_pack("{s:s, s:I}", "project_id", st->sub.topic->id, "seq",
+				   (json_int_t)e->seq));
 		st->ended = true;
 		sub_detach(&st->sub);
 	}

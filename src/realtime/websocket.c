@@ -19,6 +19,7 @@
  * (ws_at_rest). What stays is struct ws and the kernel's socket.
  */
 #include "core/error.h"
+#include "core/log.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
 #include "realtime/hub_internal.h"
@@ -118,10 +119,13 @@ void ws_send_text(struct ws *w, const char *text, size_t len)
 	if (before >= 2 * w->hub->lim.max_queue) {
 		/* Events pause at max_queue (see deliver), so only answers to a client that sends
 		 * without reading get here: close it rather than buffer without bound. */
+		log_json(
+		    LOG_INFO, "websocket closed as a slow consumer",
+		    json_pack("{s:s, s:s}", "user_id", w->user_id, "cause", "answers not read"));
 		static const char why[] = "slow consumer";
 		wslay_event_queue_close(w->ctx, 4008, (const uint8_t *)why, sizeof(why) - 1);
 		w->closing = true;
-		w->close_deadline_ms = time_now_ms() + 2000;
+		w->close_deadline_ms = time_now_ms() + CLOSE_GRACE_MS;
 	}
 }
 
@@ -147,7 +151,7 @@ void ws_close(struct ws *w, uint16_t code, const char *reason)
 		return;
 	wslay_event_queue_close(w->ctx, code, (const uint8_t *)reason, strlen(reason));
 	w->closing = true;
-	w->close_deadline_ms = time_now_ms() + 2000;
+	w->close_deadline_ms = time_now_ms() + CLOSE_GRACE_MS;
 }
 
 void ws_sub_remove(struct ws *w, struct sub *s)
@@ -432,6 +436,8 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size
 						  : WSLAY_ERR_CALLBACK_FAILURE);
 		return -1;
 	}
+	if (w->closing) /* a peer that takes its backlog gets the close frame behind it */
+		w->close_deadline_ms = time_now_ms() + CLOSE_GRACE_MS;
 	return r;
 }
 
@@ -624,12 +630,15 @@ void ws_timers(struct hub *h, int64_t now)
 			w->dead = true;
 		else if (!w->authed && now - w->opened_ms > (int64_t)h->lim.auth_timeout_s * 1000)
 			ws_close(w, 4001, "authentication timeout");
-		else if (w->full_since_ms &&
-			 now - w->full_since_ms > (int64_t)h->lim.ping_interval_s * 1000)
+		else if (w->full_since_ms && !w->closing &&
+			 now - w->full_since_ms > (int64_t)h->lim.ping_interval_s * 1000) {
 			/* It took not even half its queue in a ping interval (our pings are stuck
 			 * behind the backlog too): it resumes with its last seq. */
+			log_json(LOG_INFO, "websocket closed as a slow consumer",
+				 json_pack("{s:s, s:s}", "user_id", w->user_id, "cause",
+					   "events not taken"));
 			ws_close(w, 4008, "slow consumer");
-		else if (!w->job && now - w->last_rx_ms > (int64_t)h->lim.idle_timeout_s * 1000)
+		} else if (!w->job && now - w->last_rx_ms > (int64_t)h->lim.idle_timeout_s * 1000)
 			w->dead = true; /* silent peer: no pong, nothing */
 		else if (now - w->last_ping_ms > (int64_t)h->lim.ping_interval_s * 1000) {
 			struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"", 0};

@@ -494,3 +494,62 @@ def wait_until(predicate, timeout=RECV_TIMEOUT, what="condition"):
     while not predicate():
         assert time.monotonic() < deadline, f"{what} did not happen within {timeout}s"
         time.sleep(0.02)
+
+
+# ---------------------------------------------------------------------------------------
+# checks shared by the real-time suites
+
+
+def check_events(events, feed, after):
+    """`events` are exactly the feed's events after `after`: same objects, every seq once,
+    contiguous."""
+    from taskkit import EVENT_KEYS
+    seqs = [e["seq"] for e in events]
+    want = [e for e in feed if e["seq"] > after][:len(events)]
+    assert seqs == list(range(after + 1, after + 1 + len(events))), seqs
+    for e in events:
+        assert set(e) == EVENT_KEYS, e
+    assert events == want
+
+
+def authed_raw(team, **kw):
+    """A RawWs authenticated as the team's owner by the upgrade's bearer header."""
+    raw = RawWs(team.server, team.owner.token, **kw)
+    assert raw.status == 101, (raw.status, raw.body)
+    return raw
+
+
+def assert_healthy(team):
+    """The server still answers HTTP, and a new WebSocket works end to end."""
+    assert team.anon.get("/healthz").status_code == 200
+    ws = Ws(team.server, team.owner.token)
+    ws.send({"type": "ping"})
+    assert ws.recv() == {"type": "pong"}
+    ws.close()
+
+
+# A server started with these settings writes the log lines the checks below wait on.
+DEBUG_LOG = {"TANDEM_LOG_LEVEL": "debug"}
+
+
+def parked_polls(server, pid):
+    """How many long polls on `pid` the server has parked so far (needs DEBUG_LOG)."""
+    return sum(1 for e in server.logs()
+               if e.get("msg") == "long poll parked" and e.get("project_id") == pid)
+
+
+def wait_parked(server, pid, n=1):
+    """Wait until the server has parked n long polls on `pid`: they are waiting for news
+    now, not still being read or answered (needs DEBUG_LOG)."""
+    wait_until(lambda: parked_polls(server, pid) >= n, what=f"{n} long poll(s) parked")
+
+
+def slow_consumer_closed(server):
+    """The server has decided to close a WebSocket as a slow consumer (4008)."""
+    return any(e.get("msg") == "websocket closed as a slow consumer" for e in server.logs())
+
+
+def sse_stream_fell_behind(server, pid):
+    """The server has ended an SSE stream of `pid` whose reader fell behind."""
+    return any(e.get("msg") == "sse stream ended: its reader fell behind" and
+               e.get("project_id") == pid for e in server.logs())

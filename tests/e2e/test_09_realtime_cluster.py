@@ -7,9 +7,15 @@ and both have TANDEM_REDIS_URL. A change made through A must reach B's subscribe
 (WebSocket, SSE, long poll), permissions included (a removal or a deletion through A ends
 subscriptions on B). Stopping Redis mid-stream and starting it again must not lose or
 repeat a single seq: an instance that hears nothing from Redis reads the log itself.
+
+Because of that sweep (every 5 s), a change would reach B even with no PUBLISH at all; the
+tests of delivery through Redis therefore check that Redis carried it (its PUBLISH count
+grows) and that it arrived well within the sweep interval.
 """
 
 import threading
+import time
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
@@ -25,6 +31,29 @@ CHANNEL = "tandem:events"
 def subscribers(redis):
     _name, n = redis.command("PUBSUB", "NUMSUB", CHANNEL)
     return int(n)
+
+
+# The hub's periodic sweep reads the log every 5 s whatever Redis does; a push through Redis
+# takes milliseconds. Well below the sweep, with room for a slow (sanitizer) build.
+THROUGH_REDIS_S = 2.0
+
+
+def publishes(redis):
+    """How many PUBLISH commands Redis has run."""
+    stat = redis.info("commandstats").get("cmdstat_publish", "calls=0")
+    return int(stat.split(",")[0].split("=")[1])
+
+
+@contextmanager
+def through_redis(redis, what):
+    """The block (a change on one instance and its arrival on the other) went through Redis:
+    at least one PUBLISH, and quicker than the sweep could have been."""
+    before = publishes(redis)
+    start = time.monotonic()
+    yield
+    took = time.monotonic() - start
+    assert publishes(redis) > before, f"{what}: nothing was published to Redis"
+    assert took < THROUGH_REDIS_S, f"{what}: took {took:.1f}s, as long as the sweep"
 
 
 @pytest.fixture
@@ -48,19 +77,24 @@ def test_a_change_through_a_reaches_subscribers_on_b(pair):
     ws_a = Ws(pair.a, team.member.token)
     ws_a.subscribe(team.pid)
 
-    t = team.create(title="made on A")  # through A
+    with through_redis(pair.redis, "A to B"):
+        t = team.create(title="made on A")  # through A
+        got = ws_b.events(1)
     feed = event_feed(b.api(team.owner.token), team.pid)
     assert feed[-1]["seq"] == 4 and feed[-1]["data"] == t
-    assert ws_b.events(1) == feed[3:]
+    assert got == feed[3:]
     assert sse_b.events_through(4) == feed[3:]
     assert poll_b.result().json()["data"] == feed[3:]
     assert ws_a.events(1) == feed[3:]
 
     # And the other way round.
-    r = b.api(team.member.token).patch(f"/v1/tasks/{t['id']}", json={"title": "renamed on B"})
-    assert r.status_code == 200, r.text
+    with through_redis(pair.redis, "B to A"):
+        r = b.api(team.member.token).patch(f"/v1/tasks/{t['id']}",
+                                           json={"title": "renamed on B"})
+        assert r.status_code == 200, r.text
+        got = ws_a.events(1)
     feed = event_feed(pair.a.api(team.owner.token), team.pid)
-    assert ws_a.events(1) == feed[4:] and ws_b.events(1) == feed[4:]
+    assert got == feed[4:] and ws_b.events(1) == feed[4:]
     assert ws_b.sync() == [] and ws_a.sync() == []
 
 
@@ -70,15 +104,17 @@ def test_a_removal_or_deletion_through_a_ends_subscriptions_on_b(pair):
     member = Ws(b, team.member.token)
     viewer.subscribe(team.pid)
     member.subscribe(team.pid)
-    r = team.owner.api.delete(f"/v1/projects/{team.pid}/members/{team.viewer.id}")
-    assert r.status_code == 204
-    assert viewer.events(1)[0]["type"] == "member.removed"
-    assert viewer.recv() == {"type": "unsubscribed", "project_id": team.pid,
-                             "reason": "membership_removed"}
+    with through_redis(pair.redis, "a removal"):
+        r = team.owner.api.delete(f"/v1/projects/{team.pid}/members/{team.viewer.id}")
+        assert r.status_code == 204
+        assert viewer.events(1)[0]["type"] == "member.removed"
+        assert viewer.recv() == {"type": "unsubscribed", "project_id": team.pid,
+                                 "reason": "membership_removed"}
     assert member.events(1)[0]["type"] == "member.removed"
-    assert team.owner.api.delete(f"/v1/projects/{team.pid}").status_code == 204
-    assert member.recv() == {"type": "unsubscribed", "project_id": team.pid,
-                             "reason": "project_deleted"}
+    with through_redis(pair.redis, "a deletion"):
+        assert team.owner.api.delete(f"/v1/projects/{team.pid}").status_code == 204
+        assert member.recv() == {"type": "unsubscribed", "project_id": team.pid,
+                                 "reason": "project_deleted"}
     assert viewer.sync() == [] and member.sync() == []
 
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from rtkit import OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawWs, Ws
+from rtkit import OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawWs, Ws, authed_raw
 from rtkit import close_clients  # noqa: F401 - autouse: closes the test's clients
 from taskkit import Team, register
 
@@ -34,11 +34,6 @@ def padded_ping(size):
     assert len(text) == size
     return text.encode()
 
-
-def authed_raw(team, **kw):
-    raw = RawWs(team.server, team.owner.token, **kw)
-    assert raw.status == 101, (raw.status, raw.body)
-    return raw
 
 
 def expect_pong(raw):

@@ -13,40 +13,31 @@ feed's objects, every seq once, in order, with no gap across replay and live del
   unsubscribed/membership_removed right after the member.removed event, a deleted project's
   with project_deleted;
 - subscribers joining while writers hammer the project see exactly contiguous seqs;
-- server pings, dead peers, slow consumers (4008), shutdown (1001) and resuming with the
-  last seq after a restart.
+- server pings and dead peers;
+- one truth for all paths: WebSocket, SSE, long poll and the feed give the same objects.
 
-SSE and long polls are in test_09_realtime_fallbacks.py, protocol abuse and limits in
-test_09_realtime_protocol.py, two instances over Redis in test_09_realtime_cluster.py.
+The other real-time files, by behaviour: test_09_realtime_sse.py, _longpoll.py (the
+fallbacks), _protocol.py (framing abuse, message and subscription limits, the upgrade
+request), _slow_consumers.py (clients that do not read: 4008, floods), _idle.py (idle
+connections' memory, the socket cap), _shutdown.py (1001, resuming after a restart),
+_cluster.py (two instances over Redis). Their clients are in rtkit.py.
 """
 
 import json
-import signal
 import threading
 import time
 
 import pytest
 
-from rtkit import (OP_PING, OP_TEXT, Closed, LongPoll, RawWs, Sse, Ws, server_side_state,
-                   wait_until)
+from rtkit import OP_PING, OP_TEXT, Closed, RawWs, Sse, Ws, check_events, wait_until
 from rtkit import close_clients  # noqa: F401 - autouse: closes the test's clients
-from taskkit import EVENT_KEYS, Team, create_project, event_feed, last_seq, run_threads
+from taskkit import Team, create_project, event_feed, last_seq, run_threads
 
 
 @pytest.fixture
 def team(server):
     return Team(server)
 
-
-def check_events(events, feed, after):
-    """`events` are exactly the feed's events after `after`: same objects, every seq once,
-    contiguous."""
-    seqs = [e["seq"] for e in events]
-    want = [e for e in feed if e["seq"] > after][:len(events)]
-    assert seqs == list(range(after + 1, after + 1 + len(events))), seqs
-    for e in events:
-        assert set(e) == EVENT_KEYS, e
-    assert events == want
 
 
 # ---------------------------------------------------------------------------------------
@@ -391,7 +382,7 @@ def test_subscribers_joining_under_load_see_exactly_contiguous_seqs(team):
 
 
 # ---------------------------------------------------------------------------------------
-# keeping connections honest: pings, dead peers, slow consumers
+# keeping connections honest: pings, dead peers
 
 
 def test_server_pings_and_a_client_that_answers_stays(tandem_server):
@@ -427,118 +418,40 @@ def test_a_peer_that_never_answers_is_dropped(tandem_server):
     assert ws.recv() == {"type": "pong"}
 
 
-def test_a_client_that_never_reads_is_closed_and_resumes_with_its_last_seq(tandem_server):
-    # A client counts as stalled when it has not taken half of its full queue within a ping
-    # interval; 1 s keeps the test short.
-    srv = tandem_server(env={"TANDEM_WS_PING_INTERVAL": "1"})
-    team = Team(srv)
-    task = team.create(description="a" * 10000)
-    raw = RawWs(srv, team.member.token)
-    raw.send_json({"type": "subscribe", "project_id": team.pid, "after": None})
-    assert raw.recv()["type"] == "subscribed"
-    # From now on the client reads nothing. Each update's event is about 30 KB; keep writing
-    # until the server has closed its end (after the kernel's buffers and the 1 MB queue are
-    # full), at a slower pace once that is near so as not to overshoot by much.
-    writes = 0
-    while writes % 10 or server_side_state(srv, raw.sock) == "ESTABLISHED":
-        assert writes < 3000, "the server kept a client that reads nothing"
-        r = team.owner.api.patch(f"/v1/tasks/{task['id']}",
-                                 json={"description": "ab"[writes % 2] * 10000})
-        assert r.status_code == 200, r.text
-        writes += 1
-        if writes > 150:
-            time.sleep(0.05)
-    final = last_seq(team.owner.api, team.pid)
-    # Now read what was sent before the server gave up on us.
-    code, msgs = raw.expect_close(timeout=60)
-    assert code in (4008, None), code  # the close frame may be stuck behind the backlog
-    seqs = [m["event"]["seq"] for m in msgs]
-    assert all(m["type"] == "event" for m in msgs), [m["type"] for m in msgs]
-    assert seqs == list(range(5, 5 + len(seqs)))  # a clean prefix: no gap, no duplicate
-    assert len(seqs) < final - 4
-    # The server is fine, and a resume with the last seq seen misses nothing.
-    assert srv.api().get("/healthz").status_code == 200
-    last = seqs[-1] if seqs else 4
-    ws = Ws(srv, team.member.token)
-    ws.subscribe(team.pid, after=last)
-    check_events(ws.events(final - last), event_feed(team.owner.api, team.pid), last)
-
-
-def test_a_large_replay_to_a_client_that_reads_is_delivered_whole(tandem_server):
-    # The bound is for clients that do not read. One that subscribes with an old seq to a
-    # busy project gets a replay larger than the bound; it reads as fast as it can, so it
-    # must get all of it, not 4008 (which it would get again on every resume, for ever).
-    srv = tandem_server(env={"TANDEM_WS_MAX_QUEUE": "65536"})
-    team = Team(srv)
-    for i in range(40):  # about 400 KB of events
-        team.create(title=f"t{i}", description="x" * 9000)
-    feed = event_feed(team.owner.api, team.pid)
-    ws = Ws(srv, team.member.token)
-    ws.subscribe(team.pid, after=0)
-    check_events(ws.events(len(feed)), feed, 0)
-    team.create()
-    assert ws.events(1)[0]["seq"] == len(feed) + 1
-
-
 # ---------------------------------------------------------------------------------------
-# shutdown and restart
+# one truth for all paths
 
 
-def test_shutdown_closes_websockets_with_1001_and_ends_streams_and_polls(tandem_server):
-    srv = tandem_server()
-    team = Team(srv)
-    ws = Ws(srv, team.owner.token)
-    ws.subscribe(team.pid)
-    sse = Sse(srv, team.member.token, team.pid)
-    assert sse.status == 200
-    assert sse.record()["comments"]  # the stream is open
-    poll = LongPoll(team.viewer.client(), team.pid, after=3, wait=30)
-    time.sleep(0.3)  # let the poll park (it must be answered either way)
-    srv.send_signal(signal.SIGTERM)
-    code, msgs = ws.close_code()
-    assert code == 1001, (code, msgs)
-    while sse.record() is not None:  # the stream ends
-        pass
-    r = poll.result()  # answered at once, empty, instead of waiting out its 30 s
-    assert r.status_code == 200, r.text
-    assert r.json() == {"data": [], "next_after": 3, "has_more": False}
-    assert srv.wait() == 0
-
-
-def test_reconnect_with_the_last_seq_after_a_restart_misses_nothing(tandem_server):
-    srv = tandem_server()
-    team = Team(srv)
-    quitter = Ws(srv, team.member.token)  # goes away early, like a crashed client
-    stayer = Ws(srv, team.viewer.token)
-    quitter.subscribe(team.pid, after=0)
-    stayer.subscribe(team.pid, after=0)
-    for i in range(5):
-        team.create(title=f"before {i}")
-    got_q = quitter.events(5)
-    quitter.ws.abort()
-    for i in range(3):
-        team.create(title=f"while the quitter is away {i}")
-    got_s = []
-    srv.send_signal(signal.SIGTERM)
-    code, msgs = stayer.close_code()
-    assert code == 1001
-    got_s = [m["event"] for m in msgs if m["type"] == "event"]
-    assert srv.wait() == 0
-
-    srv.start()  # same store, a new port
-    api = srv.api(team.owner.token)
-    for i in range(4):
-        r = api.post(f"/v1/projects/{team.pid}/tasks", json={"title": f"after {i}"})
-        assert r.status_code == 201, r.text
-    feed = event_feed(api, team.pid)
+def test_websocket_sse_long_poll_and_feed_deliver_the_same_objects(team):
+    ws = Ws(team.server, team.viewer.token)
+    ws.subscribe(team.pid, after=0)
+    sse = Sse(team.server, team.viewer.token, team.pid, last_event_id=0)
+    # Every event type: project, members, tasks (created, updated with changes, deleted).
+    o = team.owner.api
+    assert o.patch(f"/v1/projects/{team.pid}", json={"description": "d"}).status_code == 200
+    assert o.patch(f"/v1/projects/{team.pid}/members/{team.member.id}",
+                   json={"role": "viewer"}).status_code == 200
+    t = team.create(title="with ünïcödé \u2028 and \"quotes\" </script>")
+    assert o.patch(f"/v1/tasks/{t['id']}", json={"status": "done", "priority": "urgent",
+                                                 "assignee_id": team.member.id}).status_code == 200
+    assert o.delete(f"/v1/tasks/{t['id']}").status_code == 204
+    assert o.delete(f"/v1/projects/{team.pid}/members/{team.member.id}").status_code == 204
+    feed = event_feed(o, team.pid)
     final = feed[-1]["seq"]
-    assert final == 3 + 5 + 3 + 4
-    for user, got in ((team.member, got_q), (team.viewer, got_s)):
-        last = got[-1]["seq"] if got else 0
-        ws = Ws(srv, user.token)
-        ws.subscribe(team.pid, after=last)
-        rest = ws.events(final - last)
-        check_events(got + rest, feed, 0)
-        assert ws.sync() == []
-        ws.close()
+    assert [e["type"] for e in feed[3:]] == [
+        "project.updated", "member.updated", "task.created", "task.updated", "task.deleted",
+        "member.removed"]
 
+    via_ws = ws.events(final)
+    via_sse = sse.events_through(final)
+    via_poll, after = [], 0
+    while after < final:
+        r = team.viewer.api.get(f"/v1/projects/{team.pid}/events",
+                                params={"after": after, "wait": 5, "limit": 2})
+        body = r.json()
+        via_poll += body["data"]
+        after = body["next_after"]
+    assert via_ws == feed
+    assert via_sse == feed
+    assert via_poll == feed
+    assert via_ws[-3]["data"]["changes"]["status"] == ["todo", "done"]
