@@ -135,8 +135,9 @@ def test_sse_stream_ends_when_the_project_is_deleted(team):
 def test_sse_stream_ends_when_its_reader_falls_behind(tandem_server):
     # The server queues at most TANDEM_WS_MAX_QUEUE bytes for one stream. A reader that
     # takes nothing while events pile up is ended rather than buffered for without bound; it
-    # resumes with Last-Event-ID.
-    srv = tandem_server(env={"TANDEM_WS_MAX_QUEUE": "65536"})
+    # resumes with Last-Event-ID. No heartbeat: a stream that does not end must not look
+    # alive to the reader's timeout.
+    srv = tandem_server(env={"TANDEM_WS_MAX_QUEUE": "65536", "TANDEM_SSE_HEARTBEAT": "3600"})
     team = Team(srv)
     task = team.create(description="a" * 10000)
     sse = Sse(srv, team.member.token, team.pid)  # events after seq 4
