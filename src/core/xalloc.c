@@ -53,15 +53,19 @@ char *xstrndup(const char *s, size_t n)
 
 char *xasprintf(const char *fmt, ...)
 {
+	char small[256];
 	va_list ap, ap2;
 	va_start(ap, fmt);
 	va_copy(ap2, ap);
-	int n = vsnprintf(NULL, 0, fmt, ap);
+	int n = vsnprintf(small, sizeof(small), fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		abort(); /* a format error is a bug, not input */
 	char *out = xmalloc((size_t)n + 1);
-	vsnprintf(out, (size_t)n + 1, fmt, ap2);
+	if ((size_t)n < sizeof(small))
+		memcpy(out, small, (size_t)n + 1);
+	else
+		vsnprintf(out, (size_t)n + 1, fmt, ap2);
 	va_end(ap2);
 	return out;
 }

@@ -12,7 +12,6 @@
 #include "store/users.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,9 +182,7 @@ static const char *login_name(struct request *req)
 		v = json_string_value(json_object_get(j, "email"));
 	char *out = NULL;
 	if (v && *v && strlen(v) <= 254) {
-		out = arena_strdup(&req->arena, v);
-		for (char *p = out; *p; p++)
-			*p = (char)tolower((unsigned char)*p);
+		out = arena_strdup_lower(&req->arena, v);
 	}
 	json_decref(j);
 	return out;

@@ -25,9 +25,11 @@ int access_check(const char *role, enum access_action action, struct error *err)
 {
 	if (!role)
 		return error_set(err, ERR_NOT_FOUND, "no such project");
+	/* A role this table does not know (a bug or a newer schema) grants nothing. */
 	bool ok = !strcmp(role, "owner")    ? rules[action].owner
 		  : !strcmp(role, "member") ? rules[action].member
-					    : rules[action].viewer;
+		  : !strcmp(role, "viewer") ? rules[action].viewer
+					    : false;
 	if (ok)
 		return 0;
 	if (action == ACCESS_LEAVE)

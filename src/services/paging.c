@@ -13,7 +13,7 @@ int paging_limit(const char *s, int *out, struct error *err)
 	}
 	char *end;
 	long v = strtol(s, &end, 10);
-	if (!*s || *end || v < 1 || v > PAGING_MAX_LIMIT) {
+	if (*s < '0' || *s > '9' || *end || v < 1 || v > PAGING_MAX_LIMIT) {
 		error_field(err, "limit", "out_of_range", "must be a whole number from 1 to %d",
 			    PAGING_MAX_LIMIT);
 		return -ERR_VALIDATION_FAILED;

@@ -110,8 +110,11 @@ static void check_value(const struct field_spec *f, json_t *v, struct error *err
 
 int validate_object(json_t *body, const struct field_spec *specs, size_t nspecs, struct error *err)
 {
+	struct error local = ERROR_INIT;
 	const char *key;
 	json_t *v;
+	if (!err)
+		err = &local; /* errors are optional to callers, but counting needs them */
 	size_t before = error_field_count(err);
 
 	json_object_foreach(body, key, v)
@@ -130,7 +133,9 @@ int validate_object(json_t *body, const struct field_spec *specs, size_t nspecs,
 	for (size_t i = 0; i < nspecs; i++)
 		if (specs[i].required && !json_object_get(body, specs[i].name))
 			error_field(err, specs[i].name, "required", "is required");
-	return error_field_count(err) > before ? -ERR_VALIDATION_FAILED : 0;
+	int rc = error_field_count(err) > before ? -ERR_VALIDATION_FAILED : 0;
+	error_release(&local);
+	return rc;
 }
 
 bool valid_email(const char *s)
