@@ -133,7 +133,13 @@ def test_open_websockets_are_bounded_by_max_connections(tandem_server):
     user = register(anon, "wendy")
     anon.close()
     user.api.close()
-    socks = [authed_token_raw(server, user.token) for _ in range(limit)]
+    socks = []
+    for _ in range(limit):
+        # Each one answered before the next connects: libmicrohttpd's threads may hand two
+        # upgrades to the hub in either order, and the newest is the one refused.
+        socks.append(authed_token_raw(server, user.token))
+        socks[-1].send_json({"type": "ping"})
+        expect_pong(socks[-1])
     over = authed_token_raw(server, user.token)
     code, _ = over.expect_close()
     assert code == 1013

@@ -151,6 +151,8 @@ def test_sse_stream_ends_when_its_reader_falls_behind(tandem_server):
                                  json={"description": "ab"[writes % 2] * 10000})
         assert r.status_code == 200, r.text
         writes += 1
+    for i in range(3):  # and after: these are for a resumed stream
+        assert team.create(title=f"after {i}")
     final = last_seq(team.owner.api, team.pid)
     # Now read what was sent before the server ended the stream: a clean prefix, then the end.
     got = []
