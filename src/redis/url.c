@@ -72,6 +72,10 @@ static int parse_unix(const char *rest, struct redis_url *u, char *why, size_t w
 		snprintf(why, why_len, "no socket path (expected unix:///path/to/socket)");
 		return -1;
 	}
+	if (rest[0] != '/') {
+		snprintf(why, why_len, "the socket path must be absolute (unix:///path/to/socket)");
+		return -1;
+	}
 	if (q) {
 		if (strncmp(q, "?db=", 4) || !number(q + 4, strlen(q + 4), 0, DB_MAX, &u->db)) {
 			snprintf(why, why_len, "expected ?db=N (a database number) after the path");
