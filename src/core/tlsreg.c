@@ -1,9 +1,9 @@
 /*
  * tlsreg.c — see tlsreg.h. Each thread's entry is a slot on a doubly linked list of the
  * registry; the slot is the pthread key's value, so the key destructor finds it at thread
- * exit. tlsreg_free() closes the values and detaches the slots of threads still alive
- * without freeing them: such a thread may be running its key destructor at that very moment,
- * and the destructor frees its own detached slot.
+ * exit and unlinks it. tlsreg_free() closes and frees every slot still listed: after
+ * pthread_key_delete() no destructor runs for them, so threads still alive leave nothing
+ * behind.
  */
 #include "core/tlsreg.h"
 #include "core/xalloc.h"
@@ -13,49 +13,37 @@
 
 struct slot {
 	struct slot *next, *prev;
-	struct tlsreg *reg; /* NULL once detached by tlsreg_free() */
+	struct tlsreg *reg;
 	void *value;
 };
 
 struct tlsreg {
 	pthread_key_t key;
 	tlsreg_close_fn close;
+	pthread_mutex_t lock; /* slots, and every slot's next/prev */
 	struct slot *slots;
 };
 
-/* Guards every registry's list and every slot's reg: registering, thread exit and free are
- * rare (once per thread), so one lock for all costs nothing and makes the exit/free race
- * simple to reason about. */
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void unlink_locked(struct slot *s)
+static void unlink_locked(struct tlsreg *reg, struct slot *s)
 {
 	if (s->prev)
 		s->prev->next = s->next;
 	else
-		s->reg->slots = s->next;
+		reg->slots = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
-	s->next = s->prev = NULL;
-	s->reg = NULL;
 }
 
 static void thread_exit(void *p)
 {
 	struct slot *s = p;
-	tlsreg_close_fn close = NULL;
-	void *value = NULL;
+	struct tlsreg *reg = s->reg;
 
-	pthread_mutex_lock(&registry_lock);
-	if (s->reg) {
-		close = s->reg->close;
-		value = s->value;
-		unlink_locked(s);
-	}
-	s->value = NULL;
-	pthread_mutex_unlock(&registry_lock);
-	if (value)
-		close(value);
+	pthread_mutex_lock(&reg->lock);
+	unlink_locked(reg, s);
+	pthread_mutex_unlock(&reg->lock);
+	if (s->value)
+		reg->close(s->value);
 	free(s);
 }
 
@@ -63,6 +51,7 @@ struct tlsreg *tlsreg_create(tlsreg_close_fn close)
 {
 	struct tlsreg *reg = xcalloc(1, sizeof(*reg));
 	reg->close = close;
+	pthread_mutex_init(&reg->lock, NULL);
 	if (pthread_key_create(&reg->key, thread_exit) != 0)
 		abort();
 	return reg;
@@ -72,21 +61,16 @@ void tlsreg_free(struct tlsreg *reg)
 {
 	if (!reg)
 		return;
-	/* The calling thread's slot is freed here: after pthread_key_delete() no destructor
-	 * will run for it. */
-	struct slot *mine = pthread_getspecific(reg->key);
-	pthread_setspecific(reg->key, NULL);
-	pthread_mutex_lock(&registry_lock);
+	pthread_key_delete(reg->key);
+	/* No thread uses the registry now (see tlsreg.h): no lock needed to empty it. */
 	while (reg->slots) {
 		struct slot *s = reg->slots;
+		reg->slots = s->next;
 		if (s->value)
 			reg->close(s->value);
-		s->value = NULL;
-		unlink_locked(s);
+		free(s);
 	}
-	pthread_key_delete(reg->key);
-	pthread_mutex_unlock(&registry_lock);
-	free(mine);
+	pthread_mutex_destroy(&reg->lock);
 	free(reg);
 }
 
@@ -100,21 +84,20 @@ void tlsreg_set(struct tlsreg *reg, void *value)
 {
 	struct slot *s = pthread_getspecific(reg->key);
 	if (s) {
-		/* Only tlsreg_free() reads another thread's value, and it runs when no thread
-		 * uses the registry: no lock needed to change our own. */
+		/* Only this thread and tlsreg_free() (when no thread uses the registry) read it. */
 		s->value = value;
 		return;
 	}
 	if (!value)
 		return;
 	s = xcalloc(1, sizeof(*s));
-	s->value = value;
-	pthread_mutex_lock(&registry_lock);
 	s->reg = reg;
+	s->value = value;
+	pthread_mutex_lock(&reg->lock);
 	s->next = reg->slots;
 	if (reg->slots)
 		reg->slots->prev = s;
 	reg->slots = s;
-	pthread_mutex_unlock(&registry_lock);
+	pthread_mutex_unlock(&reg->lock);
 	pthread_setspecific(reg->key, s);
 }

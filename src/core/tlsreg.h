@@ -4,10 +4,10 @@
  * its thread exits, and tlsreg_free() closes those of the threads still alive.
  *
  * Threading: tlsreg_get() and tlsreg_set() touch only the calling thread's entry and take no
- * lock on the hot path (a lookup is one pthread_getspecific). Registering a thread, a thread
- * exit and tlsreg_free() serialise on one process-wide mutex, so a thread that exits while
- * the registry is freed neither leaks its value nor touches freed memory. tlsreg_free() is
- * called once no thread uses the registry any more (after the thread pools have stopped).
+ * lock on the hot path (a lookup is one pthread_getspecific). Registering a thread and a
+ * thread exit take the registry's lock. tlsreg_free() is called once no thread uses the
+ * registry any more: threads that used it may still be alive (idle), but none may be running
+ * a call on it or exiting at that moment (stop and join the thread pools first).
  */
 #ifndef TANDEM_CORE_TLSREG_H
 #define TANDEM_CORE_TLSREG_H
@@ -19,7 +19,8 @@ typedef void (*tlsreg_close_fn)(void *value);
 
 struct tlsreg *tlsreg_create(tlsreg_close_fn close);
 
-/* Close every value still registered (any thread's) and free the registry. NULL is a no-op. */
+/* Close every value still registered (any thread's, once each) and free the registry; a
+ * thread that exits afterwards closes nothing. NULL is a no-op. */
 void tlsreg_free(struct tlsreg *reg);
 
 /* The calling thread's value, or NULL when it has none yet. */
