@@ -173,14 +173,10 @@ void redis_url_release(struct redis_url *u)
 
 void redis_url_redact(const char *text, char *buf, size_t len)
 {
-	const char *rest = NULL, *at = NULL;
-	if (!strncmp(text, "redis://", 8)) {
-		rest = text + 8;
-		at = userinfo_end(rest, false);
-	} else if (!strncmp(text, "unix://", 7)) {
-		rest = text + 7;
-		at = userinfo_end(rest, true);
-	}
+	/* Any scheme: a mistyped one (rediss://, http://) may still carry a password. */
+	const char *sep = strstr(text, "://");
+	const char *rest = sep ? sep + 3 : NULL;
+	const char *at = rest ? userinfo_end(rest, !strncmp(text, "unix://", 7)) : NULL;
 	if (!at) {
 		snprintf(buf, len, "%s", text);
 		return;

@@ -33,8 +33,9 @@ int redis_url_parse(const char *text, struct redis_url *out, char *why, size_t w
 void redis_url_release(struct redis_url *u);
 
 /*
- * Copy `text` into buf (size len, always terminated) with the password of a redis:// or
- * unix:// URL replaced by "***", for messages and logs. Works on URLs that do not parse.
+ * Copy `text` into buf (size len, always terminated) with the password of its userinfo
+ * replaced by "***", for messages and logs. Works on URLs that do not parse, whatever their
+ * scheme.
  */
 void redis_url_redact(const char *text, char *buf, size_t len);
 

@@ -188,7 +188,11 @@ static void redaction_hides_only_the_password(void **state)
 	assert_redacted("unix://u:hunter2@/tmp/r.sock?db=x", "unix://u:***@/tmp/r.sock?db=x");
 	assert_redacted("redis://h:1/0", "redis://h:1/0");
 	assert_redacted("unix:///tmp/a@b", "unix:///tmp/a@b");
-	assert_redacted("http://u:p@h", "http://u:p@h"); /* not ours to read */
+	/* A mistyped scheme may carry a password too. */
+	assert_redacted("rediss://u:hunter2@h", "rediss://u:***@h");
+	assert_redacted("http://hunter2@h:1", "http://***@h:1");
+	assert_redacted("localhost:6379", "localhost:6379");
+	assert_redacted("", "");
 }
 
 static void redaction_truncates_safely(void **state)
