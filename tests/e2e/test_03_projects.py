@@ -1105,9 +1105,14 @@ def test_events_feed_records_every_change_in_order(srv, users):
     assert [e["seq"] for e in all_events(bob, q["id"])] == [1]
 
 
-def change_ops(alice, bob, carol, pid):
+def change_ops(alice, bob, carol, pid, tid):
     """{name: (request, how many events it writes)} for each kind of project change."""
     return {
+        "create_task": (lambda: bob.api.post(f"/v1/projects/{pid}/tasks",
+                                             json={"title": "New"}), 1),
+        "patch_task": (lambda: bob.api.patch(f"/v1/tasks/{tid}",
+                                             json={"title": "Renamed", "status": "done"}), 1),
+        "delete_task": (lambda: bob.api.delete(f"/v1/tasks/{tid}"), 1),
         "patch_project": (lambda: alice.api.patch(f"/v1/projects/{pid}",
                                                   json={"name": "Renamed"}), 1),
         "add_member": (lambda: alice.api.post(f"/v1/projects/{pid}/members",
@@ -1122,6 +1127,7 @@ def change_ops(alice, bob, carol, pid):
 
 
 @pytest.mark.parametrize("op, failing", [
+    ("create_task", 1), ("patch_task", 1), ("delete_task", 1),
     ("patch_project", 1), ("add_member", 1), ("update_member", 1),
     ("transfer", 1), ("transfer", 2),  # either of its two member.updated events
     ("remove_member", 1), ("remove_member", 2),  # the task.updated, or the member.removed
@@ -1131,8 +1137,8 @@ def test_a_change_and_its_events_commit_together(srv, users, op, failing):
     alice, bob, carol = users("alice"), users("bob"), users("carol")
     p = create_project(alice)
     add_member(alice, p["id"], bob, "member")
-    create_task(alice, p["id"], assignee_id=bob.id)  # removing Bob unassigns it: 2 events
-    request, nevents = change_ops(alice, bob, carol, p["id"])[op]
+    t = create_task(alice, p["id"], assignee_id=bob.id)  # removing Bob unassigns it: 2 events
+    request, nevents = change_ops(alice, bob, carol, p["id"], t["id"])[op]
     seq = project_row(srv.store, p["id"])["event_seq"]
     before = snapshot(srv.store)
 
@@ -1141,9 +1147,13 @@ def test_a_change_and_its_events_commit_together(srv, users, op, failing):
         body = assert_problem(r, 500, "internal")
         assert "injected" not in r.text and "INSERT" not in r.text, body
         assert snapshot(srv.store) == before
+        # Read through the API too: the task is as it was.
+        r = bob.api.get(f"/v1/tasks/{t['id']}")
+        assert r.status_code == 200 and r.json() == t, r.text
     # The same change goes through once the database is well again, with the next seq.
     r = request()
-    expected = {"add_member": 201, "remove_member": 204, "leave": 204}.get(op, 200)
+    expected = {"add_member": 201, "create_task": 201, "remove_member": 204, "leave": 204,
+                "delete_task": 204}.get(op, 200)
     assert r.status_code == expected, r.text
     evs = all_events(alice, p["id"], after=seq)
     assert [e["seq"] for e in evs] == list(range(seq + 1, seq + nevents + 1))
