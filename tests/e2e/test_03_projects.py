@@ -14,7 +14,6 @@ and re-reading: the change itself must have been rolled back too.
 The permission matrix (every route x every role) is in test_04_authz.py.
 """
 
-import contextlib
 import json
 import re
 import sqlite3
@@ -24,6 +23,7 @@ import uuid
 import pytest
 
 from harness import assert_problem
+from taskkit import failing_event_insert, idempotency_rows
 
 PASSWORD = "correct horse battery staple"
 JSON = {"Content-Type": "application/json"}
@@ -107,6 +107,7 @@ def snapshot(store):
         "events": store.query(
             "SELECT project_id, seq, type, actor_id, created_at, data FROM events "
             "ORDER BY project_id, seq"),
+        "idempotency_keys": idempotency_rows(store),
     }
 
 
@@ -191,31 +192,6 @@ def walk(user, path, params=None):
         nxt = r.links["next"]["url"]
         assert nxt.startswith(path), nxt
         r = user.api.get(nxt)
-
-
-@contextlib.contextmanager
-def failing_event_insert(store, project_id, seq):
-    """Make the database refuse to store event `seq` of the project, as a crash or a full
-    disk would at that moment. Everything the request did before it must roll back."""
-    if store.backend == "postgres":
-        db_exec(store, f"""
-            CREATE FUNCTION fail_event() RETURNS trigger LANGUAGE plpgsql AS $f$
-            BEGIN RAISE EXCEPTION 'injected failure'; END $f$;
-            CREATE TRIGGER fail_event BEFORE INSERT ON events FOR EACH ROW
-            WHEN (NEW.project_id = '{project_id}' AND NEW.seq = {seq})
-            EXECUTE FUNCTION fail_event();""")
-    else:
-        db_exec(store, f"""
-            CREATE TRIGGER fail_event BEFORE INSERT ON events
-            WHEN NEW.project_id = '{project_id}' AND NEW.seq = {seq}
-            BEGIN SELECT RAISE(ABORT, 'injected failure'); END;""")
-    try:
-        yield
-    finally:
-        if store.backend == "postgres":
-            db_exec(store, "DROP TRIGGER fail_event ON events; DROP FUNCTION fail_event();")
-        else:
-            db_exec(store, "DROP TRIGGER fail_event;")
 
 
 def assert_project(p, *, name, owner, role, version=1, description=""):
@@ -507,7 +483,7 @@ def test_delete_project_if_match_and_cascade(srv, users):
     r = alice.api.delete(f"/v1/projects/{keep['id']}")
     assert r.status_code == 204
     assert snapshot(srv.store) == {"projects": [], "memberships": [], "tasks": [],
-                                   "events": []}
+                                   "events": [], "idempotency_keys": []}
 
 
 # ---------------------------------------------------------------------------------------
@@ -1174,7 +1150,7 @@ def test_creating_a_project_and_its_first_event_commit_together(srv, users):
     r = alice.api.post("/v1/projects", json={"name": "Half"})
     assert_problem(r, 500, "internal")
     assert snapshot(srv.store) == {"projects": [], "memberships": [], "tasks": [],
-                                   "events": []}
+                                   "events": [], "idempotency_keys": []}
     assert walk(alice, "/v1/projects")[0] == []
 
 
