@@ -383,6 +383,26 @@ def test_patch_project_is_a_merge_patch_with_an_event(srv, users):
         assert e["data"]["id"] == p["id"] and e["data"]["owner_id"] == alice.id
 
 
+def test_patch_project_that_changes_nothing_writes_nothing(srv, users):
+    """As for tasks: {} or the values the project already has make no version and no event."""
+    alice = users("alice")
+    p = create_project(alice, "Apollo", description="first")
+    url = f"/v1/projects/{p['id']}"
+    before = snapshot(srv.store)
+    for body in ({}, {"name": "Apollo"}, {"description": "first"},
+                 {"name": "Apollo", "description": "first"}):
+        r = alice.api.patch(url, json=body)
+        assert r.status_code == 200, r.text
+        assert r.json() == p, body
+        assert r.headers["ETag"] == '"1"'
+    assert snapshot(srv.store) == before
+    assert [e["type"] for e in all_events(alice, p["id"])] == ["member.added"]
+    # A real change after them is version 2 and the second event.
+    r = alice.api.patch(url, json={"name": "Gemini"})
+    assert r.status_code == 200 and r.json()["version"] == 2
+    assert [e["seq"] for e in all_events(alice, p["id"])] == [1, 2]
+
+
 @pytest.mark.parametrize("body, fields", [
     ({"name": ""}, {"name"}),
     ({"name": "n" * 101}, {"name"}),

@@ -288,24 +288,8 @@ def test_assignee_of_another_project_is_not_a_member_here(team):
     assert r.status_code == 201, r.text
 
 
-def test_removing_a_member_unassigns_their_tasks(team):
-    theirs = [team.create(title=f"t{i}", assignee_id=team.member.id) for i in range(2)]
-    kept = team.create(title="kept", assignee_id=team.viewer.id)
-    seq = last_seq(team.owner.api, team.pid)
-    r = team.owner.api.delete(f"/v1/projects/{team.pid}/members/{team.member.id}")
-    assert r.status_code == 204, r.text
-    for t in theirs:
-        now = team.owner.api.get(f"/v1/tasks/{t['id']}").json()
-        assert now["assignee_id"] is None and now["version"] == 2
-        assert_row_is(team.store, now)
-    assert team.owner.api.get(f"/v1/tasks/{kept['id']}").json() == kept
-    events = event_feed(team.owner.api, team.pid, after=seq)
-    updates = [e for e in events if e["type"] == "task.updated"]
-    assert sorted(e["data"]["id"] for e in updates) == sorted(t["id"] for t in theirs)
-    for e in updates:
-        assert e["data"]["changes"] == {"assignee_id": [team.member.id, None]}
-        assert e["data"]["assignee_id"] is None
-    assert [e["type"] for e in events][-1] == "member.removed"
+# Removing a member unassigns their tasks: tested once, in test_03_projects.py
+# (test_removing_a_member_unassigns_their_tasks), with the membership tests.
 
 
 # ---------------------------------------------------------------------------------------
