@@ -784,10 +784,16 @@ static void test_waiting_writers_get_the_lock_in_arrival_order(void **state)
 }
 
 /*
- * SQLite group commit: a write returns only once the WAL holds it on stable storage, even
- * though COMMIT itself (synchronous=NORMAL) no longer flushes. Every thread checks, after
- * each commit, that the flushed mark covers its own write; flushes are never more than the
- * writes. (How many commits share a flush depends on timing, and is what bench/ measures.)
+ * A write returns only once the WAL holds it on stable storage.
+ *
+ * SQLite (group commit): COMMIT itself (synchronous=NORMAL) no longer flushes; every thread
+ * checks, after each commit, that the flushed mark covers its own write; flushes are never
+ * more than the writes. (How many commits share a flush depends on timing, and is what
+ * bench/ measures.)
+ *
+ * PostgreSQL flushes its WAL at COMMIT itself, unless the session turned synchronous_commit
+ * off: each thread reads the WAL insert position as the last statement of its transaction
+ * and checks, after COMMIT returned, that the server's flushed position is past it.
  */
 struct durable_writer {
 	struct store *s;
@@ -797,16 +803,47 @@ struct durable_writer {
 	struct error err;
 };
 
+/* write_once() on PostgreSQL, with the WAL check around its COMMIT. */
+static int pg_durable_write(struct db_conn *c, struct arena *a, bool *covered, struct error *err)
+{
+	struct db_rows r;
+	int rc;
+	if ((rc = db_begin(c, true, err)) < 0)
+		return rc;
+	if ((rc = db_exec(c, "UPDATE test_counter SET n = n + 1 WHERE id = 1", NULL, 0, err)) < 0)
+		goto fail;
+	if ((rc = db_query(c, a, "SELECT pg_current_wal_insert_lsn()::text", NULL, 0, &r, err)) < 0)
+		goto fail;
+	struct db_param p[] = {DB_TEXT(db_val(&r, 0, 0))};
+	if ((rc = db_commit(c, err)) < 0)
+		return rc;
+	if ((rc = db_query(c, a, "SELECT pg_current_wal_flush_lsn() >= CAST($1 AS pg_lsn)", p, 1,
+			   &r, err)) < 0)
+		return rc;
+	*covered = db_bool(&r, 0, 0);
+	return 0;
+fail:
+	db_rollback(c);
+	return rc;
+}
+
 static void *durable_writer_thread(void *p)
 {
 	struct durable_writer *w = p;
 	struct arena a;
 	int64_t got;
+	bool covered;
 	uint64_t prev = 0, ticket, synced, flushes;
 	arena_init(&a);
 	struct db_conn *c = store_conn(w->s, &w->err);
 	w->rc = c ? 0 : -ERR_UNAVAILABLE;
 	for (int i = 0; c && i < w->rounds && w->rc == 0; i++) {
+		if (c->dialect == DB_POSTGRES) {
+			w->rc = pg_durable_write(c, &a, &covered, &w->err);
+			if (w->rc == 0 && !covered)
+				w->not_covered++;
+			continue;
+		}
 		w->rc = write_once(c, &a, &got, &w->err);
 		if (w->rc == 0 && (db_sqlite_sync_state(c, &ticket, &synced, &flushes) != 0 ||
 				   ticket <= prev || synced < ticket))
@@ -817,15 +854,13 @@ static void *durable_writer_thread(void *p)
 	return NULL;
 }
 
-static void test_sqlite_commit_returns_after_the_wal_is_flushed(void **state)
+static void test_commit_returns_after_the_wal_is_flushed(void **state)
 {
 	struct fixture *f = *state;
 	enum { N = 8, ROUNDS = 40 };
 	struct durable_writer w[N];
 	pthread_t t[N];
 	uint64_t ticket, synced, flushes;
-	if (f->backend != SQLITE)
-		return; /* PostgreSQL flushes its WAL at COMMIT itself (and groups commits too) */
 	create_counter(f);
 	for (int i = 0; i < N; i++) {
 		w[i] = (struct durable_writer){.s = f->s, .rounds = ROUNDS};
@@ -841,6 +876,9 @@ static void test_sqlite_commit_returns_after_the_wal_is_flushed(void **state)
 				 i, w[i].not_covered);
 		error_release(&w[i].err);
 	}
+	assert_int_equal(count_rows(f, f->c, "SELECT n FROM test_counter"), N * ROUNDS);
+	if (f->backend == POSTGRES)
+		return;
 	/* An autocommit write from this thread too. */
 	must_insert_user(f, "solo", NULL);
 	assert_int_equal(db_sqlite_sync_state(f->c, &ticket, &synced, &flushes), 0);
@@ -848,7 +886,6 @@ static void test_sqlite_commit_returns_after_the_wal_is_flushed(void **state)
 	assert_true(flushes >= 1 && flushes <= ticket);
 	print_message("group commit: %" PRIu64 " writes, %" PRIu64 " WAL flushes\n", ticket,
 		      flushes);
-	assert_int_equal(count_rows(f, f->c, "SELECT n FROM test_counter"), N * ROUNDS);
 }
 
 /* How many writers ever waited in SQLite's writer queue (0 on PostgreSQL). */
@@ -1327,8 +1364,8 @@ static void test_many_rows_are_all_returned(void **state)
 					    teardown),                                             \
 	    cmocka_unit_test_setup_teardown(test_waiting_writers_get_the_lock_in_arrival_order,    \
 					    setup, teardown),                                      \
-	    cmocka_unit_test_setup_teardown(test_sqlite_commit_returns_after_the_wal_is_flushed,   \
-					    setup, teardown),                                      \
+	    cmocka_unit_test_setup_teardown(test_commit_returns_after_the_wal_is_flushed, setup,   \
+					    teardown),                                             \
 	    cmocka_unit_test_setup_teardown(test_write_lock_is_released_after_errors, setup,       \
 					    teardown),                                             \
 	    cmocka_unit_test_setup_teardown(test_readers_do_not_wait_for_a_writer, setup,          \
