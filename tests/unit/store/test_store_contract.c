@@ -152,8 +152,9 @@ static void test_concurrent_migrations_apply_each_migration_once(void **state)
 		assert_int_equal(pthread_create(&t[i], NULL, migrate_thread, &m[i]), 0);
 	}
 	int total = 0;
+	for (int i = 0; i < N; i++)
+		pthread_join(t[i], NULL); /* all of them before any check can end the test */
 	for (int i = 0; i < N; i++) {
-		pthread_join(t[i], NULL);
 		if (m[i].rc < 0)
 			fail_msg("migrator %d failed (%d): %s", i, m[i].rc, m[i].err.detail);
 		error_release(&m[i].err);
@@ -694,8 +695,9 @@ static void test_many_concurrent_writers_all_succeed(void **state)
 		snprintf(name, sizeof(name), "main%d", i);
 		must_insert_user(f, name, NULL);
 	}
+	for (int i = 0; i < N; i++)
+		pthread_join(t[i], NULL); /* all of them before any check can end the test */
 	for (int i = 0; i < N; i++) {
-		pthread_join(t[i], NULL);
 		if (w[i].rc < 0)
 			fail_msg("writer %d failed (%d): %s", i, w[i].rc, w[i].err.detail);
 		error_release(&w[i].err);
@@ -765,8 +767,9 @@ static void test_waiting_writers_get_the_lock_in_arrival_order(void **state)
 		writers_waiting(f, monitor, i + 1); /* it is waiting now */
 	}
 	ok(f, db_commit(f->c, &f->err), "commit");
+	for (int i = 0; i < N; i++)
+		pthread_join(t[i], NULL); /* all of them before any check can end the test */
 	for (int i = 0; i < N; i++) {
-		pthread_join(t[i], NULL);
 		if (w[i].rc < 0)
 			fail_msg("writer %d failed (%d): %s", i, w[i].rc, w[i].err.detail);
 		error_release(&w[i].err);
@@ -866,8 +869,9 @@ static void test_commit_returns_after_the_wal_is_flushed(void **state)
 		w[i] = (struct durable_writer){.s = f->s, .rounds = ROUNDS};
 		assert_int_equal(pthread_create(&t[i], NULL, durable_writer_thread, &w[i]), 0);
 	}
+	for (int i = 0; i < N; i++)
+		pthread_join(t[i], NULL); /* all of them before any check can end the test */
 	for (int i = 0; i < N; i++) {
-		pthread_join(t[i], NULL);
 		if (w[i].rc < 0)
 			fail_msg("writer %d failed (%d): %s", i, w[i].rc, w[i].err.detail);
 		if (w[i].not_covered)

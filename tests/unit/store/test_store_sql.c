@@ -366,8 +366,9 @@ static void test_refresh_concurrent_claims_have_one_winner(void **state)
 		assert_int_equal(pthread_create(&t[i], NULL, claim_thread, &c[i]), 0);
 	}
 	int won = 0;
-	for (int i = 0; i < N; i++) {
+	for (int i = 0; i < N; i++)
 		pthread_join(t[i], NULL);
+	for (int i = 0; i < N; i++) {
 		if (c[i].rc == 0)
 			won++;
 		else if (c[i].rc != -ERR_NOT_FOUND)
@@ -792,8 +793,9 @@ static void test_events_appended_concurrently_are_gap_free(void **state)
 		assert_int_equal(pthread_create(&t[i], NULL, append_thread, &w[i]), 0);
 	}
 	bool taken[N * ROUNDS + 1] = {false};
+	for (int i = 0; i < N; i++)
+		pthread_join(t[i], NULL); /* all of them before any check can end the test */
 	for (int i = 0; i < N; i++) {
-		pthread_join(t[i], NULL);
 		if (w[i].rc < 0)
 			fail_msg("appender %d failed (%d): %s", i, w[i].rc, w[i].err.detail);
 		error_release(&w[i].err);
