@@ -7,7 +7,8 @@
  * commit has a lock per queue (sync_lock) so that a thread flushing the WAL never holds up
  * the queue; when both are taken, sync_lock comes first. A waiter sleeps on a condition
  * variable of its own, on its own stack, until the leaving holder hands it the queue. The
- * writer connection is not locked at all: only the holder uses it.
+ * writer connection is not locked at all: only the holder uses it; nor is the WAL's
+ * descriptor: only the one thread that set `syncing` uses it.
  *
  * The writer queue (issue 7). SQLite admits one writer per database file; the others wait
  * in the busy handler, which sleeps and polls with a growing back-off, so under contention

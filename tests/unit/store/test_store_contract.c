@@ -724,7 +724,8 @@ static void writers_waiting(struct fixture *f, struct db_conn *monitor, int n)
 			waiting =
 			    count_rows(f, monitor,
 				       "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = "
-				       "current_database() AND wait_event_type = 'Lock'");
+				       "current_database() AND backend_type = 'client backend' "
+				       "AND wait_event_type = 'Lock'");
 		}
 		assert_true(waiting <= n);
 		if (waiting == n)
