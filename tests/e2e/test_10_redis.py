@@ -10,7 +10,7 @@ must be PUBLISHed on the channel (a pub/sub client of the test's own, logged in 
 user, sees it) before B's WebSocket delivers it. The limiter's buckets must be shared
 through that Redis (one budget over both instances), survive a SCRIPT FLUSH (NOSCRIPT:
 the script is loaded again), and a bad URL must stop start-up without showing the password.
-The redis_server fixture lives in tests/redis_server.py.
+The redis_server fixture lives in conftest.py (tests/redis_server.py starts the servers).
 """
 
 import re
@@ -18,7 +18,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from redis_server import redis_server  # noqa: F401  (the fixture)
 from rtkit import Ws, wait_until
 from rtkit import close_clients  # noqa: F401 - autouse: closes the test's clients
 from taskkit import Team, event_feed
@@ -62,7 +61,7 @@ def acl_env(url):
 
 
 @pytest.fixture(params=[False, True], ids=["tcp", "unix"])
-def acl_pair(request, tandem_server, store, redis_server):  # noqa: F811
+def acl_pair(request, tandem_server, store, redis_server):
     """Instances a and b on one database, both on a redis-server whose only user is the ACL
     user of their URL."""
     redis = redis_server(unix=request.param, acl_user=ACL_USER)
@@ -127,7 +126,7 @@ def test_a_script_flush_costs_no_limiting(acl_pair):
     assert after.get("script|load", 0) == before.get("script|load", 0), (before, after)
 
 
-def test_a_wrong_acl_password_is_logged_without_the_password(tandem_server, redis_server):  # noqa: F811,E501
+def test_a_wrong_acl_password_is_logged_without_the_password(tandem_server, redis_server):  # noqa: E501
     redis = redis_server(acl_user=ACL_USER)
     wrong = "not-the-acl-password-42"
     srv = tandem_server(env=acl_env(redis.url_with(ACL_USER[0], wrong)))
