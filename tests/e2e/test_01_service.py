@@ -20,7 +20,7 @@ import uuid
 import pytest
 import requests
 
-from harness import (BACKENDS, REPO, TANDEM_BIN, StoreTarget, assert_problem, base_env,
+from harness import (REPO, TANDEM_BIN, StoreTarget, assert_problem, base_env,
                      check_sanitizer, expected_migrations, non_json_lines, parse_log_lines)
 from pg_cluster import PgCluster
 
