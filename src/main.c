@@ -14,6 +14,7 @@
 #include "services/accounts.h"
 #include "handlers/ratelimit.h"
 #include "redis/redis.h"
+#include "redis/url.h"
 #include "realtime/bus.h"
 #include "realtime/hub.h"
 #include "services/notify.h"
@@ -104,12 +105,13 @@ static int cmd_serve(struct config *cfg)
 	struct redis *redis = NULL;
 	struct limits *limits = NULL;
 	if (cfg->redis_url) {
-		char why[160];
+		char why[160], shown[512];
 		if (redis_create(cfg->redis_url, &redis, why, sizeof(why)) < 0) {
+			redis_url_redact(cfg->redis_url, shown, sizeof(shown)); /* no password */
 			fprintf(stderr,
 				"tandem: invalid setting TANDEM_REDIS_URL (--redis-url) = "
 				"\"%s\": %s\n",
-				cfg->redis_url, why);
+				shown, why);
 			return 2;
 		}
 	}
@@ -151,7 +153,7 @@ static int cmd_serve(struct config *cfg)
 		store_free(store);
 		return 1;
 	}
-	struct bus *bus = bus_create(hub, redis, cfg->redis_url);
+	struct bus *bus = bus_create(hub, redis);
 	notify_set_sink(bus_publish, bus);
 	struct app app = {.cfg = cfg,
 			  .hub = hub,

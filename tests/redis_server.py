@@ -6,6 +6,14 @@
     r.stop(); ...; r.start()               # an outage mid-test; same port, same URL
     r.command("KEYS", "*")
 
+    r = RedisServer(base_dir, acl_user=("tandem", "secret")).start()
+    r.url                                  # redis://tandem:secret@127.0.0.1:PORT
+    sub = r.subscribe("tandem:events"); sub.message()   # a pub/sub client of the test's own
+
+With acl_user=(name, password) the server has that ACL user (every key, channel and
+command) and the `default` user is disabled, so only `AUTH name password` logs in; the
+test's own client (command(), subscribe()) logs in that way too.
+
 Nothing is persisted (--save '' --appendonly no), so a restarted server starts empty, and
 nothing listens beyond the loopback interface (or the socket in the test's own directory).
 The `redis_server` fixture (tests/e2e/conftest.py) is a factory of them, built on
@@ -91,7 +99,7 @@ class _Reader:
 class RedisServer:
     """One redis-server process in `base_dir` (a new temporary directory when None)."""
 
-    def __init__(self, base_dir=None, unix=False):
+    def __init__(self, base_dir=None, unix=False, acl_user=None):
         if not REDIS_SERVER:
             raise RedisError("redis-server not found (install the Debian package redis-server)")
         self._own_base = base_dir is None
@@ -99,6 +107,7 @@ class RedisServer:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.log_file = self.base_dir / "redis.log"
         self.unix = unix
+        self.acl_user = acl_user  # (name, password) or None
         self.port = None
         self.socket_path = None
         self._own_socket_dir = None
@@ -112,10 +121,18 @@ class RedisServer:
 
     @property
     def url(self):
-        """What TANDEM_REDIS_URL takes: redis://127.0.0.1:PORT or unix:///path."""
+        """What TANDEM_REDIS_URL takes: redis://127.0.0.1:PORT or unix:///path, with
+        `user:password@` in front of the host (or of the path) for an ACL user."""
+        return self.url_with(*self.acl_user) if self.acl_user else self.url_with()
+
+    def url_with(self, user=None, password=None):
+        """The URL with this userinfo (user None and password None: none)."""
+        info = ""
+        if password is not None:
+            info = f"{user or ''}:{password}@"
         if self.unix:
-            return f"unix://{self.socket_path}"
-        return f"redis://127.0.0.1:{self.port}"
+            return f"unix://{info}{self.socket_path}"
+        return f"redis://{info}127.0.0.1:{self.port}"
 
     @property
     def running(self):
@@ -149,6 +166,10 @@ class RedisServer:
                      "--unixsocketperm", "700"]
         else:
             args += ["--port", str(self.port), "--bind", "127.0.0.1"]
+        if self.acl_user:
+            name, password = self.acl_user
+            args += ["--user", "default", "off", "--user", name, "on", f">{password}", "~*",
+                     "&*", "+@all"]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.STDOUT, cwd=self.base_dir)
 
@@ -210,12 +231,35 @@ class RedisServer:
             s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
         return s
 
+    def _login(self, s, reader):
+        if self.acl_user:
+            s.sendall(_encode(("AUTH",) + tuple(self.acl_user)))
+            reader.reply()
+
     def command(self, *args, timeout=10):
         """Run one command on a new connection; return the decoded reply (str, int, list or
         None). An error reply raises RedisError."""
         with self._connect(timeout) as s:
+            reader = _Reader(s)
+            self._login(s, reader)
             s.sendall(_encode(args))
-            return _Reader(s).reply()
+            return reader.reply()
+
+    def subscribe(self, *channels, timeout=10):
+        """A connection SUBSCRIBEd to `channels` (logged in like command()); close() it."""
+        s = self._connect(timeout)
+        try:
+            reader = _Reader(s)
+            self._login(s, reader)
+            s.sendall(_encode(("SUBSCRIBE",) + channels))
+            for _ in channels:
+                reply = reader.reply()
+                if not (isinstance(reply, list) and reply[0] == "subscribe"):
+                    raise RedisError(f"SUBSCRIBE answered {reply!r}")
+        except BaseException:
+            s.close()
+            raise
+        return Subscription(s, reader)
 
     def keys(self, pattern="*"):
         return sorted(self.command("KEYS", pattern))
@@ -230,16 +274,35 @@ class RedisServer:
         return out
 
 
+class Subscription:
+    """A subscribed connection: message() -> (channel, payload) of the next message."""
+
+    def __init__(self, sock, reader):
+        self.sock = sock
+        self.reader = reader
+
+    def message(self, timeout=20):
+        self.sock.settimeout(timeout)
+        while True:
+            reply = self.reader.reply()
+            if isinstance(reply, list) and len(reply) == 3 and reply[0] == "message":
+                return reply[1], reply[2]
+
+    def close(self):
+        self.sock.close()
+
+
 class RedisServers:
-    """A factory for one test: servers(unix=False) -> a started RedisServer in
-    base_dir/redisN; close() destroys every one of them."""
+    """A factory for one test: servers(unix=False, acl_user=None) -> a started RedisServer
+    in base_dir/redisN; close() destroys every one of them."""
 
     def __init__(self, base_dir):
         self.base_dir = Path(base_dir)
         self.servers = []
 
-    def __call__(self, unix=False):
-        r = RedisServer(self.base_dir / f"redis{len(self.servers) + 1}", unix=unix)
+    def __call__(self, unix=False, acl_user=None):
+        r = RedisServer(self.base_dir / f"redis{len(self.servers) + 1}", unix=unix,
+                        acl_user=acl_user)
         self.servers.append(r)
         return r.start()
 

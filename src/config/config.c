@@ -75,7 +75,8 @@ static const struct setting settings[] = {
     {"trusted-proxies", "TANDEM_TRUSTED_PROXIES", K_STR, OFF(trusted_proxies), NULL, 0, 0,
      "comma-separated IPs/CIDRs of proxies whose X-Forwarded-For is believed"},
     {"redis-url", "TANDEM_REDIS_URL", K_STR, OFF(redis_url), NULL, 0, 0,
-     "redis://host:port[/db] or unix:///path: shared rate limits (and event fan-out)"},
+     "redis://[[user]:password@]host[:port][/db] or unix://[[user]:password@]/path[?db=N]: "
+     "shared rate limits and event fan-out"},
     {"ws-max-message", "TANDEM_WS_MAX_MESSAGE", K_SIZE, OFF(ws_max_message), "65536", 128, 16777216,
      "largest WebSocket message a client may send, in bytes"},
     {"ws-max-queue", "TANDEM_WS_MAX_QUEUE", K_SIZE, OFF(ws_max_queue), "1048576", 1024, 1073741824,

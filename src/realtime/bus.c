@@ -20,8 +20,6 @@
 struct bus {
 	struct hub *hub;
 	struct redis *redis;
-	char *host, *path, *password;
-	int port, db;
 	pthread_t thread;
 	bool started;
 	atomic_bool stop;
@@ -58,57 +56,13 @@ static void handle_message(struct bus *b, redisReply *r)
 		   m[0] == 'd' ? EVENT_NOTE_PROJECT_DELETED : EVENT_NOTE_APPENDED);
 }
 
-/* Parse the URL the same way redis.c does, for this thread's own subscriber connection. */
-static redisContext *subscribe_connect(const char *url)
+/* A connection of the subscriber thread's own, logged in by the redis module like every
+ * other (pub/sub channels are global to the server: the database does not matter). */
+static redisContext *subscribe_connect(struct redis *redis)
 {
-	struct timeval tv = {1, 0};
-	redisContext *c = NULL;
-	char host[256] = "", path[512] = "", pass[256] = "";
-	int port = 6379, db = 0;
-	if (!strncmp(url, "unix://", 7)) {
-		snprintf(path, sizeof(path), "%s", url + 7);
-		path[strcspn(path, "?")] = '\0';
-		c = redisConnectUnixWithTimeout(path, tv);
-	} else {
-		const char *p = url + 8, *at = strrchr(p, '@');
-		if (at) {
-			const char *colon = memchr(p, ':', (size_t)(at - p));
-			const char *pw = colon ? colon + 1 : p;
-			snprintf(pass, sizeof(pass), "%.*s", (int)(at - pw), pw);
-			p = at + 1;
-		}
-		snprintf(host, sizeof(host), "%s", p);
-		host[strcspn(host, "/")] = '\0';
-		char *colon = strrchr(host, ':');
-		if (colon && !strchr(colon, ']')) {
-			*colon = '\0';
-			port = atoi(colon + 1);
-		}
-		if (host[0] == '[') {
-			memmove(host, host + 1, strlen(host));
-			host[strcspn(host, "]")] = '\0';
-		}
-		const char *slash = strchr(p, '/');
-		if (slash)
-			db = atoi(slash + 1);
-		c = redisConnectWithTimeout(host, port, tv);
-	}
-	(void)db; /* pub/sub channels are global to the server, not per database */
-	if (!c || c->err) {
-		if (c)
-			redisFree(c);
+	redisContext *c = redis_connect(redis, 1000);
+	if (!c)
 		return NULL;
-	}
-	if (pass[0]) {
-		redisReply *r = redisCommand(c, "AUTH %s", pass);
-		bool ok = r && r->type != REDIS_REPLY_ERROR;
-		if (r)
-			freeReplyObject(r);
-		if (!ok) {
-			redisFree(c);
-			return NULL;
-		}
-	}
 	redisReply *r = redisCommand(c, "SUBSCRIBE %s", BUS_CHANNEL);
 	bool ok = r && r->type == REDIS_REPLY_ARRAY;
 	if (r)
@@ -120,18 +74,12 @@ static redisContext *subscribe_connect(const char *url)
 	return c;
 }
 
-struct bus_thread_arg {
-	struct bus *b;
-	char *url;
-};
-
 static void *subscriber(void *arg)
 {
-	struct bus_thread_arg *ta = arg;
-	struct bus *b = ta->b;
+	struct bus *b = arg;
 	bool was_up = true;
 	while (!atomic_load(&b->stop)) {
-		redisContext *c = subscribe_connect(ta->url);
+		redisContext *c = subscribe_connect(b->redis);
 		if (!c) {
 			if (was_up)
 				log_warn(
@@ -168,27 +116,16 @@ static void *subscriber(void *arg)
 			log_warn("event bus: lost the redis subscription; reconnecting");
 		redisFree(c);
 	}
-	free(ta->url);
-	free(ta);
 	return NULL;
 }
 
-struct bus *bus_create(struct hub *hub, struct redis *redis, const char *redis_url)
+struct bus *bus_create(struct hub *hub, struct redis *redis)
 {
 	struct bus *b = xcalloc(1, sizeof(*b));
 	b->hub = hub;
 	b->redis = redis;
-	if (redis && redis_url) {
-		struct bus_thread_arg *ta = xcalloc(1, sizeof(*ta));
-		ta->b = b;
-		ta->url = xstrdup(redis_url);
-		if (pthread_create(&b->thread, NULL, subscriber, ta) == 0) {
-			b->started = true;
-		} else {
-			free(ta->url);
-			free(ta);
-		}
-	}
+	if (redis && pthread_create(&b->thread, NULL, subscriber, b) == 0)
+		b->started = true;
 	return b;
 }
 

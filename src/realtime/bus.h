@@ -19,8 +19,8 @@ struct bus;
 struct hub;
 struct redis;
 
-/* redis may be NULL (in-process only); redis_url is needed for the subscriber connection. */
-struct bus *bus_create(struct hub *hub, struct redis *redis, const char *redis_url);
+/* redis may be NULL (in-process only); it also makes the subscriber's connection. */
+struct bus *bus_create(struct hub *hub, struct redis *redis);
 /* The notify sink: publish after commit. */
 void bus_publish(void *bus, const char *project_id, int64_t seq, enum event_note note);
 void bus_free(struct bus *b);

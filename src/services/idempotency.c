@@ -86,7 +86,9 @@ int idem_finish(struct store *st, const char *user_id, const char *key,
 	struct db_conn *c = store_conn(st, err);
 	if (!c)
 		return -ERR_UNAVAILABLE;
-	if (resp->status >= 500)
+	/* An error answer (4xx or 5xx) is not kept: the client corrects the body, its role or
+	 * its membership and retries under the same key, and that retry runs. */
+	if (resp->status >= 400)
 		return store_idem_release(c, user_id, key, err);
 	return store_idem_complete(c, user_id, key, resp->status, resp->headers, resp->body, err);
 }

@@ -39,7 +39,7 @@ int idem_begin(struct store *st, struct arena *a, const char *user_id, const cha
 	       const char *method, const char *path, const char *body, size_t body_len,
 	       enum idem_outcome *outcome, struct idem_response *stored, struct error *err);
 
-/* Store the answer (status < 500), or release the key so the client may retry. */
+/* Store a success (status < 400), or release the key so the client may retry. */
 int idem_finish(struct store *st, const char *user_id, const char *key,
 		const struct idem_response *resp, struct error *err);
 

@@ -4,17 +4,15 @@
 #include "core/random.h"
 #include "core/timeutil.h"
 #include "core/xalloc.h"
-#include "redis/redis.h"
+#include "redis/limiter.h"
 
-#include <hiredis/hiredis.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define SHARDS		   16
-#define MAX_KEYS_PER_CHECK 4
+#define MAX_KEYS_PER_CHECK REDIS_GCRA_MAX_KEYS
 
 struct entry {
 	uint64_t hash; /* 0: empty */
@@ -32,7 +30,6 @@ struct ratelimit {
 	struct shard shards[SHARDS];
 	uint64_t seed;
 	struct redis *redis;
-	char script_sha[48];
 };
 
 /* ---- policies ---- */
@@ -123,6 +120,16 @@ static void merge(struct rl_result *out, const struct rl_result *k, bool first)
 	} else if (k->retry_after_s > out->retry_after_s) {
 		out->retry_after_s = k->retry_after_s;
 	}
+}
+
+int64_t rl_gcra_step(const struct rl_policy *p, int64_t tat_ms, int64_t now_ms, struct rl_result *r)
+{
+	int64_t tat = tat_ms < now_ms ? now_ms : tat_ms;
+	int64_t new_tat = tat + interval_ms(p), diff = new_tat - now_ms;
+	memset(r, 0, sizeof(*r));
+	r->allowed = diff <= limit_ms(p);
+	describe(p, diff, r->allowed, r);
+	return new_tat;
 }
 
 /* ---- in-process tables ---- */
@@ -227,13 +234,8 @@ static void check_local(struct ratelimit *rl, const struct rl_key *keys, int n,
 	for (int i = 0; i < n; i++) {
 		struct shard *s = &rl->shards[(h[i] >> 60) & (SHARDS - 1)];
 		e[i] = find(s, h[i]);
-		int64_t tat = e[i]->hash ? e[i]->tat : now;
-		if (tat < now)
-			tat = now;
-		news[i] = tat + interval_ms(keys[i].policy);
-		int64_t diff = news[i] - now;
-		struct rl_result k = {.allowed = diff <= limit_ms(keys[i].policy)};
-		describe(keys[i].policy, diff, k.allowed, &k);
+		struct rl_result k;
+		news[i] = rl_gcra_step(keys[i].policy, e[i]->hash ? e[i]->tat : now, now, &k);
 		allowed &= k.allowed;
 		merge(out, &k, i == 0);
 	}
@@ -270,105 +272,32 @@ static void check_local(struct ratelimit *rl, const struct rl_key *keys, int n,
 			pthread_mutex_unlock(&rl->shards[i].lock);
 }
 
-/* ---- Redis ---- */
-
-/*
- * KEYS: bucket keys; ARGV: T1, L1, T2, L2, ... Uses the server's clock so that every instance
- * agrees. Returns {allowed, diff1, diff2, ...}; writes only when every key allows.
- */
-static const char LUA[] =
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local ok = 1\n"
-    "local res = {0}\n"
-    "local news = {}\n"
-    "for i = 1, #KEYS do\n"
-    "  local T = tonumber(ARGV[2 * i - 1])\n"
-    "  local L = tonumber(ARGV[2 * i])\n"
-    "  local tat = tonumber(redis.call('GET', KEYS[i]) or now)\n"
-    "  if tat < now then tat = now end\n"
-    "  news[i] = tat + T\n"
-    "  local diff = news[i] - now\n"
-    "  if diff > L then ok = 0 end\n"
-    "  res[i + 1] = diff\n"
-    "end\n"
-    "if ok == 1 then\n"
-    "  for i = 1, #KEYS do\n"
-    "    redis.call('SET', KEYS[i], news[i], 'PX', math.max(1, news[i] - now))\n"
-    "  end\n"
-    "end\n"
-    "res[1] = ok\n"
-    "return res\n";
+/* ---- Redis (redis/limiter.c runs the same arithmetic in one script) ---- */
 
 static int check_redis(struct ratelimit *rl, const struct rl_key *keys, int n,
 		       struct rl_result *out)
 {
-	const char *argv[3 + 3 * MAX_KEYS_PER_CHECK];
-	char nbuf[8], kbuf[MAX_KEYS_PER_CHECK][300], num[2 * MAX_KEYS_PER_CHECK][24];
-	int argc = 0;
+	struct redis_gcra_key rk[MAX_KEYS_PER_CHECK] = {{0}};
+	char bucket[MAX_KEYS_PER_CHECK][300];
+	int64_t diffs[MAX_KEYS_PER_CHECK];
+	bool allowed;
 
-	argv[argc++] = "EVAL";
-	argv[argc++] = LUA;
-	snprintf(nbuf, sizeof(nbuf), "%d", n);
-	argv[argc++] = nbuf;
 	for (int i = 0; i < n; i++) {
-		snprintf(kbuf[i], sizeof(kbuf[i]), "tandem:rl:%s:%s", keys[i].policy->name,
-			 keys[i].key);
-		argv[argc++] = kbuf[i];
+		snprintf(bucket[i], sizeof(bucket[i]), "%s:%s", keys[i].policy->name, keys[i].key);
+		rk[i] = (struct redis_gcra_key){.bucket = bucket[i],
+						.interval_ms = interval_ms(keys[i].policy),
+						.limit_ms = limit_ms(keys[i].policy)};
 	}
+	if (redis_gcra(rl->redis, rk, n, &allowed, diffs) < 0)
+		return -1;
 	for (int i = 0; i < n; i++) {
-		snprintf(num[2 * i], sizeof(num[0]), "%lld",
-			 (long long)interval_ms(keys[i].policy));
-		snprintf(num[2 * i + 1], sizeof(num[0]), "%lld",
-			 (long long)limit_ms(keys[i].policy));
-		argv[argc++] = num[2 * i];
-		argv[argc++] = num[2 * i + 1];
+		struct rl_result k = {.allowed = diffs[i] <= limit_ms(keys[i].policy)};
+		describe(keys[i].policy, diffs[i], k.allowed, &k);
+		merge(out, &k, i == 0);
 	}
-	/* EVALSHA first; the script is loaded on a miss (NOSCRIPT) by EVAL itself. */
-	redisReply *rep = NULL;
-	if (rl->script_sha[0]) {
-		argv[0] = "EVALSHA";
-		argv[1] = rl->script_sha;
-		rep = redis_command(rl->redis, argc, argv, NULL);
-		if (rep && rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "NOSCRIPT", 8)) {
-			freeReplyObject(rep);
-			rep = NULL;
-		} else if (!rep) {
-			return -1;
-		}
-	}
-	if (!rep) {
-		const char *load[] = {"SCRIPT", "LOAD", LUA};
-		redisReply *l = redis_command(rl->redis, 3, load, NULL);
-		if (!l)
-			return -1;
-		if (l->type == REDIS_REPLY_STRING && l->len < sizeof(rl->script_sha))
-			memcpy(rl->script_sha, l->str,
-			       l->len + 1); /* same text, same sha: benign race */
-		freeReplyObject(l);
-		argv[0] = "EVAL";
-		argv[1] = LUA;
-		rep = redis_command(rl->redis, argc, argv, NULL);
-		if (!rep)
-			return -1;
-	}
-	int rc = -1;
-	if (rep->type == REDIS_REPLY_ARRAY && rep->elements == (size_t)n + 1) {
-		out->allowed = rep->element[0]->integer == 1;
-		for (int i = 0; i < n; i++) {
-			int64_t diff = rep->element[i + 1]->integer;
-			struct rl_result k = {.allowed = diff <= limit_ms(keys[i].policy)};
-			describe(keys[i].policy, diff, k.allowed, &k);
-			merge(out, &k, i == 0);
-		}
-		out->allowed = rep->element[0]->integer == 1;
-		rc = 0;
-	} else if (rep->type == REDIS_REPLY_ERROR) {
-		log_json(LOG_WARN, "redis rate-limit script failed",
-			 json_pack("{s:s}", "detail", rep->str));
-	}
-	freeReplyObject(rep);
-	return rc;
+	/* After merge(), which copies the shown key's verdict: the script decided for all. */
+	out->allowed = allowed;
+	return 0;
 }
 
 void ratelimit_check(struct ratelimit *rl, const struct rl_key *keys, int nkeys, bool strict,

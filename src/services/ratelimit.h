@@ -4,9 +4,10 @@
  * at `count` per `period`, holds a token; bursts up to `burst` pass at once.
  *
  * Buckets live in-process (sharded tables, bounded memory, idle keys expire) or, when a
- * Redis client is given, in Redis through one atomic Lua script per check, shared by every
- * instance. A check of several keys (per IP and per login name) is all-or-nothing: a refused
- * request consumes nothing. Thread-safe.
+ * Redis client is given, in Redis (redis/limiter.h: one atomic script per check), shared by
+ * every instance. This file keeps the policies, the in-process tables and the rules for when
+ * Redis is away. A check of several keys (per IP and per login name) is all-or-nothing: a
+ * refused request consumes nothing. Thread-safe.
  */
 #ifndef TANDEM_SERVICES_RATELIMIT_H
 #define TANDEM_SERVICES_RATELIMIT_H
@@ -41,6 +42,15 @@ struct rl_result {
 	int64_t retry_after_s; /* when refused */
 	bool degraded;	       /* Redis was unreachable; the answer came from a fallback */
 };
+
+/*
+ * One GCRA step for one bucket, the arithmetic every check runs (pure: no clock, no table).
+ * tat_ms is the bucket's theoretical arrival time (pass now_ms, or anything earlier, for a
+ * new or idle bucket). Fills *r (allowed, remaining, reset_s, retry_after_s when refused,
+ * policy; degraded false) and returns the TAT to store when the request is allowed.
+ */
+int64_t rl_gcra_step(const struct rl_policy *p, int64_t tat_ms, int64_t now_ms,
+		     struct rl_result *r);
 
 struct ratelimit;
 

@@ -81,6 +81,9 @@ extern const struct db_driver db_sqlite_driver;
  */
 int db_sqlite_sync_state(struct db_conn *c, uint64_t *last_ticket, uint64_t *synced,
 			 uint64_t *flushes);
+/* SQLite writer queue, for tests: writers waiting now, and how many ever had to wait. -1 for
+ * another driver or a private database. */
+int db_sqlite_queue_state(struct db_conn *c, int *waiting, uint64_t *waits);
 extern const struct db_driver db_postgres_driver;
 
 /* Convenience wrappers over c->driver. */

@@ -1,55 +1,30 @@
 /*
  * store.c — the store object: picks the backend from the URL, hands each thread its own
- * connection (a pthread key; the destructor closes it when a worker thread exits), pings and
- * migrates. The registry of live connections lets store_free() close those of threads that
- * are still alive (the main thread).
+ * connection (core/tlsreg: made on first use, closed when the thread exits or, for threads
+ * still alive, by store_free()), pings and migrates.
  */
 #include "store/store.h"
 #include "core/arena.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/timeutil.h"
+#include "core/tlsreg.h"
 #include "core/xalloc.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct conn_slot {
-	struct conn_slot *next, *prev;
-	struct store *store;
-	struct db_conn *conn;
-};
-
 struct store {
 	const struct db_driver *driver;
 	char *url;
-	pthread_key_t key;
-	pthread_mutex_t lock;
-	struct conn_slot *slots;
+	struct tlsreg *conns; /* each thread's struct db_conn */
 };
 
-static void slot_unlink(struct conn_slot *slot)
+static void conn_close(void *conn)
 {
-	struct store *s = slot->store;
-	pthread_mutex_lock(&s->lock);
-	if (slot->prev)
-		slot->prev->next = slot->next;
-	else
-		s->slots = slot->next;
-	if (slot->next)
-		slot->next->prev = slot->prev;
-	pthread_mutex_unlock(&s->lock);
-}
-
-static void thread_exit(void *p)
-{
-	struct conn_slot *slot = p;
-	slot_unlink(slot);
-	if (slot->conn)
-		slot->conn->driver->disconnect(slot->conn);
-	free(slot);
+	struct db_conn *c = conn;
+	c->driver->disconnect(c);
 }
 
 int store_create(const char *url, struct store **out, struct error *err)
@@ -76,9 +51,7 @@ int store_create(const char *url, struct store **out, struct error *err)
 	struct store *s = xcalloc(1, sizeof(*s));
 	s->driver = driver;
 	s->url = xstrdup(target);
-	pthread_mutex_init(&s->lock, NULL);
-	if (pthread_key_create(&s->key, thread_exit) != 0)
-		abort();
+	s->conns = tlsreg_create(conn_close);
 	*out = s;
 	return 0;
 }
@@ -87,25 +60,7 @@ void store_free(struct store *s)
 {
 	if (!s)
 		return;
-	pthread_mutex_lock(&s->lock);
-	struct conn_slot *slot = s->slots;
-	s->slots = NULL;
-	pthread_mutex_unlock(&s->lock);
-	while (slot) {
-		struct conn_slot *next = slot->next;
-		if (slot->conn)
-			slot->conn->driver->disconnect(slot->conn);
-		slot->conn = NULL;
-		slot->store = NULL;
-		/* The owning thread may still be alive; its key destructor must not touch us. */
-		slot = next;
-	}
-	/* The calling thread's slot memory goes with its key value. */
-	struct conn_slot *mine = pthread_getspecific(s->key);
-	pthread_setspecific(s->key, NULL);
-	free(mine);
-	pthread_key_delete(s->key);
-	pthread_mutex_destroy(&s->lock);
+	tlsreg_free(s->conns);
 	free(s->url);
 	free(s);
 }
@@ -122,25 +77,12 @@ const char *store_backend_name(const struct store *s)
 
 struct db_conn *store_conn(struct store *s, struct error *err)
 {
-	struct conn_slot *slot = pthread_getspecific(s->key);
-	if (slot && slot->conn)
-		return slot->conn;
-	struct db_conn *c;
+	struct db_conn *c = tlsreg_get(s->conns);
+	if (c)
+		return c;
 	if (s->driver->connect(s->url, &c, err) < 0)
 		return NULL;
-	if (!slot) {
-		slot = xcalloc(1, sizeof(*slot));
-		slot->store = s;
-		pthread_setspecific(s->key, slot);
-	}
-	slot->conn = c;
-	pthread_mutex_lock(&s->lock);
-	slot->prev = NULL;
-	slot->next = s->slots;
-	if (s->slots)
-		s->slots->prev = slot;
-	s->slots = slot;
-	pthread_mutex_unlock(&s->lock);
+	tlsreg_set(s->conns, c);
 	return c;
 }
 

@@ -7,6 +7,7 @@ others. The rest reads what the server answered (page walks that check every pag
 the events feed) and what the database really holds (rows read directly, not through tandem).
 """
 
+import contextlib
 import re
 import sqlite3
 import threading
@@ -221,10 +222,43 @@ def event_rows(store):
                        "ORDER BY project_id, seq")
 
 
+def idempotency_rows(store):
+    return store.query("SELECT user_id, key, method, path, request_hash, status, "
+                       "response_headers, response_body, created_at, expires_at "
+                       "FROM idempotency_keys ORDER BY user_id, key")
+
+
 def snapshot(store):
-    """Everything a task request could change: tasks, events and the projects' counters."""
+    """Everything a task request could change: tasks, events, the projects' counters and
+    the stored Idempotency-Key answers."""
     return {"tasks": task_rows(store), "events": event_rows(store),
-            "projects": store.query("SELECT id, event_seq, version FROM projects ORDER BY id")}
+            "projects": store.query("SELECT id, event_seq, version FROM projects ORDER BY id"),
+            "idempotency_keys": idempotency_rows(store)}
+
+
+@contextlib.contextmanager
+def failing_event_insert(store, project_id, seq):
+    """Make the database refuse to store event `seq` of the project, as a crash or a full
+    disk would at that moment. Everything the request did before it must roll back."""
+    if store.backend == "postgres":
+        db_exec(store, f"""
+            CREATE FUNCTION fail_event() RETURNS trigger LANGUAGE plpgsql AS $f$
+            BEGIN RAISE EXCEPTION 'injected failure'; END $f$;
+            CREATE TRIGGER fail_event BEFORE INSERT ON events FOR EACH ROW
+            WHEN (NEW.project_id = '{project_id}' AND NEW.seq = {seq})
+            EXECUTE FUNCTION fail_event();""")
+    else:
+        db_exec(store, f"""
+            CREATE TRIGGER fail_event BEFORE INSERT ON events
+            WHEN NEW.project_id = '{project_id}' AND NEW.seq = {seq}
+            BEGIN SELECT RAISE(ABORT, 'injected failure'); END;""")
+    try:
+        yield
+    finally:
+        if store.backend == "postgres":
+            db_exec(store, "DROP TRIGGER fail_event ON events; DROP FUNCTION fail_event();")
+        else:
+            db_exec(store, "DROP TRIGGER fail_event;")
 
 
 # ---------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import uuid
 import pytest
 import requests
 
-from harness import (BACKENDS, REPO, TANDEM_BIN, StoreTarget, assert_problem, base_env,
+from harness import (REPO, TANDEM_BIN, StoreTarget, assert_problem, base_env,
                      check_sanitizer, expected_migrations, non_json_lines, parse_log_lines)
 from pg_cluster import PgCluster
 
@@ -188,6 +188,29 @@ def test_access_log_stays_json_for_paths_that_are_not_utf8(api, server):
     assert not non_json_lines(server.stderr_text())
 
 
+def test_access_log_says_499_when_the_client_leaves_before_the_answer(api, server):
+    """A client that closes its connection mid-request (here: after the server asked for
+    the body) gets no answer, and the access line says so with status 499."""
+    s = raw_connect(server.port)
+    try:
+        s.sendall(b"POST /v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: 100\r\n"
+                  b"Expect: 100-continue\r\nX-Request-Id: gone-1\r\n\r\n")
+        # The interim answer says the server has taken the request up; then leave.
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            chunk = s.recv(4096)
+            assert chunk, f"closed before 100 Continue: {interim!r}"
+            interim += chunk
+        assert interim.startswith(b"HTTP/1.1 100 "), interim
+    finally:
+        s.close()
+    e = server.access_entry("gone-1")
+    assert (e["method"], e["path"], e["status"], e["bytes"]) == \
+        ("POST", "/v1/auth/login", 499, 0), e
+    assert api.get("/v1").status_code == 200
+
+
 def test_access_log_can_be_turned_off(tandem_server):
     srv = tandem_server(env={"TANDEM_ACCESS_LOG": "false"})
     api = srv.api()
@@ -341,6 +364,55 @@ def test_per_ip_connection_limit(tandem_server):
     finally:
         a.close()
         b.close()
+
+
+def test_global_connection_limit(tandem_server):
+    """TANDEM_MAX_CONNECTIONS open HTTP connections at most: one more is closed without an
+    answer (libmicrohttpd refuses it at accept), the open ones go on, and a slot freed is
+    usable again."""
+    limit = 3
+    srv = tandem_server(env={"TANDEM_MAX_CONNECTIONS": str(limit)})
+    held = [connect_answered(srv.port) for _ in range(limit)]
+    try:
+        for _ in range(3):
+            assert refused_or_closed(srv.port), "a connection beyond the limit was answered"
+        for i, s in enumerate(held):
+            assert raw_get(s, "/healthz")[0] == 200, i
+        held.pop().close()
+        held.append(connect_answered(srv.port))
+        assert raw_get(held[-1], "/readyz")[0] == 200
+    finally:
+        for s in held:
+            s.close()
+    # Healthy afterwards: new connections are served once the held ones are gone.
+    connect_answered(srv.port).close()
+
+
+def test_idle_connection_is_closed_after_the_connection_timeout(tandem_server):
+    """TANDEM_CONNECTION_TIMEOUT: a keep-alive connection idle that long is closed by the
+    server; well before that it is still usable. Measured against the setting."""
+    timeout = 2
+    srv = tandem_server(env={"TANDEM_CONNECTION_TIMEOUT": str(timeout)})
+    s = raw_connect(srv.port)
+    try:
+        assert raw_get(s, "/healthz")[0] == 200
+        time.sleep(timeout / 4)
+        assert raw_get(s, "/v1")[0] == 200  # idle a quarter of the timeout: still open
+        idle_from = time.monotonic()
+        s.settimeout(timeout + 30)
+        try:
+            data = s.recv(1)
+        except ConnectionResetError:
+            data = b""
+        except socket.timeout:
+            data = None  # still open long after the setting
+        idle = time.monotonic() - idle_from
+    finally:
+        s.close()
+    assert data == b"", f"unexpected bytes on an idle connection: {data!r}"
+    assert timeout - 0.1 <= idle <= timeout + 5, \
+        f"closed after {idle:.2f}s idle (setting {timeout}s)"
+    assert srv.api().get("/healthz").status_code == 200
 
 
 # --------------------------------------------------------------------------------------
@@ -668,16 +740,25 @@ def test_shutdown_finishes_a_request_in_flight(tandem_server):
 
 
 def test_shutdown_wait_is_bounded(tandem_server):
-    srv = tandem_server(env={"TANDEM_SHUTDOWN_TIMEOUT": "1"})
+    """A request that never finishes holds the exit for TANDEM_SHUTDOWN_TIMEOUT, no longer.
+
+    The bound is measured: at least the setting (the server did wait for the request), and
+    at most the setting plus a margin for closing the database and exiting that is far
+    below what a server ignoring the setting would take."""
+    timeout = 2
+    srv = tandem_server(env={"TANDEM_SHUTDOWN_TIMEOUT": str(timeout)})
     s = raw_connect(srv.port)
     try:
         assert raw_get(s, "/healthz")[0] == 200
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
-        time.sleep(0.3)
+        time.sleep(0.3)  # let the server read the request line (not an assertion)
+        started = time.monotonic()
         srv.send_signal(signal.SIGTERM)
         assert srv.wait() == 0
+        took = time.monotonic() - started
     finally:
         s.close()
+    assert timeout - 0.1 <= took <= timeout + 6, f"exit took {took:.2f}s (setting {timeout}s)"
     warn = [e for e in srv.logs() if "shutdown timeout" in e.get("msg", "")]
     assert len(warn) == 1 and warn[0]["level"] == "warn", srv.stderr_text()
 

@@ -20,6 +20,7 @@ import select
 import socket
 import sqlite3
 import stat
+import threading
 import time
 import uuid
 
@@ -629,6 +630,48 @@ def test_refresh_reuse_revokes_the_whole_family(srv, client):
     assert len(others) == 1 and others[0]["revoked_at"] is None, others
     # ...while the other device's family lives on.
     assert_session(refresh(client, other["refresh_token"]), 200, "nina")
+
+
+def test_two_refreshes_at_once_with_one_token(srv, client):
+    """Two clients present the same refresh token at the same moment. Rotation claims the
+    token once: one gets the new pair; the other presents a token already rotated, which is
+    reuse (API.md), so it gets 401 and the whole family is revoked, the winner's new token
+    with it. Never two live pairs from one token."""
+    s0 = register(client, "quinn")
+    token = s0["refresh_token"]
+    clients = [srv.api(), srv.api()]
+    for rnd in range(5):
+        for c in clients:  # connected beforehand, so both requests leave together
+            assert c.get("/healthz").status_code == 200
+        known = {t["id"] for t in refresh_rows(srv.store)}
+        barrier = threading.Barrier(2)
+        answers = [None, None]
+
+        def go(i):
+            barrier.wait()
+            answers[i] = refresh(clients[i], token)
+
+        threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wins = [r for r in answers if r.status_code == 200]
+        assert len(wins) == 1, (rnd, [(r.status_code, r.text) for r in answers])
+        (lost,) = [r for r in answers if r is not wins[0]]
+        assert_problem(lost, 401, "unauthenticated")
+        new = assert_session(wins[0], 200, "quinn")
+        rows = refresh_rows(srv.store)
+        added = [t for t in rows if t["id"] not in known]
+        assert len(added) == 1, (rnd, added)  # the winner's token, and no other
+        family = [t for t in rows if t["family_id"] == added[0]["family_id"]]
+        assert len(family) == 2, (rnd, family)  # the token presented and the winner's
+        live = [t for t in family if t["used_at"] is None and t["revoked_at"] is None]
+        assert live == [], (rnd, family)
+        assert_problem(refresh(client, new["refresh_token"]), 401, "unauthenticated")
+        token = login(client, "quinn").json()["refresh_token"]  # a new family, next round
+    for c in clients:
+        c.close()
 
 
 def test_refresh_rejects_unknown_tokens(srv, client):

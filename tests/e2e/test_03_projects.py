@@ -14,7 +14,6 @@ and re-reading: the change itself must have been rolled back too.
 The permission matrix (every route x every role) is in test_04_authz.py.
 """
 
-import contextlib
 import json
 import re
 import sqlite3
@@ -24,6 +23,7 @@ import uuid
 import pytest
 
 from harness import assert_problem
+from taskkit import failing_event_insert, idempotency_rows
 
 PASSWORD = "correct horse battery staple"
 JSON = {"Content-Type": "application/json"}
@@ -107,6 +107,7 @@ def snapshot(store):
         "events": store.query(
             "SELECT project_id, seq, type, actor_id, created_at, data FROM events "
             "ORDER BY project_id, seq"),
+        "idempotency_keys": idempotency_rows(store),
     }
 
 
@@ -191,31 +192,6 @@ def walk(user, path, params=None):
         nxt = r.links["next"]["url"]
         assert nxt.startswith(path), nxt
         r = user.api.get(nxt)
-
-
-@contextlib.contextmanager
-def failing_event_insert(store, project_id, seq):
-    """Make the database refuse to store event `seq` of the project, as a crash or a full
-    disk would at that moment. Everything the request did before it must roll back."""
-    if store.backend == "postgres":
-        db_exec(store, f"""
-            CREATE FUNCTION fail_event() RETURNS trigger LANGUAGE plpgsql AS $f$
-            BEGIN RAISE EXCEPTION 'injected failure'; END $f$;
-            CREATE TRIGGER fail_event BEFORE INSERT ON events FOR EACH ROW
-            WHEN (NEW.project_id = '{project_id}' AND NEW.seq = {seq})
-            EXECUTE FUNCTION fail_event();""")
-    else:
-        db_exec(store, f"""
-            CREATE TRIGGER fail_event BEFORE INSERT ON events
-            WHEN NEW.project_id = '{project_id}' AND NEW.seq = {seq}
-            BEGIN SELECT RAISE(ABORT, 'injected failure'); END;""")
-    try:
-        yield
-    finally:
-        if store.backend == "postgres":
-            db_exec(store, "DROP TRIGGER fail_event ON events; DROP FUNCTION fail_event();")
-        else:
-            db_exec(store, "DROP TRIGGER fail_event;")
 
 
 def assert_project(p, *, name, owner, role, version=1, description=""):
@@ -407,6 +383,26 @@ def test_patch_project_is_a_merge_patch_with_an_event(srv, users):
         assert e["data"]["id"] == p["id"] and e["data"]["owner_id"] == alice.id
 
 
+def test_patch_project_that_changes_nothing_writes_nothing(srv, users):
+    """As for tasks: {} or the values the project already has make no version and no event."""
+    alice = users("alice")
+    p = create_project(alice, "Apollo", description="first")
+    url = f"/v1/projects/{p['id']}"
+    before = snapshot(srv.store)
+    for body in ({}, {"name": "Apollo"}, {"description": "first"},
+                 {"name": "Apollo", "description": "first"}):
+        r = alice.api.patch(url, json=body)
+        assert r.status_code == 200, r.text
+        assert r.json() == p, body
+        assert r.headers["ETag"] == '"1"'
+    assert snapshot(srv.store) == before
+    assert [e["type"] for e in all_events(alice, p["id"])] == ["member.added"]
+    # A real change after them is version 2 and the second event.
+    r = alice.api.patch(url, json={"name": "Gemini"})
+    assert r.status_code == 200 and r.json()["version"] == 2
+    assert [e["seq"] for e in all_events(alice, p["id"])] == [1, 2]
+
+
 @pytest.mark.parametrize("body, fields", [
     ({"name": ""}, {"name"}),
     ({"name": "n" * 101}, {"name"}),
@@ -507,7 +503,7 @@ def test_delete_project_if_match_and_cascade(srv, users):
     r = alice.api.delete(f"/v1/projects/{keep['id']}")
     assert r.status_code == 204
     assert snapshot(srv.store) == {"projects": [], "memberships": [], "tasks": [],
-                                   "events": []}
+                                   "events": [], "idempotency_keys": []}
 
 
 # ---------------------------------------------------------------------------------------
@@ -1058,9 +1054,12 @@ def test_events_feed_records_every_change_in_order(srv, users):
     assert alice.api.delete(f"/v1/projects/{pid}/members/{bob.id}").status_code == 204
     assert alice.api.patch(f"/v1/projects/{pid}/members/{carol.id}",
                            json={"role": "owner"}).status_code == 200
-    # Rejected requests record nothing.
-    alice.api.patch(f"/v1/projects/{pid}", json={"name": "no longer mine"})
-    carol.api.delete(f"/v1/projects/{pid}/members/{carol.id}")
+    # Rejected requests record nothing: Alice is only a member now, and the owner cannot
+    # leave before transferring.
+    assert_problem(alice.api.patch(f"/v1/projects/{pid}", json={"name": "no longer mine"}),
+                   403, "forbidden")
+    assert_problem(carol.api.delete(f"/v1/projects/{pid}/members/{carol.id}"), 409,
+                   "conflict")
 
     evs = all_events(carol, pid)
     assert [e["seq"] for e in evs] == list(range(1, 11))
@@ -1102,9 +1101,14 @@ def test_events_feed_records_every_change_in_order(srv, users):
     assert [e["seq"] for e in all_events(bob, q["id"])] == [1]
 
 
-def change_ops(alice, bob, carol, pid):
+def change_ops(alice, bob, carol, pid, tid):
     """{name: (request, how many events it writes)} for each kind of project change."""
     return {
+        "create_task": (lambda: bob.api.post(f"/v1/projects/{pid}/tasks",
+                                             json={"title": "New"}), 1),
+        "patch_task": (lambda: bob.api.patch(f"/v1/tasks/{tid}",
+                                             json={"title": "Renamed", "status": "done"}), 1),
+        "delete_task": (lambda: bob.api.delete(f"/v1/tasks/{tid}"), 1),
         "patch_project": (lambda: alice.api.patch(f"/v1/projects/{pid}",
                                                   json={"name": "Renamed"}), 1),
         "add_member": (lambda: alice.api.post(f"/v1/projects/{pid}/members",
@@ -1119,6 +1123,7 @@ def change_ops(alice, bob, carol, pid):
 
 
 @pytest.mark.parametrize("op, failing", [
+    ("create_task", 1), ("patch_task", 1), ("delete_task", 1),
     ("patch_project", 1), ("add_member", 1), ("update_member", 1),
     ("transfer", 1), ("transfer", 2),  # either of its two member.updated events
     ("remove_member", 1), ("remove_member", 2),  # the task.updated, or the member.removed
@@ -1128,8 +1133,8 @@ def test_a_change_and_its_events_commit_together(srv, users, op, failing):
     alice, bob, carol = users("alice"), users("bob"), users("carol")
     p = create_project(alice)
     add_member(alice, p["id"], bob, "member")
-    create_task(alice, p["id"], assignee_id=bob.id)  # removing Bob unassigns it: 2 events
-    request, nevents = change_ops(alice, bob, carol, p["id"])[op]
+    t = create_task(alice, p["id"], assignee_id=bob.id)  # removing Bob unassigns it: 2 events
+    request, nevents = change_ops(alice, bob, carol, p["id"], t["id"])[op]
     seq = project_row(srv.store, p["id"])["event_seq"]
     before = snapshot(srv.store)
 
@@ -1138,9 +1143,14 @@ def test_a_change_and_its_events_commit_together(srv, users, op, failing):
         body = assert_problem(r, 500, "internal")
         assert "injected" not in r.text and "INSERT" not in r.text, body
         assert snapshot(srv.store) == before
+        # Read through the API too: the task is as it was.
+        r = bob.api.get(f"/v1/tasks/{t['id']}")
+        assert r.status_code == 200 and r.json() == t, r.text
     # The same change goes through once the database is well again, with the next seq.
     r = request()
-    assert r.status_code in (200, 201, 204), r.text
+    expected = {"add_member": 201, "create_task": 201, "remove_member": 204, "leave": 204,
+                "delete_task": 204}.get(op, 200)
+    assert r.status_code == expected, r.text
     evs = all_events(alice, p["id"], after=seq)
     assert [e["seq"] for e in evs] == list(range(seq + 1, seq + nevents + 1))
 
@@ -1160,7 +1170,7 @@ def test_creating_a_project_and_its_first_event_commit_together(srv, users):
     r = alice.api.post("/v1/projects", json={"name": "Half"})
     assert_problem(r, 500, "internal")
     assert snapshot(srv.store) == {"projects": [], "memberships": [], "tasks": [],
-                                   "events": []}
+                                   "events": [], "idempotency_keys": []}
     assert walk(alice, "/v1/projects")[0] == []
 
 

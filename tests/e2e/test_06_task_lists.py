@@ -571,13 +571,16 @@ def test_page_walk_under_concurrent_writes_skips_and_repeats_nothing(server, sor
         return 1
 
     seen = []
+    boundaries = []  # per page boundary: did the list change (two writes) before the next?
 
     def walker(_):
         def between(_page):
             with progress:
                 mark = state["writes"]
-                progress.wait_for(lambda: state["writes"] >= mark + 2
-                                  or state["writers_done"] == 3, timeout=30)
+                moved = progress.wait_for(lambda: state["writes"] >= mark + 2
+                                          or state["writers_done"] == 3, timeout=30)
+                assert moved, f"writers stalled: {state}"
+                boundaries.append(state["writes"] >= mark + 2)
         try:
             seen.extend(walk(team.viewer.client(), path, {"sort": sort}, 3, between))
         finally:
@@ -590,6 +593,9 @@ def test_page_walk_under_concurrent_writes_skips_and_repeats_nothing(server, sor
 
     counts = run_threads(4, run)
     assert counts[0] > 0 and counts[1] > 0 and counts[2] > 0, counts
+    # The walk really ran against a changing list: the writers' budget outlasts the first
+    # pages, so each of those was read after two writes.
+    assert len(boundaries) >= 5 and all(boundaries[:5]), boundaries
 
     got = [t["id"] for t in seen]
     assert len(got) == len(set(got)), "a row came twice"

@@ -20,10 +20,13 @@ Structured-Field list of String items with parameters q (quota) and w (window, s
 RateLimit carries r (remaining) and t (seconds) for the same policy name.
 """
 
+import base64
 import http.client
 import json
 import math
+import os
 import re
+import socket
 import time
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -296,18 +299,121 @@ def test_anonymous_limit_hits_at_the_burst(rl_server):
     assert second.retry_after <= first.retry_after
 
 
+def next_allowed(request, pol):
+    """Repeat `request` while it is refused (a refusal takes no token) and return the first
+    answer that was let through: the moment a token came back, met as the server sees it
+    rather than guessed with a sleep. The deadline only guards against a bucket that never
+    refills."""
+    deadline = time.monotonic() + 30 * pol.full_refill
+    while True:
+        r = request()
+        if r.status_code != 429:
+            return r
+        check_refused(r, pol)
+        assert time.monotonic() < deadline, "no token came back"
+        time.sleep(0.02)
+
+
 def test_bucket_refills_over_time(rl_server):
-    srv = rl_server(anon="1/s,burst=2")
-    pol = Policy("anon", 1, 1, 2)
+    # One token every 2 s: the checks below hold as long as a request and its successor
+    # are less than about 2 s apart, whatever the machine's speed.
+    srv = rl_server(anon="30/min,burst=2")
+    pol = Policy("anon", 30, 60, 2)
     api = srv.api()
     check_allowed(api.get("/v1"), pol, 1)
     check_allowed(api.get("/v1"), pol, 0)
     check_refused(api.get("/v1"), pol)
-    time.sleep(1.1)  # one emission interval: one token back, not two
-    check_allowed(api.get("/v1"), pol, 0)
+    # The first request let through again took the one token that came back...
+    check_allowed(next_allowed(lambda: api.get("/v1"), pol), pol, 0)
+    # ...and the next one is a whole emission interval away (2 s: the refusal comes less
+    # than a second after the token was taken).
     seen = check_refused(api.get("/v1"), pol)
+    assert seen.retry_after == pol.interval, seen
     time.sleep(seen.retry_after)  # Retry-After is enough
     check_allowed(api.get("/v1"), pol, {0, 1})
+
+
+def raw_request(srv, head_lines):
+    """Send a request head as given; the answer's head (and body, unless it is a 101) as a
+    Raw. For the WebSocket upgrade, whose 101 requests cannot read."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as s:
+        s.sendall(("\r\n".join(head_lines) + "\r\n\r\n").encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            assert chunk, f"connection closed before the answer: {buf!r}"
+            buf += chunk
+        head, _, body = buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
+        status = int(lines[0].split()[1])
+        n = 0 if status == 101 else int(dict((k.lower(), v) for k, v in headers).get(
+            "content-length", "0"))
+        while len(body) < n:
+            chunk = s.recv(65536)
+            assert chunk, "connection closed mid-body"
+            body += chunk
+        return Raw(head_lines[0].split()[1], status, headers, body)
+
+
+def upgrade(srv, token):
+    key = base64.b64encode(os.urandom(16)).decode()
+    return raw_request(srv, ["GET /v1/realtime HTTP/1.1", "Host: 127.0.0.1",
+                             "Upgrade: websocket", "Connection: Upgrade",
+                             f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
+                             f"Authorization: Bearer {token}"])
+
+
+def event_stream(srv, token, pid):
+    """The answer to an SSE request: only the head when the stream opened (it is closed at
+    once), the whole answer when it was refused."""
+    r = requests.get(f"{srv.base_url}/v1/projects/{pid}/events/stream", stream=True,
+                     timeout=30, headers={"Accept": "text/event-stream",
+                                          "Authorization": f"Bearer {token}"})
+    if r.status_code != 200:
+        r.content  # noqa: B018 - reads the body before the connection goes
+    r.close()
+    return r
+
+
+def test_every_limited_route_class_carries_the_headers(rl_server):
+    """Tasks, the documentation, an SSE stream and a WebSocket upgrade are counted like any
+    route: their answers (the stream's head, the 101) carry the RateLimit fields, each takes
+    one token, and once the budget is spent the stream and the upgrade are refused with 429.
+    The upgrade route is public (the token may come in the first message instead), so it is
+    counted per address even with a bearer header."""
+    srv = rl_server(anon="1/h,burst=4", user="1/h,burst=9")
+    anon_pol, pol = Policy("anon", 1, 3600, 4), Policy("user", 1, 3600, 9)
+    anon = srv.api()
+    check_allowed(anon.get("/docs"), anon_pol, 3, status=200)
+    check_allowed(anon.get("/openapi.json"), anon_pol, 2, status=200)
+    r = register(anon, "alice")
+    assert r.status_code == 201, r.text
+    token = r.json()["access_token"]
+    alice = anon.with_token(token)
+    r = alice.post("/v1/projects", json={"name": "p"})
+    check_allowed(r, pol, 8, status=201)
+    pid = r.json()["id"]
+    r = alice.post(f"/v1/projects/{pid}/tasks", json={"title": "t"})
+    check_allowed(r, pol, 7, status=201)
+    tid = r.json()["id"]
+    check_allowed(alice.get(f"/v1/projects/{pid}/tasks"), pol, 6, status=200)
+    check_allowed(alice.get("/v1/tasks"), pol, 5, status=200)
+    check_allowed(alice.get(f"/v1/tasks/{tid}"), pol, 4, status=200)
+    check_allowed(alice.patch(f"/v1/tasks/{tid}", json={"title": "u"}), pol, 3, status=200)
+    check_allowed(alice.delete(f"/v1/tasks/{tid}"), pol, 2, status=204)
+    r = event_stream(srv, token, pid)
+    assert r.headers["Content-Type"].startswith("text/event-stream"), r.headers
+    check_allowed(r, pol, 1, status=200)
+    check_allowed(alice.get(f"/v1/projects/{pid}/events"), pol, 0, status=200)
+    check_allowed(upgrade(srv, token), anon_pol, 1, status=101)
+    check_allowed(upgrade(srv, token), anon_pol, 0, status=101)
+    # Spent: the stream and the upgrade are refused like the rest, with the fields.
+    check_refused(event_stream(srv, token, pid), pol)
+    check_refused(alice.post(f"/v1/projects/{pid}/tasks", json={"title": "t2"}), pol)
+    check_refused(upgrade(srv, token), anon_pol)
+    check_refused(anon.get("/docs"), anon_pol)
+    assert srv.store.query("SELECT title FROM tasks") == []
 
 
 def test_per_user_limit_and_refused_writes_store_nothing(rl_server):
@@ -388,8 +494,13 @@ def test_per_ip_limit_holds_when_the_login_bucket_is_on_its_last_token(rl_server
     api = srv.api()
     for name in ("a1", "a2", "a3"):
         assert_login_failed(login(api, name, ip="192.0.2.50"), pol)
-    # Let a second pass, so the two buckets' reset times differ in whole seconds.
-    time.sleep(1.3)
+    # Let more than a second pass, so the two buckets' reset times differ in whole seconds:
+    # watched on the address's Retry-After (refused attempts take nothing), which has then
+    # gone down twice.
+    first = check_refused(login(api, "probe", ip="192.0.2.50"), pol).retry_after
+    assert first >= 3, first
+    while check_refused(login(api, "probe", ip="192.0.2.50"), pol).retry_after > first - 2:
+        time.sleep(0.05)
     for ip in ("198.51.100.1", "198.51.100.2"):
         assert_login_failed(login(api, "victim", ip=ip), pol)
     # 192.0.2.50 is still out of tokens (one comes back every 10 s).

@@ -3,37 +3,32 @@
  *
  * One sqlite3 handle per connection (per worker thread), opened without SQLite's own
  * mutexes. WAL lets readers run beside the one writer; an acknowledged commit survives
- * power loss (its WAL frames are flushed before commit returns, see group commit); write
- * transactions take the lock up front (BEGIN IMMEDIATE) so they wait on the busy timeout instead of
- * failing at upgrade time.
+ * power loss (its WAL frames are flushed before commit returns: group commit, writer.c);
+ * write transactions take the lock up front (BEGIN IMMEDIATE) so they wait on the busy
+ * timeout instead of failing at upgrade time.
  * `$N` placeholders are SQLite named parameters: they are bound by name, because their
  * index is their order of first appearance, not N.
  *
  * Writers of this process queue in arrival order before they touch SQLite's write lock
- * (the writer queue below), run on one shared writer connection whose page cache stays warm
- * (writer_enter), and flush the WAL together (group commit, below); readers never queue. The queues
- * are shared by every thread and protected by one mutex; everything else here belongs to the
- * connection's thread.
+ * (the writer queue, writer.c), run on the queue's one shared writer connection whose page
+ * cache stays warm (writer_enter), and flush the WAL together (group commit); readers never
+ * queue. A connection enters the queue for a write transaction (begin with write=true) and
+ * for a write statement outside one; it leaves when the connection is back in autocommit
+ * mode: commit, rollback, an error that ended the transaction, or disconnect. Everything in
+ * this file belongs to the connection's thread; what is shared lives in writer.c.
  */
 #include "core/arena.h"
 #include "core/error.h"
-#include "core/log.h"
 #include "core/xalloc.h"
 #include "store/db.h"
+#include "store/sqlite/writer.h"
 #include "store/stmtcache.h"
 
-#include <assert.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #define SQLITE_BUSY_TIMEOUT_MS 10000
 /*
@@ -46,64 +41,15 @@
 #define SQLITE_MMAP_SIZE  "268435456"
 #define SQLITE_CACHE_SIZE "-8192"
 
-/*
- * The writer queue (issue 7). SQLite admits one writer per database file; the others wait
- * in the busy handler, which sleeps and polls with a growing back-off, so under contention
- * a newcomer polling every millisecond often beats a writer that has been sleeping 100 ms at
- * a time for seconds: p99 of 3-4 s and maxima of 6 s with 1,000 concurrent writers. So the
- * connections of this process to one file first queue here, and the lock passes directly to
- * the longest waiter: first come, first served, and SQLite's own lock is free by the time
- * BEGIN IMMEDIATE runs. A writer gives up after the busy timeout, as it would in SQLite.
- * The busy handler stays for other processes (`tandem migrate` beside a server).
- *
- * A connection enters the queue for a write transaction (begin with write=true) and for a
- * write statement outside one; it leaves when the connection is back in autocommit mode:
- * commit, rollback, an error that ended the transaction, or disconnect. Read-only statements
- * and read transactions never queue: WAL lets them run beside the writer.
- */
-struct writer_waiter {
-	struct writer_waiter *next;
-	pthread_cond_t cond;
-	bool granted; /* the lock was handed to this waiter */
-};
-
-struct writer_queue {
-	struct writer_queue *next; /* in `queues` */
-	dev_t dev;		   /* the database file */
-	ino_t ino;
-	int refs; /* connections */
-	bool held;
-	struct writer_waiter *head, *tail;
-	/* group commit: its own lock, so flushing never holds up the writer queue */
-	pthread_mutex_t sync_lock;
-	pthread_cond_t synced_cond;
-	uint64_t written; /* writes ended (under queues_lock, by the writer) */
-	uint64_t synced;  /* writes known to be on stable storage */
-	bool syncing;	  /* a thread is flushing the WAL now */
-	uint64_t flushes; /* fdatasync calls that succeeded */
-	int wal_fd;	  /* -1 until the first flush */
-	char *wal_path;
-	/* the writer connection: used only by the queue's holder (see writer_enter) */
-	char *path;
-	sqlite3 *wdb; /* opened by the first writer */
-	struct stmtcache wstmts;
-};
-
 struct sqlite_conn;
 static uint64_t writer_leave(struct sqlite_conn *c, bool changed);
-static void finalize(void *st);
 static int open_db(const char *path, bool group_commit, sqlite3 **out, struct error *err);
-
-static pthread_mutex_t queues_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct writer_queue *queues;
-static pthread_condattr_t cond_attr; /* CLOCK_MONOTONIC: deadlines ignore clock changes */
-static pthread_once_t cond_attr_once = PTHREAD_ONCE_INIT;
 
 struct sqlite_conn {
 	struct db_conn base;
 	sqlite3 *db; /* this connection's own handle: reads */
 	struct stmtcache stmts;
-	sqlite3 *cur; /* where statements run now: db, or the queue's wdb while writing */
+	sqlite3 *cur; /* where statements run now: db, or the writer connection while writing */
 	struct stmtcache *cur_stmts;
 	struct writer_queue *queue; /* NULL: a private database (":memory:", temporary) */
 	bool writing;		    /* holds queue */
@@ -112,70 +58,11 @@ struct sqlite_conn {
 	uint64_t last_ticket;	    /* of this connection's last write that changed something */
 };
 
-static void cond_attr_init(void)
-{
-	pthread_condattr_init(&cond_attr);
-	pthread_condattr_setclock(&cond_attr, CLOCK_MONOTONIC);
-}
-
-/* The queue of the file behind db (a new one on first use), or NULL for a private one. */
-static struct writer_queue *queue_ref(sqlite3 *db)
-{
-	const char *path = sqlite3_db_filename(db, "main");
-	struct stat sb;
-	struct writer_queue *q;
-	if (!path || !*path || stat(path, &sb) != 0)
-		return NULL;
-	pthread_mutex_lock(&queues_lock);
-	for (q = queues; q; q = q->next)
-		if (q->dev == sb.st_dev && q->ino == sb.st_ino)
-			break;
-	if (!q) {
-		q = xcalloc(1, sizeof(*q));
-		q->dev = sb.st_dev;
-		q->ino = sb.st_ino;
-		pthread_mutex_init(&q->sync_lock, NULL);
-		pthread_cond_init(&q->synced_cond, NULL);
-		q->wal_fd = -1;
-		q->wal_path = xstrdup(sqlite3_filename_wal(path));
-		q->path = xstrdup(path);
-		q->next = queues;
-		queues = q;
-	}
-	q->refs++;
-	pthread_mutex_unlock(&queues_lock);
-	return q;
-}
-
-static void queue_unref(struct writer_queue *q)
-{
-	if (!q)
-		return;
-	pthread_mutex_lock(&queues_lock);
-	if (--q->refs == 0) {
-		assert(!q->held && !q->head);
-		struct writer_queue **pp = &queues;
-		while (*pp != q)
-			pp = &(*pp)->next;
-		*pp = q->next;
-		if (q->wal_fd >= 0)
-			close(q->wal_fd);
-		stmtcache_release(&q->wstmts, finalize);
-		sqlite3_close_v2(q->wdb);
-		free(q->path);
-		pthread_mutex_destroy(&q->sync_lock);
-		pthread_cond_destroy(&q->synced_cond);
-		free(q->wal_path);
-		free(q);
-	}
-	pthread_mutex_unlock(&queues_lock);
-}
-
 /*
  * Take the connection's place as the writer: 0, or a negative error kind (the busy timeout
  * passed first, or the writer connection cannot be opened) with detail in *err.
  *
- * The writer then runs its statements on the queue's one writer connection (wdb) instead of
+ * The writer then runs its statements on the queue's one writer connection (writer.h) instead of
  * its own. SQLite drops a connection's whole page cache whenever another connection has
  * written to the file; with every worker connection writing in turn, each write transaction
  * read the pages it touched again (pread from the WAL and the file: 18 % of the CPU of a
@@ -186,146 +73,34 @@ static void queue_unref(struct writer_queue *q)
 static int writer_enter(struct sqlite_conn *c, const char *what, struct error *err)
 {
 	struct writer_queue *q = c->queue;
-	int rc = 0;
 
 	if (!q || c->writing)
 		return 0;
-	pthread_once(&cond_attr_once, cond_attr_init);
-	pthread_mutex_lock(&queues_lock);
-	if (!q->held && !q->head) {
-		q->held = true;
-	} else {
-		struct writer_waiter w = {.next = NULL, .granted = false};
-		struct timespec deadline;
-		pthread_cond_init(&w.cond, &cond_attr);
-		if (q->tail)
-			q->tail->next = &w;
-		else
-			q->head = &w;
-		q->tail = &w;
-		clock_gettime(CLOCK_MONOTONIC, &deadline);
-		deadline.tv_sec += SQLITE_BUSY_TIMEOUT_MS / 1000;
-		deadline.tv_nsec += (SQLITE_BUSY_TIMEOUT_MS % 1000) * 1000000L;
-		if (deadline.tv_nsec >= 1000000000L) {
-			deadline.tv_sec++;
-			deadline.tv_nsec -= 1000000000L;
-		}
-		while (!w.granted) {
-			if (pthread_cond_timedwait(&w.cond, &queues_lock, &deadline) == ETIMEDOUT &&
-			    !w.granted) {
-				/* Leave the queue: nobody else may hand the lock to us now. */
-				struct writer_waiter **pp = &q->head, *prev = NULL;
-				while (*pp != &w) {
-					prev = *pp;
-					pp = &(*pp)->next;
-				}
-				*pp = w.next;
-				if (q->tail == &w)
-					q->tail = prev;
-				rc = -1;
-				break;
-			}
-		}
-		pthread_cond_destroy(&w.cond);
-	}
-	pthread_mutex_unlock(&queues_lock);
-	if (rc < 0)
+	if (writer_queue_enter(q, SQLITE_BUSY_TIMEOUT_MS) < 0)
 		return error_set(err, ERR_UNAVAILABLE, "sqlite %s: database is busy", what);
 	c->writing = true;
 	if (sqlite3_get_autocommit(c->db)) {
-		if (!q->wdb && open_db(q->path, true, &q->wdb, err) < 0) {
+		struct writer_conn *w = writer_queue_conn(q);
+		if (!w->db && open_db(writer_queue_path(q), true, &w->db, err) < 0) {
 			writer_leave(c, false);
 			return -ERR_UNAVAILABLE;
 		}
-		c->cur = q->wdb;
-		c->cur_stmts = &q->wstmts;
+		c->cur = w->db;
+		c->cur_stmts = &w->stmts;
 	}
 	c->changes_at_enter = sqlite3_total_changes64(c->cur);
 	return 0;
 }
 
-/*
- * Group commit. Each connection runs synchronous=NORMAL: COMMIT writes the transaction's
- * frames to the WAL but does not wait for them to reach the disk. A writer then gives up its
- * place in the queue at once, and only afterwards waits until the WAL has been flushed
- * (fdatasync) past its commit; one flush covers every commit written before it started. So
- * the next writer works while the previous one's frames go to disk, and N commits cost one
- * disk flush instead of N, with the same guarantee as synchronous=FULL: commit returns only
- * once the transaction is on stable storage. (SQLite itself still flushes the WAL before
- * each checkpoint and the database after it, as in NORMAL mode.)
- */
-
-/* The WAL's descriptor, (re)opened when missing or when the file was removed (SQLite deletes
- * it when the last connection to the database closes; a new one is another file). */
-static int wal_fd(struct writer_queue *q)
-{
-	struct stat sb;
-	if (q->wal_fd >= 0 && fstat(q->wal_fd, &sb) == 0 && sb.st_nlink > 0)
-		return q->wal_fd;
-	if (q->wal_fd >= 0)
-		close(q->wal_fd);
-	q->wal_fd = open(q->wal_path, O_RDONLY | O_CLOEXEC);
-	return q->wal_fd;
-}
-
-/* Wait until the writes up to `ticket` are on stable storage, flushing if nobody is. */
-static int wal_sync(struct writer_queue *q, uint64_t ticket)
-{
-	int rc = 0;
-	pthread_mutex_lock(&q->sync_lock);
-	while (q->synced < ticket) {
-		if (q->syncing) {
-			pthread_cond_wait(&q->synced_cond, &q->sync_lock);
-			continue;
-		}
-		q->syncing = true;
-		/* every write with a ticket up to `upto` has ended: its frames are in the WAL */
-		pthread_mutex_lock(&queues_lock);
-		uint64_t upto = q->written;
-		pthread_mutex_unlock(&queues_lock);
-		pthread_mutex_unlock(&q->sync_lock);
-		int fd = wal_fd(q);
-		int ok = fd >= 0 && fdatasync(fd) == 0;
-		int saved = errno;
-		pthread_mutex_lock(&q->sync_lock);
-		q->syncing = false;
-		if (ok && upto > q->synced)
-			q->synced = upto;
-		q->flushes += ok;
-		pthread_cond_broadcast(&q->synced_cond);
-		if (!ok) {
-			log_error("sqlite: cannot flush the write-ahead log %s: %s", q->wal_path,
-				  strerror(saved));
-			rc = -1;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&q->sync_lock);
-	return rc;
-}
-
-/* Hand the writer's place to the longest waiter, or free it. Returns the write's ticket for
- * wal_sync(), or 0 when it changed nothing that needs flushing. */
+/* Give up the writer's place (see writer_queue_leave) and go back to the own handle. */
 static uint64_t writer_leave(struct sqlite_conn *c, bool changed)
 {
-	struct writer_queue *q = c->queue;
-	uint64_t ticket = 0;
+	uint64_t ticket;
 	if (!c->writing)
 		return 0;
-	pthread_mutex_lock(&queues_lock);
-	if (changed)
-		ticket = c->last_ticket = ++q->written;
-	struct writer_waiter *w = q->head;
-	if (w) {
-		q->head = w->next;
-		if (!q->head)
-			q->tail = NULL;
-		w->granted = true; /* q->held stays true: the lock changes hands without a gap */
-		pthread_cond_signal(&w->cond);
-	} else {
-		q->held = false;
-	}
-	pthread_mutex_unlock(&queues_lock);
+	ticket = writer_queue_leave(c->queue, changed);
+	if (ticket)
+		c->last_ticket = ticket;
 	c->writing = false;
 	c->script = false;
 	c->cur = c->db;
@@ -343,7 +118,7 @@ static int writer_done(struct sqlite_conn *c)
 		return 0;
 	uint64_t ticket =
 	    writer_leave(c, c->script || sqlite3_total_changes64(c->cur) != c->changes_at_enter);
-	return ticket ? wal_sync(c->queue, ticket) : 0;
+	return ticket ? writer_queue_sync(c->queue, ticket) : 0;
 }
 
 static int not_durable(const char *what, struct error *err)
@@ -389,7 +164,7 @@ static void disconnect(struct db_conn *base)
 	stmtcache_release(&c->stmts, finalize);
 	sqlite3_close_v2(c->db);
 	writer_leave(c, false);
-	queue_unref(c->queue);
+	writer_queue_unref(c->queue);
 	free(c);
 }
 
@@ -451,13 +226,13 @@ static int connect(const char *path, struct db_conn **out, struct error *err)
 		free(c);
 		return rc;
 	}
-	c->queue = queue_ref(c->db);
+	c->queue = writer_queue_ref(c->db);
 	if (c->queue &&
 	    sqlite3_exec(c->db, "PRAGMA synchronous=NORMAL;", NULL, NULL, NULL) != SQLITE_OK) {
 		error_set(err, ERR_UNAVAILABLE, "cannot configure sqlite database \"%s\": %s", path,
 			  sqlite3_errmsg(c->db));
 		sqlite3_close_v2(c->db);
-		queue_unref(c->queue);
+		writer_queue_unref(c->queue);
 		free(c);
 		return -ERR_UNAVAILABLE;
 	}
@@ -646,10 +421,16 @@ int db_sqlite_sync_state(struct db_conn *base, uint64_t *last_ticket, uint64_t *
 	if (base->driver != &db_sqlite_driver || !c->queue)
 		return -1;
 	*last_ticket = c->last_ticket;
-	pthread_mutex_lock(&c->queue->sync_lock);
-	*synced = c->queue->synced;
-	*flushes = c->queue->flushes;
-	pthread_mutex_unlock(&c->queue->sync_lock);
+	writer_queue_sync_state(c->queue, synced, flushes);
+	return 0;
+}
+
+int db_sqlite_queue_state(struct db_conn *base, int *waiting, uint64_t *waits)
+{
+	struct sqlite_conn *c = (struct sqlite_conn *)base;
+	if (base->driver != &db_sqlite_driver || !c->queue)
+		return -1;
+	writer_queue_wait_state(c->queue, waiting, waits);
 	return 0;
 }
 
