@@ -67,10 +67,11 @@ void sse_deliver(struct hub *h, struct hub_stream *st, const struct fetched *e)
 
 void sse_end(struct hub_stream *st, const char *event_json)
 {
-	char *frame = NULL;
-	if (event_json && asprintf(&frame, "event: unsubscribed\ndata: %s\n\n", event_json) > 0)
+	if (event_json) {
+		char *frame = xasprintf("event: unsubscribed\ndata: %s\n\n", event_json);
 		stream_append(st, frame, strlen(frame));
-	free(frame);
+		free(frame);
+	}
 	st->ended = true;
 	sub_detach(&st->sub);
 	stream_wake(st);

@@ -62,9 +62,26 @@ def pytest_runtest_makereport(item, call):
         report.sections.append(("API contract", text))
 
 
+# Under pytest-xdist (scripts/test runs modules on several workers) each worker checks its own
+# responses: it hands its count to the controller, which adds them up for the summary.
+_worker_counts = []
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["contract_checked"] = contract.checked_count()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    _worker_counts.append(getattr(node, "workeroutput", {}).get("contract_checked", 0))
+
+
 def pytest_terminal_summary(terminalreporter):
+    checked = contract.checked_count() + sum(_worker_counts)
     terminalreporter.write_line(
-        f"API contract: {contract.checked_count()} responses checked against api/openapi.yaml")
+        f"API contract: {checked} responses checked against api/openapi.yaml")
 
 
 @pytest.fixture(scope="session")
