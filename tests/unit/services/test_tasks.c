@@ -129,8 +129,8 @@ static void text_that_needs_escaping(void **state)
 	    "\"updated_at\":\"2024-01-15T14:30:00.123Z\",\"version\":1}",
 	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:n, s:n, s:s, s:s, s:s, s:I}", "id", ID,
 		      "project_id", PROJECT_ID, "title", t.title, "description", t.description,
-		      "status", "todo", "priority", "high", "assignee_id", "due_date",
-		      "created_by", CREATOR, "created_at", "2024-01-15T14:30:00.000Z", "updated_at",
+		      "status", "todo", "priority", "high", "assignee_id", "due_date", "created_by",
+		      CREATOR, "created_at", "2024-01-15T14:30:00.000Z", "updated_at",
 		      "2024-01-15T14:30:00.123Z", "version", (json_int_t)1));
 }
 
