@@ -273,20 +273,25 @@ void hub_notify(struct hub *h, const char *project_id, int64_t seq, enum event_n
 {
 	if (!h)
 		return;
+	bool queued = true;
 	pthread_mutex_lock(&h->lock);
 	if (kind == EVENT_NOTE_RESYNC) {
 		h->resync_all = true;
 	} else if (kind == EVENT_NOTE_PROJECT_DELETED || topic_get(h, project_id, false)) {
-		/* Nobody listens to most projects: notes for them cost nothing. */
 		struct note *n = xcalloc(1, sizeof(*n));
 		snprintf(n->project_id, sizeof(n->project_id), "%s", project_id);
 		n->seq = seq;
 		n->kind = kind;
 		*h->notes_tail = n;
 		h->notes_tail = &n->next;
+	} else {
+		queued = false;
 	}
 	pthread_mutex_unlock(&h->lock);
-	hub_wake(h);
+	/* Nobody listens to most projects: a note for one of them costs a lookup, and the hub
+	 * thread is not woken (a write would otherwise wake it once per commit for nothing). */
+	if (queued)
+		hub_wake(h);
 }
 
 void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_len, void *handle,
