@@ -76,7 +76,7 @@ static int migrate(struct store *store)
 static int cmd_migrate(struct config *cfg)
 {
 	struct store *store;
-	if (datadir_ensure(cfg) < 0 || open_store(cfg, &store) < 0)
+	if (datadir_ensure(cfg, false) < 0 || open_store(cfg, &store) < 0)
 		return 2;
 	int rc = migrate(store);
 	store_free(store);
@@ -119,7 +119,7 @@ static int cmd_serve(struct config *cfg)
 		redis_free(redis);
 		return 2;
 	}
-	if (datadir_ensure(cfg) < 0 || open_store(cfg, &store) < 0) {
+	if (datadir_ensure(cfg, true) < 0 || open_store(cfg, &store) < 0) {
 		limits_free(limits);
 		redis_free(redis);
 		return 2;
@@ -249,7 +249,7 @@ static int cmd_user_create(int argc, char **argv)
 	static struct auth auth;
 	char password[1100];
 	int rc = 1;
-	if (datadir_ensure(&cfg) < 0 || open_store(&cfg, &store) < 0) {
+	if (datadir_ensure(&cfg, true) < 0 || open_store(&cfg, &store) < 0) {
 		config_release(&cfg);
 		return 2;
 	}

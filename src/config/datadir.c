@@ -18,11 +18,11 @@
 
 #define SECRET_FILE "jwt.secret"
 
-int datadir_ensure(const struct config *cfg)
+int datadir_ensure(const struct config *cfg, bool with_secret)
 {
 	const char *url = config_database_url(cfg);
 	bool sqlite = !strncmp(url, "sqlite:", 7);
-	if (!sqlite && cfg->jwt_secret)
+	if (!sqlite && (cfg->jwt_secret || !with_secret))
 		return 0; /* nothing of ours lives there */
 	if (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST) {
 		fprintf(stderr,

@@ -6,6 +6,7 @@
 #ifndef TANDEM_CONFIG_DATADIR_H
 #define TANDEM_CONFIG_DATADIR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct config;
@@ -14,9 +15,10 @@ struct config;
 
 /*
  * Create the data directory (mode 0700) when something will live in it: the SQLite database,
- * or the generated JWT secret. Returns 0 or -1.
+ * or (when the command needs the JWT key: `with_secret`) the generated secret file. Returns 0
+ * or -1.
  */
-int datadir_ensure(const struct config *cfg);
+int datadir_ensure(const struct config *cfg, bool with_secret);
 
 /*
  * The JWT signing key: cfg->jwt_secret, or <data_dir>/jwt.secret, generated (256 random bits,

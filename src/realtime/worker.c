@@ -1,6 +1,6 @@
 /*
  * worker.c — the hub's database work and token checks, off the hub thread. A few threads
- * (WORKER_THREADS) take jobs from a FIFO, call the services (auth_authenticate, events_head,
+ * (WORKER_THREADS) take jobs from a FIFO, call the services (auth_token_user, events_head,
  * events_after: the same rules as REST) and post each job back to the hub's inbox, where the
  * hub thread applies the result (websocket.c, fanout.c). So a slow database delays the answers
  * that need it, never the bytes of other sockets.
@@ -40,8 +40,7 @@ static void run_auth(struct hub *h, struct job *j)
 {
 	struct error err = ERROR_INIT;
 	struct user u;
-	const char *bearer = arena_printf(&j->arena, "Bearer %s", j->token);
-	j->rc = auth_authenticate(h->auth, h->store, &j->arena, bearer, &u, &err);
+	j->rc = auth_token_user(h->auth, h->store, &j->arena, j->token, &u, &err);
 	if (j->rc == 0)
 		memcpy(j->user_id, u.id, UUID_STR_LEN);
 	error_release(&err);

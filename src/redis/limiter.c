@@ -110,8 +110,9 @@ int redis_gcra(struct redis *r, const struct redis_gcra_key *keys, int n, bool *
 			diffs[i] = rep->element[i + 1]->integer;
 		rc = 0;
 	} else if (rep->type == REDIS_REPLY_ERROR) {
-		log_json(LOG_WARN, "redis rate-limit script failed",
-			 json_pack("{s:s}", "detail", rep->str));
+		/* E.g. an ACL user that may not run TIME, GET or SET: every check fails open, so
+		 * this would otherwise be one line per request. */
+		redis_log_failure(r, "rate-limit script", rep->str);
 	}
 	freeReplyObject(rep);
 	return rc;

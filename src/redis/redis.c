@@ -63,7 +63,7 @@ void redis_free(struct redis *r)
 	free(r);
 }
 
-static void log_failure(struct redis *r, const char *what, const char *detail)
+void redis_log_failure(struct redis *r, const char *what, const char *detail)
 {
 	int64_t now = time_now_ms();
 	/* One line every 10 s is enough to say Redis is down; more would flood the log. */
@@ -83,7 +83,7 @@ static bool setup(struct redis *r, redisContext *c, const char *what, int argc, 
 	redisReply *rep = redisCommandArgv(c, argc, argv, NULL);
 	bool ok = rep && rep->type != REDIS_REPLY_ERROR;
 	if (!ok)
-		log_failure(r, what, rep ? rep->str : c->errstr);
+		redis_log_failure(r, what, rep ? rep->str : c->errstr);
 	if (rep)
 		freeReplyObject(rep);
 	return ok;
@@ -96,7 +96,7 @@ struct redisContext *redis_connect(struct redis *r, int timeout_ms)
 	redisContext *c = u->path ? redisConnectUnixWithTimeout(u->path, tv)
 				  : redisConnectWithTimeout(u->host, u->port, tv);
 	if (!c || c->err) {
-		log_failure(r, "connect", c ? c->errstr : "out of memory");
+		redis_log_failure(r, "connect", c ? c->errstr : "out of memory");
 		if (c)
 			redisFree(c);
 		return NULL;
@@ -177,7 +177,7 @@ struct redisReply *redis_command(struct redis *r, int argc, const char **argv,
 		rep = redisCommandArgv(c->ctx, argc, argv, argvlen);
 	}
 	if (!rep || c->ctx->err) {
-		log_failure(r, argv[0], c->ctx->errstr);
+		redis_log_failure(r, argv[0], c->ctx->errstr);
 		if (rep)
 			freeReplyObject(rep);
 		redisFree(c->ctx);

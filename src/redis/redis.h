@@ -44,6 +44,12 @@ struct redisContext *redis_connect(struct redis *r, int timeout_ms);
 struct redisReply *redis_command(struct redis *r, int argc, const char **argv,
 				 const size_t *argvlen);
 
+/*
+ * Log that Redis failed at `what` (one line every 10 s at most, shared by every caller of
+ * this struct redis, so a Redis that fails every request does not flood the log).
+ */
+void redis_log_failure(struct redis *r, const char *what, const char *detail);
+
 /* PING; 0 when Redis answers. */
 int redis_ping(struct redis *r);
 

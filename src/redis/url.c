@@ -58,14 +58,23 @@ static int take_userinfo(const char *s, size_t n, struct redis_url *u, char *why
 	return 0;
 }
 
+/* Take the userinfo at the start of *rest, if any, and move *rest past its '@'. */
+static int skip_userinfo(const char **rest, bool unix_socket, struct redis_url *u, char *why,
+			 size_t why_len)
+{
+	const char *at = userinfo_end(*rest, unix_socket);
+	if (!at)
+		return 0;
+	if (take_userinfo(*rest, (size_t)(at - *rest), u, why, why_len) < 0)
+		return -1;
+	*rest = at + 1;
+	return 0;
+}
+
 static int parse_unix(const char *rest, struct redis_url *u, char *why, size_t why_len)
 {
-	const char *at = userinfo_end(rest, true);
-	if (at) {
-		if (take_userinfo(rest, (size_t)(at - rest), u, why, why_len) < 0)
-			return -1;
-		rest = at + 1;
-	}
+	if (skip_userinfo(&rest, true, u, why, why_len) < 0)
+		return -1;
 	const char *q = strchr(rest, '?');
 	size_t plen = q ? (size_t)(q - rest) : strlen(rest);
 	if (plen == 0) {
@@ -88,12 +97,8 @@ static int parse_unix(const char *rest, struct redis_url *u, char *why, size_t w
 
 static int parse_tcp(const char *rest, struct redis_url *u, char *why, size_t why_len)
 {
-	const char *at = userinfo_end(rest, false);
-	if (at) {
-		if (take_userinfo(rest, (size_t)(at - rest), u, why, why_len) < 0)
-			return -1;
-		rest = at + 1;
-	}
+	if (skip_userinfo(&rest, false, u, why, why_len) < 0)
+		return -1;
 	const char *slash = strchr(rest, '/');
 	size_t hl = slash ? (size_t)(slash - rest) : strlen(rest);
 	const char *host = rest, *port = NULL;

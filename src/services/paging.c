@@ -36,7 +36,7 @@ int paging_begin(struct paging *pg, struct arena *a, const char *scope, size_t n
 {
 	int rc;
 	pg->scope = scope;
-	pg->after = NULL;
+	pg->after = NULL; /* also when the limit is refused: pg is never left half set */
 	if ((rc = paging_limit(limit, &pg->limit, err)) < 0)
 		return rc;
 	return paging_cursor(pg, a, cursor, nkeys, err);

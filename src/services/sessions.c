@@ -217,9 +217,6 @@ int auth_logout(const struct auth *au, struct store *st, struct arena *a, json_t
 int auth_authenticate(const struct auth *au, struct store *st, struct arena *a,
 		      const char *authorization, struct user *out, struct error *err)
 {
-	struct access_claims claims;
-	int rc;
-
 	if (!authorization || !*authorization)
 		return error_set(err, ERR_UNAUTHENTICATED, "this request needs a bearer token");
 	if (strncasecmp(authorization, "Bearer ", 7) != 0)
@@ -228,6 +225,15 @@ int auth_authenticate(const struct auth *au, struct store *st, struct arena *a,
 	const char *token = authorization + 7;
 	while (*token == ' ')
 		token++;
+	return auth_token_user(au, st, a, token, out, err);
+}
+
+int auth_token_user(const struct auth *au, struct store *st, struct arena *a, const char *token,
+		    struct user *out, struct error *err)
+{
+	struct access_claims claims;
+	int rc;
+
 	if ((rc = token_verify(a, &au->key, token, &claims, err)) < 0)
 		return rc;
 	struct db_conn *c = store_conn(st, err);

@@ -39,6 +39,9 @@ int auth_logout(const struct auth *au, struct store *st, struct arena *a, json_t
  */
 int auth_authenticate(const struct auth *au, struct store *st, struct arena *a,
 		      const char *authorization, struct user *out, struct error *err);
+/* The same for the token itself (a WebSocket's `auth` message carries no header). */
+int auth_token_user(const struct auth *au, struct store *st, struct arena *a, const char *token,
+		    struct user *out, struct error *err);
 
 /* {user, access_token, refresh_token, token_type, expires_in}. New reference. */
 json_t *session_json(const struct session *s);
