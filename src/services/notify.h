@@ -14,9 +14,17 @@
 /*
  * What a committed transaction tells the real-time side (the bus relays it between
  * instances): a project has events up to `seq`, or was deleted, or
- * (EVENT_NOTE_RESYNC, from the bus after an outage) anything may have been missed.
+ * (EVENT_NOTE_RESYNC, from the bus after an outage) anything may have been missed, or
+ * (EVENT_NOTE_USER_REVOKED, with a user id in place of the project id) some of that user's
+ * tokens stopped being valid (password change, deactivation, logout, refresh reuse): every
+ * live channel of the user re-checks its token at once.
  */
-enum event_note { EVENT_NOTE_APPENDED, EVENT_NOTE_PROJECT_DELETED, EVENT_NOTE_RESYNC };
+enum event_note {
+	EVENT_NOTE_APPENDED,
+	EVENT_NOTE_PROJECT_DELETED,
+	EVENT_NOTE_RESYNC,
+	EVENT_NOTE_USER_REVOKED
+};
 
 typedef void (*notify_sink)(void *cls, const char *project_id, int64_t seq, enum event_note note);
 
