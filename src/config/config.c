@@ -60,6 +60,10 @@ static const struct setting settings[] = {
      31536000, "access token lifetime in seconds"},
     {"refresh-token-ttl", "TANDEM_REFRESH_TOKEN_TTL", K_INT, OFF(refresh_token_ttl_s), "2592000", 1,
      315360000, "refresh token lifetime in seconds"},
+    {"session-max-age", "TANDEM_SESSION_MAX_AGE", K_INT, OFF(session_max_age_s), "2592000", 60,
+     315360000,
+     "absolute lifetime of a login session in seconds: refreshing never extends it past this "
+     "(then log in again); its access tokens stop working with it"},
     {"bcrypt-cost", "TANDEM_BCRYPT_COST", K_INT, OFF(bcrypt_cost), "12", 4, 31,
      "bcrypt work factor for password hashes"},
     {"rate-limit", "TANDEM_RATE_LIMIT", K_BOOL, OFF(rate_limit), "on", 0, 0,

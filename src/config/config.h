@@ -35,6 +35,7 @@ struct config {
 	char *jwt_secret;
 	int64_t access_token_ttl_s;
 	int64_t refresh_token_ttl_s;
+	int64_t session_max_age_s;
 	int bcrypt_cost;
 	/* rate limiting and scale-out */
 	bool rate_limit;

@@ -6,6 +6,7 @@
 #include "core/timeutil.h"
 #include "core/uuid.h"
 #include "services/accounts.h"
+#include "services/notify.h"
 #include "services/tx.h"
 #include "services/validate.h"
 #include "store/store.h"
@@ -20,30 +21,47 @@ json_t *session_json(const struct session *s)
 			 "token_type", "Bearer", "expires_in", (json_int_t)s->expires_in);
 }
 
-/* Issue an access token and a new refresh token in `family` (inside the caller's tx). */
+/*
+ * Issue an access token and a new refresh token (inside the caller's tx): in a new family, or
+ * in the family of `prev`, the token this refresh rotates. A family never outlives
+ * au->session_max_age_s from its login, and its access tokens never outlive it; the refresh
+ * token carries the user's token version, so one issued under a version that a concurrent
+ * password change has just raised can never be used (store_refresh_claim checks).
+ */
 static int new_session(const struct auth *au, struct db_conn *c, struct arena *a,
-		       const struct user *u, const char *family, struct session *out,
+		       const struct user *u, const struct refresh_token *prev, struct session *out,
 		       struct error *err)
 {
 	char id[UUID_STR_LEN];
 	int64_t now = time_now_ms();
 	uuid_v7(id);
 	const char *refresh = token_refresh_new(a);
+	int64_t began = prev ? prev->family_created_at : now;
+	int64_t ends = began + au->session_max_age_s * 1000;
 	struct refresh_token t = {
 	    .id = id,
 	    .user_id = u->id,
-	    .family_id = family ? family : id,
+	    .family_id = prev ? prev->family_id : arena_strdup(a, id),
 	    .token_hash = token_hash(a, refresh),
 	    .created_at = now,
 	    .expires_at = now + au->refresh_ttl_s * 1000,
+	    .family_created_at = began,
+	    .token_version = u->token_version,
 	};
+	if (t.expires_at > ends)
+		t.expires_at = ends;
+	if (t.expires_at <= now) /* the claim just checked it: only a clock step gets here */
+		return error_set(err, ERR_UNAUTHENTICATED, "the session has ended");
+	int64_t ttl = au->access_ttl_s;
+	if (ttl > (t.expires_at - now) / 1000)
+		ttl = (t.expires_at - now) / 1000 > 0 ? (t.expires_at - now) / 1000 : 1;
 	int rc = store_refresh_insert(c, &t, err);
 	if (rc < 0)
 		return rc;
 	out->user = *u;
 	out->refresh_token = refresh;
-	out->access_token = token_issue(a, &au->key, u->id, u->token_version, au->access_ttl_s);
-	out->expires_in = au->access_ttl_s;
+	out->access_token = token_issue(a, &au->key, u->id, u->token_version, t.family_id, ttl);
+	out->expires_in = ttl;
 	return 0;
 }
 
@@ -141,6 +159,8 @@ static int not_live(struct db_conn *c, struct arena *a, const char *hash, int64_
 		if ((rc = store_refresh_revoke_family(c, t.family_id, now, err)) < 0)
 			return rc;
 		*revoked = true;
+		/* The family's access tokens die with it: live channels re-check theirs. */
+		notify_pending(t.user_id, 0, EVENT_NOTE_USER_REVOKED);
 		log_json(LOG_WARN, "refresh token reuse: family revoked",
 			 json_pack("{s:s, s:s}", "user_id", t.user_id, "family_id", t.family_id));
 	}
@@ -178,7 +198,7 @@ int auth_refresh(const struct auth *au, struct store *st, struct arena *a, json_
 		rc = -ERR_UNAUTHENTICATED; /* roll back: the token stays unused */
 		goto out;
 	}
-	rc = new_session(au, c, a, &u, t.family_id, out, err);
+	rc = new_session(au, c, a, &u, &t, out, err);
 out:
 	/* A revoked family is committed; any other refusal changes nothing. */
 	if (refused && rc == 0 && !revoked)
@@ -203,15 +223,23 @@ int auth_logout(const struct auth *au, struct store *st, struct arena *a, json_t
 	struct db_conn *c = store_conn(st, err);
 	if (!c)
 		return -ERR_UNAVAILABLE;
+	if ((rc = db_begin(c, true, err)) < 0)
+		return rc;
 	rc = store_refresh_get(c, a, token_hash(a, body_string(body, "refresh_token")), &t, err);
 	if (rc == -ERR_NOT_FOUND) {
 		/* Logging out with a token that is not ours changes nothing and reveals nothing. */
 		error_release(err);
-		return 0;
+		rc = 0;
+		goto out;
 	}
 	if (rc < 0)
-		return rc;
-	return store_refresh_revoke_family(c, t.family_id, time_now_ms(), err);
+		goto out;
+	/* The session's access tokens carry its family as `sid`: they end here too. */
+	if ((rc = store_refresh_revoke_family(c, t.family_id, time_now_ms(), err)) < 0)
+		goto out;
+	notify_pending(t.user_id, 0, EVENT_NOTE_USER_REVOKED);
+out:
+	return tx_finish(c, rc, err);
 }
 
 int auth_authenticate(const struct auth *au, struct store *st, struct arena *a,
@@ -239,9 +267,10 @@ int auth_token_user(const struct auth *au, struct store *st, struct arena *a, co
 	struct db_conn *c = store_conn(st, err);
 	if (!c)
 		return -ERR_UNAVAILABLE;
-	rc = store_user_get(c, a, claims.sub, out, err);
+	bool live = false;
+	rc = store_user_get_session(c, a, claims.sub, claims.sid, time_now_ms(), out, &live, err);
 	if (rc == -ERR_NOT_FOUND ||
-	    (rc == 0 && (!out->is_active || claims.ver != out->token_version))) {
+	    (rc == 0 && (!out->is_active || claims.ver != out->token_version || !live))) {
 		error_release(err);
 		return error_set(err, ERR_UNAUTHENTICATED, "the access token has been revoked");
 	}

@@ -9,12 +9,13 @@
 #include <jansson.h>
 #include <errno.h>
 #include <jwt.h>
+#include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 
 char *token_issue(struct arena *a, const struct token_key *key, const char *user_id, int64_t ver,
-		  int64_t ttl_s)
+		  const char *sid, int64_t ttl_s)
 {
 	jwt_t *jwt = NULL;
 	char jti[UUID_STR_LEN];
@@ -25,8 +26,9 @@ char *token_issue(struct arena *a, const struct token_key *key, const char *user
 		abort();
 	int rc = jwt_add_grant(jwt, "iss", TOKEN_ISSUER) |
 		 jwt_add_grant(jwt, "aud", TOKEN_AUDIENCE) | jwt_add_grant(jwt, "sub", user_id) |
-		 jwt_add_grant(jwt, "jti", jti) | jwt_add_grant_int(jwt, "iat", now) |
-		 jwt_add_grant_int(jwt, "exp", now + ttl_s) | jwt_add_grant_int(jwt, "ver", ver) |
+		 jwt_add_grant(jwt, "jti", jti) | jwt_add_grant(jwt, "sid", sid) |
+		 jwt_add_grant_int(jwt, "iat", now) | jwt_add_grant_int(jwt, "exp", now + ttl_s) |
+		 jwt_add_grant_int(jwt, "ver", ver) |
 		 jwt_set_alg(jwt, JWT_ALG_HS256, key->secret, (int)key->len);
 	char *s = rc == 0 ? jwt_encode_str(jwt) : NULL;
 	jwt_free(jwt);
@@ -131,7 +133,9 @@ int token_verify(struct arena *a, const struct token_key *key, const char *token
 	uint64_t kid = key_id(key);
 	struct verified *v = len < VERIFIED_TOKEN_MAX ? verified_slot(token, len) : NULL;
 
-	if (v && v->key_id == kid && v->len == len && memcmp(v->token, token, len) == 0) {
+	/* Not memcmp: how far an early-exit compare got would tell a prober how much of a
+	 * cached token it has guessed. */
+	if (v && v->key_id == kid && v->len == len && CRYPTO_memcmp(v->token, token, len) == 0) {
 		if (v->claims.exp <= time_now_ms() / 1000) {
 			v->key_id = 0;
 			return error_set(err, ERR_TOKEN_EXPIRED, "the access token has expired");
@@ -164,12 +168,13 @@ static int verify_uncached(struct arena *a, const struct token_key *key, const c
 	}
 	const char *iss = jwt_get_grant(jwt, "iss"), *aud = jwt_get_grant(jwt, "aud");
 	const char *sub = jwt_get_grant(jwt, "sub"), *jti = jwt_get_grant(jwt, "jti");
+	const char *sid = jwt_get_grant(jwt, "sid");
 	long exp = 0, iat = 0, ver = 0;
 	int exp_ok = int_grant(jwt, "exp", &exp), iat_ok = int_grant(jwt, "iat", &iat),
 	    ver_ok = int_grant(jwt, "ver", &ver);
 	if (!iss || strcmp(iss, TOKEN_ISSUER) || !aud || strcmp(aud, TOKEN_AUDIENCE) || !sub ||
-	    !uuid_normalize(sub, out->sub) || !jti || strlen(jti) >= sizeof(out->jti) || !exp_ok ||
-	    !iat_ok || !ver_ok) {
+	    !uuid_normalize(sub, out->sub) || !sid || !uuid_normalize(sid, out->sid) || !jti ||
+	    strlen(jti) >= sizeof(out->jti) || !exp_ok || !iat_ok || !ver_ok) {
 		error_set(err, ERR_UNAUTHENTICATED, "the access token is not valid");
 		goto out;
 	}

@@ -4,9 +4,13 @@
  * Verification pins HS256 twice: the header is read and must say {"alg":"HS256"} before
  * libjwt sees the token, and the algorithm libjwt decoded is checked again afterwards, so
  * "none" and every other algorithm are refused whatever libjwt would do with them.
+ * The signature is compared in constant time: Debian's libjwt 1.10.2 checks HS256 with its
+ * jwt_strcmp(), which runs over the whole string without an early exit (checked in its
+ * source and in the shipped binary's disassembly), so this file does not redo the HMAC.
  * Thread-safe; the key is read-only after start-up. Each thread keeps a small cache of the
  * tokens it verified (exact text, key and claims), so a client's next request with the same
- * token skips the decode and the HMAC; expiry is checked on every call all the same.
+ * token skips the decode and the HMAC; expiry is checked on every call all the same, and a
+ * hit compares the token text with CRYPTO_memcmp (a cached token is a secret too).
  */
 #ifndef TANDEM_SERVICES_TOKEN_H
 #define TANDEM_SERVICES_TOKEN_H
@@ -30,13 +34,17 @@ struct token_key {
 struct access_claims {
 	char sub[UUID_STR_LEN];
 	char jti[UUID_STR_LEN];
+	char sid[UUID_STR_LEN]; /* the session: the refresh-token family it was issued with */
 	int64_t iat, exp;
 	int64_t ver; /* the user's token version when issued */
 };
 
-/* Issue a token for `user_id` at `ver`, valid `ttl_s` seconds from now (arena string). */
+/*
+ * Issue a token for `user_id` at `ver` in session `sid` (a refresh family id), valid `ttl_s`
+ * seconds from now (arena string).
+ */
 char *token_issue(struct arena *a, const struct token_key *key, const char *user_id, int64_t ver,
-		  int64_t ttl_s);
+		  const char *sid, int64_t ttl_s);
 
 /*
  * Verify signature, algorithm, issuer, audience and expiry. Returns 0 and fills *out, or

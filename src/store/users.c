@@ -68,6 +68,27 @@ int store_user_get(struct db_conn *c, struct arena *a, const char *id, struct us
 	return get_one(c, a, "SELECT " USER_COLUMNS " FROM users WHERE id = $1", id, out, err);
 }
 
+int store_user_get_session(struct db_conn *c, struct arena *a, const char *id, const char *sid,
+			   int64_t now, struct user *out, bool *session_live, struct error *err)
+{
+	struct db_rows r;
+	struct db_param p[] = {DB_TEXT(id), DB_TEXT(sid), DB_INT(now)};
+	/* One statement, so checking the session costs no extra round trip: an index probe on
+	 * refresh_tokens (family_id) beside the primary-key read of the user. */
+	int rc = db_query(c, a,
+			  "SELECT " USER_COLUMNS ", EXISTS (SELECT 1 FROM refresh_tokens t "
+			  "WHERE t.family_id = $2 AND t.user_id = $1 AND t.revoked_at IS NULL "
+			  "AND t.expires_at > $3) FROM users WHERE id = $1",
+			  p, DB_NPARAMS(p), &r, err);
+	if (rc < 0)
+		return rc;
+	if (r.nrows == 0)
+		return error_set(err, ERR_NOT_FOUND, "no such user");
+	store_user_read(&r, 0, 0, out);
+	*session_live = db_bool(&r, 0, 11);
+	return 0;
+}
+
 int store_user_find_login(struct db_conn *c, struct arena *a, const char *login, struct user *out,
 			  struct error *err)
 {
@@ -177,7 +198,8 @@ int store_user_search(struct db_conn *c, struct arena *a, const char *prefix, in
 }
 
 #define REFRESH_COLUMNS                                                                            \
-	"id, user_id, family_id, token_hash, created_at, expires_at, used_at, revoked_at"
+	"id, user_id, family_id, token_hash, created_at, expires_at, used_at, revoked_at, "        \
+	"family_created_at, token_version"
 
 static void read_refresh(const struct db_rows *r, int row, struct refresh_token *t)
 {
@@ -189,17 +211,25 @@ static void read_refresh(const struct db_rows *r, int row, struct refresh_token 
 	t->expires_at = db_int(r, row, 5);
 	t->used_at = db_int(r, row, 6);
 	t->revoked_at = db_int(r, row, 7);
+	t->family_created_at = db_int(r, row, 8);
+	t->token_version = db_int(r, row, 9);
 }
 
 int store_refresh_insert(struct db_conn *c, const struct refresh_token *t, struct error *err)
 {
-	struct db_param p[] = {DB_TEXT(t->id),	      DB_TEXT(t->user_id),
-			       DB_TEXT(t->family_id), DB_TEXT(t->token_hash),
-			       DB_INT(t->created_at), DB_INT(t->expires_at)};
+	struct db_param p[] = {DB_TEXT(t->id),
+			       DB_TEXT(t->user_id),
+			       DB_TEXT(t->family_id),
+			       DB_TEXT(t->token_hash),
+			       DB_INT(t->created_at),
+			       DB_INT(t->expires_at),
+			       DB_INT(t->family_created_at),
+			       DB_INT(t->token_version)};
 	return db_exec(
 	    c,
 	    "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, created_at, "
-	    "expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+	    "expires_at, family_created_at, token_version) "
+	    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
 	    p, DB_NPARAMS(p), err);
 }
 
@@ -211,6 +241,8 @@ int store_refresh_claim(struct db_conn *c, struct arena *a, const char *hash, in
 	int rc = db_query(c, a,
 			  "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 "
 			  "AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2 "
+			  "AND token_version = (SELECT u.token_version FROM users u "
+			  "WHERE u.id = refresh_tokens.user_id) "
 			  "RETURNING " REFRESH_COLUMNS,
 			  p, 2, &r, err);
 	if (rc < 0)

@@ -34,6 +34,13 @@ int store_user_insert(struct db_conn *c, const struct user *u, struct error *err
 /* By id; -ERR_NOT_FOUND when absent. */
 int store_user_get(struct db_conn *c, struct arena *a, const char *id, struct user *out,
 		   struct error *err);
+/*
+ * By id, and in the same statement whether the refresh family `sid` of that user is live (one
+ * of its tokens is neither revoked nor expired at `now`): what checking an access token needs.
+ * -ERR_NOT_FOUND when the user is absent.
+ */
+int store_user_get_session(struct db_conn *c, struct arena *a, const char *id, const char *sid,
+			   int64_t now, struct user *out, bool *session_live, struct error *err);
 /* By lower-cased e-mail or username; -ERR_NOT_FOUND when absent. */
 int store_user_find_login(struct db_conn *c, struct arena *a, const char *login, struct user *out,
 			  struct error *err);
@@ -55,12 +62,15 @@ int store_user_search(struct db_conn *c, struct arena *a, const char *prefix, in
 struct refresh_token {
 	const char *id, *user_id, *family_id, *token_hash;
 	int64_t created_at, expires_at, used_at, revoked_at; /* 0 = not set */
+	int64_t family_created_at; /* when the login that began the family happened */
+	int64_t token_version;	   /* the user's token version when issued */
 };
 
 int store_refresh_insert(struct db_conn *c, const struct refresh_token *t, struct error *err);
 /*
  * Mark the live token with this hash as used, atomically: exactly one of two concurrent
- * callers wins. Returns 0 with *out filled when this call claimed it, or -ERR_NOT_FOUND
+ * callers wins. Live: not used, not revoked, not expired, and issued under the user's current
+ * token version. Returns 0 with *out filled when this call claimed it, or -ERR_NOT_FOUND
  * (then store_refresh_get tells why).
  */
 int store_refresh_claim(struct db_conn *c, struct arena *a, const char *hash, int64_t now,

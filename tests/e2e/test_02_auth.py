@@ -742,10 +742,11 @@ def test_forged_and_tampered_access_tokens_are_refused(srv, client):
     victim = register(client, "sybil", display_name="Sybil")
     attacker = register(client, "eve", display_name="Eve")
     uid = victim["user"]["id"]
-    good = mint(uid)
+    sid = claims_of(victim["access_token"])["sid"]  # the victim's live session
+    good = mint(uid, sid=sid)
     # The minting works: a token made the way the server makes them is accepted.
     assert me(client, good).json()["id"] == uid
-    assert me(client, mint(uid, alg="HS256", headers={"typ": "JWT"})).status_code == 200
+    assert me(client, mint(uid, sid=sid, alg="HS256", headers={"typ": "JWT"})).status_code == 200
 
     h, p, sig = victim["access_token"].split(".")
     claims = claims_of(victim["access_token"])
@@ -756,14 +757,14 @@ def test_forged_and_tampered_access_tokens_are_refused(srv, client):
         "alg None": f"{b64url({'alg': 'None', 'typ': 'JWT'})}.{none_payload}.",
         "alg none with sig": f"{b64url({'alg': 'none'})}.{none_payload}.{sig}",
         "no alg": f"{b64url({'typ': 'JWT'})}.{p}.{sig}",
-        "HS384": mint(uid, alg="HS384"),
-        "HS512": mint(uid, alg="HS512"),
+        "HS384": mint(uid, sid=sid, alg="HS384"),
+        "HS512": mint(uid, sid=sid, alg="HS512"),
         # algorithm confusion: an RS256 header with an HMAC signature by the secret
         "RS256 header": resign(claims, {"alg": "RS256", "typ": "JWT"}),
         "ES256 header": resign(claims, {"alg": "ES256", "typ": "JWT"}),
         "crit header": resign(claims, {"alg": "HS256", "typ": "JWT", "crit": ["exp"]}),
-        "wrong secret": mint(uid, key="another-secret-0123456789abcdef-0123456789"),
-        "empty secret": mint(uid, key=""),
+        "wrong secret": mint(uid, sid=sid, key="another-secret-0123456789abcdef-0123456789"),
+        "empty secret": mint(uid, sid=sid, key=""),
         "tampered sub": f"{h}.{b64url({**claims, 'sub': att_claims['sub']})}.{sig}",
         "tampered payload": f"{h}.{b64url({**claims, 'ver': 2})}.{sig}",
         "attacker's sig": f"{h}.{p}.{attacker['access_token'].split('.')[2]}",
@@ -771,26 +772,30 @@ def test_forged_and_tampered_access_tokens_are_refused(srv, client):
         "two parts": f"{h}.{p}",
         "four parts": f"{h}.{p}.{sig}.{sig}",
         "garbage": "not-a-token",
-        "wrong iss": mint(uid, iss="someone-else"),
-        "wrong aud": mint(uid, aud="another-api"),
-        "aud list without us": mint(uid, aud=["another-api"]),
-        "no iss": mint(uid, drop=["iss"]),
-        "no aud": mint(uid, drop=["aud"]),
-        "no sub": mint(uid, drop=["sub"]),
-        "no exp": mint(uid, drop=["exp"]),
-        "no iat": mint(uid, drop=["iat"]),
-        "no jti": mint(uid, drop=["jti"]),
-        "no ver": mint(uid, drop=["ver"]),
-        "exp as string": mint(uid, exp=str(int(time.time()) + 3600)),
-        "exp as real": mint(uid, exp=time.time() + 3600),
-        "exp as boolean": mint(uid, exp=True),
-        "iat as string": mint(uid, iat="yesterday"),
-        "ver as string": mint(uid, ver="1"),
-        "ver as real": mint(uid, ver=1.0),
-        "stale ver": mint(uid, ver=0),
-        "future ver": mint(uid, ver=2),
-        "unknown sub": mint(str(uuid.uuid4())),
-        "sub not a uuid": mint("sybil"),
+        "wrong iss": mint(uid, sid=sid, iss="someone-else"),
+        "wrong aud": mint(uid, sid=sid, aud="another-api"),
+        "aud list without us": mint(uid, sid=sid, aud=["another-api"]),
+        "no iss": mint(uid, sid=sid, drop=["iss"]),
+        "no aud": mint(uid, sid=sid, drop=["aud"]),
+        "no sub": mint(uid, sid=sid, drop=["sub"]),
+        "no exp": mint(uid, sid=sid, drop=["exp"]),
+        "no iat": mint(uid, sid=sid, drop=["iat"]),
+        "no jti": mint(uid, sid=sid, drop=["jti"]),
+        "no ver": mint(uid, sid=sid, drop=["ver"]),
+        "exp as string": mint(uid, sid=sid, exp=str(int(time.time()) + 3600)),
+        "exp as real": mint(uid, sid=sid, exp=time.time() + 3600),
+        "exp as boolean": mint(uid, sid=sid, exp=True),
+        "iat as string": mint(uid, sid=sid, iat="yesterday"),
+        "ver as string": mint(uid, sid=sid, ver="1"),
+        "ver as real": mint(uid, sid=sid, ver=1.0),
+        "stale ver": mint(uid, sid=sid, ver=0),
+        "future ver": mint(uid, sid=sid, ver=2),
+        "unknown sub": mint(str(uuid.uuid4()), sid=sid),
+        "sub not a uuid": mint("sybil", sid=sid),
+        "no sid": mint(uid),
+        "sid not a uuid": mint(uid, sid="session"),
+        "unknown sid": mint(uid, sid=str(uuid.uuid4())),
+        "sid of another user's session": mint(uid, sid=claims_of(attacker["access_token"])["sid"]),
     }
     for name, token in forged.items():
         for headers in (bearer(token), {"Authorization": f"bearer {token}"}):
@@ -803,7 +808,7 @@ def test_forged_and_tampered_access_tokens_are_refused(srv, client):
         assert me(client, token).status_code == 401, name
     # Expired tokens (correctly signed) say so.
     for exp in (int(time.time()) - 10, int(time.time()) - 86400 * 365):
-        r = me(client, mint(uid, exp=exp, iat=exp - 60))
+        r = me(client, mint(uid, sid=sid, exp=exp, iat=exp - 60))
         assert_problem(r, 401, "token_expired")
         assert "invalid_token" in r.headers.get("WWW-Authenticate", "")
     # Nothing was changed by any of them.
@@ -980,8 +985,12 @@ def test_password_change_kills_every_earlier_token(srv, client):
     assert claims_of(n["access_token"])["ver"] == 2
     assert me(client, n["access_token"]).status_code == 200
     # A token minted with the old version stays dead even with a valid signature.
-    assert_problem(me(client, mint(uid, ver=1)), 401, "unauthenticated")
-    assert me(client, mint(uid, ver=2)).status_code == 200
+    sid = claims_of(n["access_token"])["sid"]
+    assert_problem(me(client, mint(uid, ver=1, sid=sid)), 401, "unauthenticated")
+    assert me(client, mint(uid, ver=2, sid=sid)).status_code == 200
+    # So does one in a session the change ended, at any version.
+    old_sid = claims_of(s["access_token"])["sid"]
+    assert_problem(me(client, mint(uid, ver=2, sid=old_sid)), 401, "unauthenticated")
 
 
 def test_password_change_rejections_change_nothing(srv, client):

@@ -17,6 +17,7 @@
 #include "services/token.h"
 
 #define USER "0190f6a0-0000-7000-8000-000000000001"
+#define SID  "0190f6a0-0000-7000-8000-0000000000aa"
 
 static struct token_key make_key(const char *secret)
 {
@@ -40,7 +41,7 @@ static void test_verify_twice_gives_the_same_claims(void **state)
 	struct arena a;
 	arena_init(&a);
 	struct token_key k = make_key("first secret, long enough for HS256");
-	char *tok = token_issue(&a, &k, USER, 7, 600);
+	char *tok = token_issue(&a, &k, USER, 7, SID, 600);
 	struct access_claims c1, c2;
 	assert_int_equal(verify(&a, &k, tok, &c1), 0);
 	assert_int_equal(verify(&a, &k, tok, &c2), 0); /* from the cache */
@@ -59,7 +60,7 @@ static void test_a_changed_byte_is_refused_after_a_hit(void **state)
 	struct arena a;
 	arena_init(&a);
 	struct token_key k = make_key("first secret, long enough for HS256");
-	char *tok = token_issue(&a, &k, USER, 1, 600);
+	char *tok = token_issue(&a, &k, USER, 1, SID, 600);
 	struct access_claims c;
 	assert_int_equal(verify(&a, &k, tok, &c), 0);
 	size_t n = strlen(tok);
@@ -85,7 +86,7 @@ static void test_another_key_does_not_hit(void **state)
 	arena_init(&a);
 	struct token_key k1 = make_key("first secret, long enough for HS256");
 	struct token_key k2 = make_key("second secret, long enough for HS256");
-	char *tok = token_issue(&a, &k1, USER, 1, 600);
+	char *tok = token_issue(&a, &k1, USER, 1, SID, 600);
 	struct access_claims c;
 	assert_int_equal(verify(&a, &k1, tok, &c), 0);
 	assert_int_equal(verify(&a, &k2, tok, &c), -ERR_UNAUTHENTICATED);
@@ -99,7 +100,7 @@ static void test_a_cached_token_still_expires(void **state)
 	struct arena a;
 	arena_init(&a);
 	struct token_key k = make_key("first secret, long enough for HS256");
-	char *tok = token_issue(&a, &k, USER, 1, 1);
+	char *tok = token_issue(&a, &k, USER, 1, SID, 1);
 	struct access_claims c;
 	assert_int_equal(verify(&a, &k, tok, &c), 0);
 	sleep(2);
@@ -117,7 +118,7 @@ static void test_many_tokens_each_verify(void **state)
 	char *toks[300];
 	struct access_claims c;
 	for (int i = 0; i < 300; i++) {
-		toks[i] = token_issue(&a, &k, USER, i, 600);
+		toks[i] = token_issue(&a, &k, USER, i, SID, 600);
 		assert_int_equal(verify(&a, &k, toks[i], &c), 0);
 	}
 	/* Evicted or cached, each still verifies to its own claims. */

@@ -266,7 +266,9 @@ static void add_refresh(struct fixture *f, const char *user_id, const char *fami
 				  .family_id = family ? family : new_id(f),
 				  .token_hash = hash,
 				  .created_at = 100,
-				  .expires_at = expires_at};
+				  .expires_at = expires_at,
+				  .family_created_at = 50,
+				  .token_version = 1}; /* add_user's */
 	ok(f, store_refresh_insert(f->c, &t, &f->err), "store_refresh_insert");
 }
 
@@ -285,6 +287,8 @@ static void test_refresh_claim_is_single_use(void **state)
 	assert_int_equal(t.expires_at, 10000);
 	assert_int_equal(t.used_at, 5000);
 	assert_int_equal(t.revoked_at, 0);
+	assert_int_equal(t.family_created_at, 50);
+	assert_int_equal(t.token_version, 1);
 	/* The second claim finds no live token; the row tells why. */
 	assert_int_equal(store_refresh_claim(f->c, &f->a, "h1", 5001, &t, &f->err), -ERR_NOT_FOUND);
 	ok(f, store_refresh_get(f->c, &f->a, "h1", &got, &f->err), "get");
@@ -330,6 +334,75 @@ static void test_refresh_claim_refuses_expired_and_revoked_tokens(void **state)
 	/* Another user's token is untouched. */
 	ok(f, store_refresh_claim(f->c, &f->a, "k", 8001, &t, &f->err), "claim k");
 	assert_string_equal(t.user_id, other);
+}
+
+/*
+ * A token issued under an older token version (a refresh that raced a password change and
+ * committed after it) is never claimed, even though nothing revoked it.
+ */
+static void test_refresh_claim_refuses_a_token_behind_the_users_token_version(void **state)
+{
+	struct fixture *f = *state;
+	struct refresh_token t, got;
+	const char *uid = add_user(f, "nia");
+	add_refresh(f, uid, NULL, "behind", 90000);
+	add_refresh(f, uid, NULL, "fresh", 90000);
+	ok(f, store_user_set_password(f->c, uid, "hash2", true, 2000, &f->err), "bump");
+	assert_int_equal(store_refresh_claim(f->c, &f->a, "behind", 5000, &t, &f->err),
+			 -ERR_NOT_FOUND);
+	error_release(&f->err);
+	ok(f, store_refresh_get(f->c, &f->a, "behind", &got, &f->err), "get");
+	assert_int_equal(got.used_at, 0);
+	assert_int_equal(got.revoked_at, 0);
+	/* Issued under the new version, a token is claimed as before. */
+	struct refresh_token n = {.id = new_id(f),
+				  .user_id = uid,
+				  .family_id = new_id(f),
+				  .token_hash = "current",
+				  .created_at = 3000,
+				  .expires_at = 90000,
+				  .family_created_at = 3000,
+				  .token_version = 2};
+	ok(f, store_refresh_insert(f->c, &n, &f->err), "insert");
+	ok(f, store_refresh_claim(f->c, &f->a, "current", 5000, &t, &f->err), "claim current");
+	assert_int_equal(t.token_version, 2);
+}
+
+/* A session (refresh family) is live while one of its tokens is neither revoked nor expired. */
+static void test_user_get_session_tells_whether_the_family_is_live(void **state)
+{
+	struct fixture *f = *state;
+	struct refresh_token t;
+	struct user u;
+	bool live = true;
+	const char *uid = add_user(f, "ola"), *other = add_user(f, "pia");
+	const char *fam = new_id(f), *gone = new_id(f), *theirs = new_id(f);
+	add_refresh(f, uid, fam, "f1", 90000);
+	add_refresh(f, uid, fam, "f2", 9000);
+	add_refresh(f, uid, gone, "g1", 90000);
+	add_refresh(f, other, theirs, "t1", 90000);
+	ok(f, store_user_get_session(f->c, &f->a, uid, fam, 5000, &u, &live, &f->err), "get");
+	assert_string_equal(u.username, "ola");
+	assert_true(live);
+	/* Rotation: the used token still belongs to the family; the new one keeps it live. */
+	ok(f, store_refresh_claim(f->c, &f->a, "f1", 5000, &t, &f->err), "claim");
+	ok(f, store_user_get_session(f->c, &f->a, uid, fam, 5001, &u, &live, &f->err), "get");
+	assert_true(live);
+	/* Every token of the family expired. */
+	ok(f, store_user_get_session(f->c, &f->a, uid, fam, 90000, &u, &live, &f->err), "get");
+	assert_false(live);
+	/* Revoked (logout, reuse). */
+	ok(f, store_refresh_revoke_family(f->c, gone, 6000, &f->err), "revoke");
+	ok(f, store_user_get_session(f->c, &f->a, uid, gone, 6001, &u, &live, &f->err), "get");
+	assert_false(live);
+	/* Another user's family, an unknown one. */
+	ok(f, store_user_get_session(f->c, &f->a, uid, theirs, 6001, &u, &live, &f->err), "get");
+	assert_false(live);
+	ok(f, store_user_get_session(f->c, &f->a, uid, new_id(f), 6001, &u, &live, &f->err), "get");
+	assert_false(live);
+	assert_int_equal(
+	    store_user_get_session(f->c, &f->a, new_id(f), fam, 6001, &u, &live, &f->err),
+	    -ERR_NOT_FOUND);
 }
 
 struct claimer {
@@ -1211,6 +1284,8 @@ static void test_task_list_filters_select_what_they_name(void **state)
 	    T(test_refresh_claim_is_single_use, setup),                                            \
 	    T(test_refresh_claim_refuses_expired_and_revoked_tokens, setup),                       \
 	    T(test_refresh_concurrent_claims_have_one_winner, setup),                              \
+	    T(test_refresh_claim_refuses_a_token_behind_the_users_token_version, setup),           \
+	    T(test_user_get_session_tells_whether_the_family_is_live, setup),                      \
 	    T(test_idem_claim_running_then_completed_replays_the_answer, setup),                   \
 	    T(test_idem_release_forgets_only_a_running_claim, setup),                              \
 	    T(test_idem_purge_removes_expired_and_stale_claims_only, setup),                       \
