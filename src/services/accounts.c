@@ -11,15 +11,18 @@
 
 #include <string.h>
 
-json_t *user_json(const struct user *u, bool with_email)
+json_t *user_json(const struct user *u, bool full)
 {
 	char created[TIME_RFC3339_LEN];
 	time_format_ms(u->created_at, created);
-	json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:b, s:s}", "id", u->id, "username",
-			      u->username, "display_name", u->display_name, "is_active",
-			      u->is_active, "is_admin", u->is_admin, "created_at", created);
-	if (with_email)
+	json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:s}", "id", u->id, "username", u->username,
+			      "display_name", u->display_name, "is_active", u->is_active,
+			      "created_at", created);
+	/* Who the admins are is nobody else's business: a list of targets for phishing. */
+	if (full) {
 		json_object_set_new(o, "email", json_string(u->email));
+		json_object_set_new(o, "is_admin", json_boolean(u->is_admin));
+	}
 	return o;
 }
 

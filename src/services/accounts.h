@@ -44,7 +44,10 @@ int auth_update_profile(struct store *st, struct arena *a, const struct user *me
 int auth_search_users(struct store *st, struct arena *a, const char *q, int limit,
 		      struct user **out, int *count, struct error *err);
 
-/* The public user object; `email` only when with_email. New reference. */
-json_t *user_json(const struct user *u, bool with_email);
+/*
+ * The user object. `full` (the user themself, or an admin asking) adds `email` and
+ * `is_admin`; without it, what any other user may see. New reference.
+ */
+json_t *user_json(const struct user *u, bool full);
 
 #endif

@@ -33,7 +33,8 @@ SECRET = "e2e-test-secret-0123456789abcdef-0123456789"  # 43 bytes, >= 32
 PASSWORD = "correct horse battery staple"
 B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-USER_KEYS = {"id", "username", "display_name", "is_active", "is_admin", "created_at"}
+# A user as others see it; the user themself also sees "email" and "is_admin".
+USER_KEYS = {"id", "username", "display_name", "is_active", "created_at"}
 SESSION_KEYS = {"user", "access_token", "refresh_token", "token_type", "expires_in"}
 JSON = {"Content-Type": "application/json"}
 
@@ -182,7 +183,7 @@ def test_register_creates_user_and_session(srv, client):
     body = assert_session(r, 201, "alice_01")
     assert r.headers.get("Location") == "/v1/users/me"
     user = body["user"]
-    assert set(user) == USER_KEYS | {"email"}
+    assert set(user) == USER_KEYS | {"email", "is_admin"}
     assert user["email"] == "alice.smith@example.com"  # stored lower-case
     assert user["display_name"] == "Alice Smith"
     assert user["is_active"] is True and user["is_admin"] is False

@@ -31,7 +31,8 @@ TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 PROJECT_KEYS = {"id", "name", "description", "owner_id", "role", "created_at", "updated_at",
                 "version"}
 MEMBER_KEYS = {"user", "role", "joined_at"}
-PUBLIC_USER_KEYS = {"id", "username", "display_name", "is_active", "is_admin", "created_at"}
+# Without "email" and "is_admin": who the admins are is not for other users to see.
+PUBLIC_USER_KEYS = {"id", "username", "display_name", "is_active", "created_at"}
 EVENT_KEYS = {"seq", "type", "project_id", "actor_id", "created_at", "data"}
 PAGE_KEYS = {"data", "next_cursor", "has_more"}
 
