@@ -188,10 +188,26 @@ static const char *login_name(struct request *req)
 	return out;
 }
 
+/*
+ * A ROUTE_SENSITIVE request that costs a bcrypt (a current password to check) or answers
+ * whether an e-mail address is registered (an e-mail change, a member added by e-mail): with
+ * a stolen access token, the general per-user rate would let one guess a password or probe
+ * addresses hundreds of times a minute.
+ */
+static bool sensitive(struct request *req)
+{
+	if (!req->route || !(req->route->flags & ROUTE_SENSITIVE) || !req->body_len)
+		return false;
+	json_t *j = json_loadb(req->body, req->body_len, 0, NULL);
+	bool yes = json_object_get(j, "current_password") || json_object_get(j, "email");
+	json_decref(j);
+	return yes;
+}
+
 int handlers_rate_limit(struct request *req)
 {
 	struct limits *l = req->app->limits;
-	struct rl_key keys[2];
+	struct rl_key keys[3];
 	struct rl_result r;
 	int n = 0;
 	bool strict = false;
@@ -206,6 +222,14 @@ int handlers_rate_limit(struct request *req)
 		if (login)
 			keys[n++] =
 			    (struct rl_key){&l->auth, arena_printf(&req->arena, "login:%s", login)};
+	} else if (req->user && sensitive(req)) {
+		/* The general bucket too, so that these requests still count there. */
+		strict = true;
+		keys[n++] =
+		    (struct rl_key){&l->user, arena_printf(&req->arena, "user:%s", req->user->id)};
+		keys[n++] =
+		    (struct rl_key){&l->auth, arena_printf(&req->arena, "user:%s", req->user->id)};
+		keys[n++] = (struct rl_key){&l->auth, arena_printf(&req->arena, "ip:%s", ip)};
 	} else if (req->user) {
 		keys[n++] =
 		    (struct rl_key){&l->user, arena_printf(&req->arena, "user:%s", req->user->id)};

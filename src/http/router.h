@@ -25,6 +25,9 @@ struct route {
 #define ROUTE_IDEMPOTENT 0x2 /* honours Idempotency-Key (POST that creates) */
 #define ROUTE_AUTH_LIMIT 0x4 /* the strict per-IP and per-login rate limit */
 #define ROUTE_UNLIMITED	 0x8 /* never rate limited (health probes) */
+/* The strict limit per user and per IP when the body carries a password to check or an
+ * e-mail address to look up. */
+#define ROUTE_SENSITIVE 0x10
 
 extern const struct route routes[];
 extern const size_t routes_count;
