@@ -1,5 +1,6 @@
 /* config.c — see config.h. */
 #include "config/config.h"
+#include "core/redact.h"
 #include "core/xalloc.h"
 
 #include <ctype.h>
@@ -55,7 +56,10 @@ static const struct setting settings[] = {
      3600, "seconds in-flight requests get to finish on SIGTERM/SIGINT"},
     {"jwt-secret", "TANDEM_JWT_SECRET", K_STR, OFF(jwt_secret), NULL, 0, 0,
      "HS256 key for access tokens, at least 32 bytes (default: generated once into "
-     "<data-dir>/jwt.secret)"},
+     "<data-dir>/jwt.secret); as a flag it shows in `ps` until start-up hides it: prefer "
+     "--jwt-secret-file or the variable"},
+    {"jwt-secret-file", "TANDEM_JWT_SECRET_FILE", K_STR, OFF(jwt_secret_file), NULL, 0, 0,
+     "read the HS256 key from this file (32 to 256 bytes; a trailing newline is ignored)"},
     {"access-token-ttl", "TANDEM_ACCESS_TOKEN_TTL", K_INT, OFF(access_token_ttl_s), "86400", 1,
      31536000, "access token lifetime in seconds"},
     {"refresh-token-ttl", "TANDEM_REFRESH_TOKEN_TTL", K_INT, OFF(refresh_token_ttl_s), "2592000", 1,
@@ -73,7 +77,10 @@ static const struct setting settings[] = {
     {"rate-limit-user", "TANDEM_RATE_LIMIT_USER", K_STR, OFF(rate_limit_user), "1200/min,burst=200",
      0, 0, "authenticated requests, per user"},
     {"rate-limit-auth", "TANDEM_RATE_LIMIT_AUTH", K_STR, OFF(rate_limit_auth), "10/min,burst=5", 0,
-     0, "POST /v1/auth/login, /register, /refresh: per client IP and per submitted login name"},
+     0,
+     "POST /v1/auth/login, /register, /refresh: per client IP and per submitted login name; "
+     "PUT /v1/users/me/password, an e-mail change, a member added by e-mail: per user and per "
+     "client IP"},
     {"rate-limit-max-keys", "TANDEM_RATE_LIMIT_MAX_KEYS", K_SIZE, OFF(rate_limit_max_keys),
      "100000", 16, 100000000, "buckets the in-process limiter keeps at most"},
     {"trusted-proxies", "TANDEM_TRUSTED_PROXIES", K_STR, OFF(trusted_proxies), NULL, 0, 0,
@@ -204,6 +211,31 @@ static int apply(struct config *cfg, const struct setting *s, const char *v, FIL
 	return -1;
 }
 
+/*
+ * Secrets given as flags are in argv, which /proc/PID/cmdline (`ps`, any local user) shows
+ * for the life of the process: once copied into cfg, overwrite them there with '*'. The value
+ * was visible while the process started; say so for the JWT key, which has a file setting.
+ * The pointers in flag_value point into argv's strings.
+ */
+static void hide_secret_flags(const char *flag_value[NSETTINGS], FILE *errout)
+{
+	for (size_t i = 0; i < NSETTINGS; i++) {
+		char *v = (char *)flag_value[i];
+		if (!v)
+			continue;
+		if (settings[i].offset == OFF(jwt_secret)) {
+			memset(v, '*', strlen(v));
+			fprintf(errout,
+				"tandem: warning: --jwt-secret is visible to other local users "
+				"while tandem starts; use --jwt-secret-file or "
+				"TANDEM_JWT_SECRET\n");
+		} else if (settings[i].offset == OFF(database_url) ||
+			   settings[i].offset == OFF(redis_url)) {
+			redact_in_place(v);
+		}
+	}
+}
+
 int config_load(struct config *cfg, int argc, char **argv, int first, FILE *errout)
 {
 	const char *flag_value[NSETTINGS] = {NULL};
@@ -249,6 +281,13 @@ int config_load(struct config *cfg, int argc, char **argv, int first, FILE *erro
 		if (v && apply(cfg, &settings[i], v, errout))
 			return -1;
 	}
+	hide_secret_flags(flag_value, errout);
+	if (cfg->jwt_secret && cfg->jwt_secret_file) {
+		fprintf(errout,
+			"tandem: TANDEM_JWT_SECRET (--jwt-secret) and TANDEM_JWT_SECRET_FILE "
+			"(--jwt-secret-file) are both set: set one\n");
+		return -1;
+	}
 	if (cfg->jwt_secret && strlen(cfg->jwt_secret) < 32) {
 		fprintf(errout,
 			"tandem: invalid setting TANDEM_JWT_SECRET (--jwt-secret): must be at "
@@ -259,12 +298,14 @@ int config_load(struct config *cfg, int argc, char **argv, int first, FILE *erro
 		const char *u = cfg->database_url;
 		if (strncmp(u, "postgres://", 11) && strncmp(u, "postgresql://", 13) &&
 		    strncmp(u, "sqlite:", 7) && !strchr(u, '=')) {
+			char shown[512];
+			redact_url(u, shown, sizeof(shown)); /* no password in the message */
 			fprintf(
 			    errout,
 			    "tandem: invalid setting TANDEM_DATABASE_URL (--database-url) = "
 			    "\"%s\": "
 			    "expected postgres://..., postgresql://..., key=value or sqlite:PATH\n",
-			    u);
+			    shown);
 			return -1;
 		}
 	}

@@ -33,6 +33,7 @@ struct config {
 	unsigned shutdown_timeout_s;
 	/* auth */
 	char *jwt_secret;
+	char *jwt_secret_file;
 	int64_t access_token_ttl_s;
 	int64_t refresh_token_ttl_s;
 	int64_t session_max_age_s;

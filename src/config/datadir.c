@@ -22,7 +22,7 @@ int datadir_ensure(const struct config *cfg, bool with_secret)
 {
 	const char *url = config_database_url(cfg);
 	bool sqlite = !strncmp(url, "sqlite:", 7);
-	if (!sqlite && (cfg->jwt_secret || !with_secret))
+	if (!sqlite && (cfg->jwt_secret || cfg->jwt_secret_file || !with_secret))
 		return 0; /* nothing of ours lives there */
 	if (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST) {
 		fprintf(stderr,
@@ -68,12 +68,13 @@ static int generate(const char *path)
 	return rc;
 }
 
-static int read_secret_file(const char *dir, unsigned char *out, size_t *len)
+/* The key in `path`: at least 32 bytes once trailing white space is dropped. `generate`:
+ * create it first when missing (the data directory's own file). */
+static int read_secret_file(const char *path, bool generate_missing, unsigned char *out,
+			    size_t *len)
 {
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/%s", dir, SECRET_FILE);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT) {
+	if (fd < 0 && errno == ENOENT && generate_missing) {
 		if (generate(path) < 0)
 			return -1;
 		fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -85,27 +86,43 @@ static int read_secret_file(const char *dir, unsigned char *out, size_t *len)
 	}
 	struct stat st;
 	if (fstat(fd, &st) == 0 && (st.st_mode & 077)) {
-		log_warn("the JWT secret %s is readable by others; restricting it to mode 0600",
-			 path);
-		fchmod(fd, 0600);
+		if (generate_missing) {
+			log_warn("the JWT secret %s is readable by others; restricting it to mode "
+				 "0600",
+				 path);
+			fchmod(fd, 0600);
+		} else {
+			log_warn("the JWT secret file %s is readable by others (mode %03o)", path,
+				 (unsigned)(st.st_mode & 0777));
+		}
 	}
-	ssize_t n = read(fd, out, DATADIR_SECRET_MAX);
+	/* One byte more than a key may have, to tell a key that is too long. */
+	unsigned char buf[DATADIR_SECRET_MAX + 2];
+	ssize_t n = read(fd, buf, sizeof(buf));
 	close(fd);
-	while (n > 0 && isspace(out[n - 1]))
+	while (n > 0 && isspace(buf[n - 1]))
 		n--;
-	if (n < 32) {
-		fprintf(stderr, "tandem: the JWT secret in \"%s\" is shorter than 32 bytes\n",
-			path);
+	if (n < 32 || n > DATADIR_SECRET_MAX) {
+		fprintf(stderr, "tandem: the JWT secret in \"%s\" is %s\n", path,
+			n < 32 ? "shorter than 32 bytes" : "longer than 256 bytes");
+		memset(buf, 0, sizeof(buf));
 		return -1;
 	}
+	memcpy(out, buf, (size_t)n);
+	memset(buf, 0, sizeof(buf));
 	*len = (size_t)n;
 	return 0;
 }
 
 int datadir_jwt_secret(const struct config *cfg, unsigned char out[DATADIR_SECRET_MAX], size_t *len)
 {
-	if (!cfg->jwt_secret)
-		return read_secret_file(cfg->data_dir, out, len);
+	if (cfg->jwt_secret_file)
+		return read_secret_file(cfg->jwt_secret_file, false, out, len);
+	if (!cfg->jwt_secret) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", cfg->data_dir, SECRET_FILE);
+		return read_secret_file(path, true, out, len);
+	}
 	size_t n = strlen(cfg->jwt_secret);
 	if (n > DATADIR_SECRET_MAX) {
 		fprintf(stderr, "tandem: invalid setting TANDEM_JWT_SECRET (--jwt-secret): "

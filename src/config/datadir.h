@@ -21,7 +21,8 @@ struct config;
 int datadir_ensure(const struct config *cfg, bool with_secret);
 
 /*
- * The JWT signing key: cfg->jwt_secret, or <data_dir>/jwt.secret, generated (256 random bits,
+ * The JWT signing key: cfg->jwt_secret, or the file cfg->jwt_secret_file (which must exist),
+ * or <data_dir>/jwt.secret, generated (256 random bits,
  * mode 0600, O_EXCL so two instances starting at once agree) when missing. At least 32 bytes.
  * Returns 0 with the key in out[0..*len), or -1.
  */

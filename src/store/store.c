@@ -7,6 +7,7 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/redact.h"
 #include "core/timeutil.h"
 #include "core/tlsreg.h"
 #include "core/xalloc.h"
@@ -31,6 +32,7 @@ int store_create(const char *url, struct store **out, struct error *err)
 {
 	const struct db_driver *driver;
 	const char *target = url;
+	char shown[512];
 
 	if (!strncmp(url, "sqlite://", 9)) {
 		driver = &db_sqlite_driver;
@@ -42,11 +44,14 @@ int store_create(const char *url, struct store **out, struct error *err)
 		   strchr(url, '=')) {
 		driver = &db_postgres_driver;
 	} else {
-		return error_set(err, ERR_BAD_REQUEST, "unsupported database url \"%s\"", url);
+		redact_url(url, shown, sizeof(shown)); /* errors reach logs: no password */
+		return error_set(err, ERR_BAD_REQUEST, "unsupported database url \"%s\"", shown);
 	}
-	if (!*target)
+	if (!*target) {
+		redact_url(url, shown, sizeof(shown));
 		return error_set(err, ERR_BAD_REQUEST, "database url \"%s\" names no database",
-				 url);
+				 shown);
+	}
 
 	struct store *s = xcalloc(1, sizeof(*s));
 	s->driver = driver;
