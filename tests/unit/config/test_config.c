@@ -23,6 +23,9 @@ struct fixture {
 	struct config cfg;
 	char *out; /* what config_load wrote to errout */
 	size_t out_len;
+	char args[4096]; /* writable copies of the arguments, as a real argv is */
+	char *argv[32];
+	int argc;
 };
 
 static void clear_tandem_env(void)
@@ -61,16 +64,29 @@ static int teardown(void **state)
 	return 0;
 }
 
+static void push(struct fixture *f, size_t *used, const char *a)
+{
+	size_t n = strlen(a) + 1;
+	assert_true(*used + n <= sizeof(f->args) && f->argc < 31);
+	f->argv[f->argc++] = memcpy(f->args + *used, a, n);
+	*used += n;
+}
+
 /* Run config_load on "tandem serve <args...>" (NULL-terminated). */
 static int load(struct fixture *f, ...)
 {
-	char *argv[32] = {"tandem", "serve"};
-	int argc = 2;
+	size_t used = 0;
 	va_list ap;
+	f->argc = 0;
+	push(f, &used, "tandem");
+	push(f, &used, "serve");
 	va_start(ap, f);
-	for (const char *a; (a = va_arg(ap, const char *)) != NULL && argc < 31;)
-		argv[argc++] = (char *)a;
+	for (const char *a; (a = va_arg(ap, const char *)) != NULL;)
+		push(f, &used, a);
 	va_end(ap);
+	f->argv[f->argc] = NULL;
+	char **argv = f->argv;
+	int argc = f->argc;
 
 	free(f->out);
 	f->out = NULL;
@@ -329,6 +345,51 @@ static void test_short_jwt_secret_names_the_setting(void **state)
 	assert_fails_naming(f, load(f, NULL), "TANDEM_JWT_SECRET", "32", NULL);
 }
 
+static void test_database_url_errors_do_not_show_its_password(void **state)
+{
+	struct fixture *f = *state;
+	setenv("TANDEM_DATABASE_URL", "mysql://admin:s3cretpw@db/tandem", 1);
+	assert_fails_naming(f, load(f, NULL), "TANDEM_DATABASE_URL", "mysql://admin:***@db", NULL);
+	assert_null(strstr(f->out, "s3cretpw"));
+}
+
+/* What `ps` shows is argv's memory: secrets given as flags are overwritten once parsed. */
+static void test_secret_flags_are_overwritten_in_argv(void **state)
+{
+	struct fixture *f = *state;
+	const char *key = "0123456789abcdef0123456789abcdef-key";
+	assert_int_equal(load(f, "--jwt-secret", key, "--database-url",
+			      "postgres://u:s3cretpw@db/tandem",
+			      "--redis-url=redis://:s3cretpw@cache:6379", NULL),
+			 0);
+	assert_string_equal(f->cfg.jwt_secret, key);
+	assert_string_equal(f->cfg.database_url, "postgres://u:s3cretpw@db/tandem");
+	assert_string_equal(f->cfg.redis_url, "redis://:s3cretpw@cache:6379");
+	assert_string_equal(f->argv[3], "************************************");
+	assert_string_equal(f->argv[5], "postgres://u:********@db/tandem");
+	assert_string_equal(f->argv[6], "--redis-url=redis://:********@cache:6379");
+	assert_non_null(strstr(f->out, "--jwt-secret-file")); /* a warning, not an error */
+}
+
+static void test_jwt_secret_and_secret_file_are_exclusive(void **state)
+{
+	struct fixture *f = *state;
+	setenv("TANDEM_JWT_SECRET", "0123456789abcdef0123456789abcdef", 1);
+	assert_fails_naming(f, load(f, "--jwt-secret-file", "/etc/tandem/jwt.key", NULL),
+			    "TANDEM_JWT_SECRET_FILE", "TANDEM_JWT_SECRET ", NULL);
+}
+
+static void test_session_max_age_has_a_default_and_a_range(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(load(f, NULL), 0);
+	assert_int_equal(f->cfg.session_max_age_s, 30 * 86400);
+	assert_int_equal(load(f, "--session-max-age", "3600", NULL), 0);
+	assert_int_equal(f->cfg.session_max_age_s, 3600);
+	assert_fails_naming(f, load(f, "--session-max-age", "59", NULL), "TANDEM_SESSION_MAX_AGE",
+			    NULL);
+}
+
 static void test_unknown_flag_is_named(void **state)
 {
 	struct fixture *f = *state;
@@ -422,6 +483,10 @@ int main(void)
 	    T(test_bad_listen_addresses_name_the_setting),
 	    T(test_unsupported_database_url_names_the_setting),
 	    T(test_short_jwt_secret_names_the_setting),
+	    T(test_database_url_errors_do_not_show_its_password),
+	    T(test_secret_flags_are_overwritten_in_argv),
+	    T(test_jwt_secret_and_secret_file_are_exclusive),
+	    T(test_session_max_age_has_a_default_and_a_range),
 	    T(test_unknown_flag_is_named),
 	    T(test_flag_prefix_is_not_accepted),
 	    T(test_flag_without_its_value_is_named),
