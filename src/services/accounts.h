@@ -34,7 +34,10 @@ int auth_create_user(const struct auth *au, struct store *st, struct arena *a, c
 		     const char *email, const char *password, bool is_admin, struct user *out,
 		     struct error *err);
 
-/* PUT /v1/users/me/password: kills every refresh token and every earlier access token. */
+/*
+ * PUT /v1/users/me/password: kills every refresh token and every earlier access token, and
+ * announces EVENT_NOTE_USER_REVOKED for the user once committed.
+ */
 int auth_change_password(const struct auth *au, struct store *st, struct arena *a,
 			 const struct user *me, json_t *body, struct error *err);
 /* PATCH /v1/users/me {username?, display_name?, email?}. */

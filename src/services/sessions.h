@@ -22,7 +22,11 @@ struct session {
 	int64_t expires_in;
 };
 
-/* POST /v1/auth/register, /login, /refresh, /logout bodies (validated here). */
+/*
+ * POST /v1/auth/register, /login, /refresh, /logout bodies (validated here). Logout, and a
+ * refresh that detects reuse, end a session: they announce EVENT_NOTE_USER_REVOKED for the
+ * user (services/notify.h) once committed.
+ */
 int auth_register(const struct auth *au, struct store *st, struct arena *a, json_t *body,
 		  struct session *out, struct error *err);
 int auth_login(const struct auth *au, struct store *st, struct arena *a, json_t *body,
@@ -34,8 +38,9 @@ int auth_logout(const struct auth *au, struct store *st, struct arena *a, json_t
 
 /*
  * The user behind an Authorization header value ("Bearer <jwt>"). -ERR_UNAUTHENTICATED for a
- * missing, malformed, forged or revoked token, a deactivated or deleted user, or a token
- * older than the user's token version; -ERR_TOKEN_EXPIRED for an expired one.
+ * missing, malformed, forged or revoked token, a deactivated or deleted user, a token older
+ * than the user's token version, or one whose session (its `sid`: a refresh family) ended by
+ * logout, reuse detection, a password change or expiry; -ERR_TOKEN_EXPIRED for an expired one.
  */
 int auth_authenticate(const struct auth *au, struct store *st, struct arena *a,
 		      const char *authorization, struct user *out, struct error *err);
