@@ -48,7 +48,7 @@ enum error_kind {
  * it was truncated). A body of a million unknown fields must not make an answer of millions.
  */
 #define ERROR_MAX_FIELDS     50
-#define ERROR_MAX_FIELD_NAME 128 /* bytes of a field name kept in an entry (then "...") */
+#define ERROR_MAX_FIELD_NAME 61 /* bytes of a field name kept (then "...": 64 at most) */
 
 struct error {
 	int kind;
