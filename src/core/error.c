@@ -61,14 +61,14 @@ void error_field(struct error *err, const char *field, const char *code, const c
 	if (!err->fields)
 		err->fields = json_array();
 	if (err->nfields < ERROR_MAX_FIELDS) {
-		char name[ERROR_MAX_FIELD_NAME + 4];
+		char name[ERROR_MAX_FIELD_NAME + 1];
 		size_t len = strlen(field);
 		if (len > ERROR_MAX_FIELD_NAME) {
-			/* Cut before a continuation byte's lead so the name stays UTF-8. */
+			/* Never between a character's bytes: the name must stay UTF-8. */
 			len = ERROR_MAX_FIELD_NAME;
 			while (len && ((unsigned char)field[len] & 0xc0) == 0x80)
 				len--;
-			snprintf(name, sizeof(name), "%.*s...", (int)len, field);
+			snprintf(name, sizeof(name), "%.*s", (int)len, field);
 			field = name;
 		}
 		va_start(ap, fmt);

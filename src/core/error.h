@@ -22,6 +22,7 @@
 	X(FORBIDDEN, 403, "forbidden", "Forbidden")                                                \
 	X(NOT_FOUND, 404, "not_found", "Not found")                                                \
 	X(METHOD_NOT_ALLOWED, 405, "method_not_allowed", "Method not allowed")                     \
+	X(REQUEST_TIMEOUT, 408, "request_timeout", "Request timeout")                              \
 	X(CONFLICT, 409, "conflict", "Conflict")                                                   \
 	X(PRECONDITION_FAILED, 412, "precondition_failed", "Precondition failed")                  \
 	X(PAYLOAD_TOO_LARGE, 413, "payload_too_large", "Payload too large")                        \
@@ -48,7 +49,7 @@ enum error_kind {
  * it was truncated). A body of a million unknown fields must not make an answer of millions.
  */
 #define ERROR_MAX_FIELDS     50
-#define ERROR_MAX_FIELD_NAME 61 /* bytes of a field name kept (then "...": 64 at most) */
+#define ERROR_MAX_FIELD_NAME 64 /* bytes of a field name kept: the limit of API.md */
 
 struct error {
 	int kind;
@@ -78,7 +79,8 @@ int error_set(struct error *err, int kind, const char *fmt, ...)
 /*
  * Add one field error ({field, code, message}) and set the kind to VALIDATION_FAILED. Past
  * ERROR_MAX_FIELDS entries only the count grows; a field name longer than
- * ERROR_MAX_FIELD_NAME bytes is cut (at a UTF-8 boundary) and ends in "...".
+ * ERROR_MAX_FIELD_NAME bytes is cut to its first ERROR_MAX_FIELD_NAME bytes or fewer (at a
+ * UTF-8 character boundary, so the entry stays valid JSON text).
  */
 void error_field(struct error *err, const char *field, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
