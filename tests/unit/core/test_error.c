@@ -53,6 +53,7 @@ static void test_table_matches_the_wire_contract(void **state)
 	    {ERR_METHOD_NOT_ALLOWED, 405, "method_not_allowed"},
 	    {ERR_CONFLICT, 409, "conflict"},
 	    {ERR_PRECONDITION_FAILED, 412, "precondition_failed"},
+	    {ERR_REQUEST_TIMEOUT, 408, "request_timeout"},
 	    {ERR_PAYLOAD_TOO_LARGE, 413, "payload_too_large"},
 	    {ERR_UNSUPPORTED_MEDIA_TYPE, 415, "unsupported_media_type"},
 	    {ERR_VALIDATION_FAILED, 422, "validation_failed"},
