@@ -39,8 +39,21 @@ int idem_begin(struct store *st, struct arena *a, const char *user_id, const cha
 	       const char *method, const char *path, const char *body, size_t body_len,
 	       enum idem_outcome *outcome, struct idem_response *stored, struct error *err);
 
-/* Store a success (status < 400), or release the key so the client may retry. */
+/*
+ * Call just before running the request: its write transaction is then held open (tx.h) so
+ * that idem_finish() stores the answer in it, and the change and its stored answer commit
+ * together. (A crash between two commits would leave a change whose key a retry could run
+ * again.)
+ */
+void idem_run_begin(void);
+
+/*
+ * Store a success (status < 400), or release the key so the client may retry; then commit
+ * the request's held transaction, if any. Returns 0, or a negative error kind with *undone
+ * set when the request's change was rolled back with it (the answer it gave is void: answer
+ * the error instead). The key is then released, so a retry runs.
+ */
 int idem_finish(struct store *st, const char *user_id, const char *key,
-		const struct idem_response *resp, struct error *err);
+		const struct idem_response *resp, bool *undone, struct error *err);
 
 #endif

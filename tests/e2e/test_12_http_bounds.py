@@ -8,9 +8,12 @@
 - A request must arrive whole within TANDEM_REQUEST_TIMEOUT, however slowly it trickles
   (libmicrohttpd's own timeout is an idle one); parked long polls and streams are exempt.
 - One client holds at most TANDEM_MAX_CONNECTIONS_PER_IP connections (default 64).
+- The stored answer of an Idempotency-Key commits with the change it describes: when storing
+  it fails (a trigger injects the fault), the change is undone too and a retry runs once.
 """
 import json
 import socket
+import sqlite3
 import time
 
 from harness import assert_problem
@@ -172,3 +175,50 @@ def test_one_client_holds_at_most_its_connection_limit(tandem_server):
     assert r[0] == 200, r
     for s in held:
         s.close()
+
+
+def sql(store, script):
+    if store.backend == "postgres":
+        store.cluster.psql(script, dbname=store.dbname)
+        return
+    con = sqlite3.connect(str(store.sqlite_path), timeout=30)
+    try:
+        con.executescript(script)
+    finally:
+        con.close()
+
+
+def fail_storing_answers(store):
+    if store.backend == "postgres":
+        sql(store, """CREATE FUNCTION fail_update() RETURNS trigger LANGUAGE plpgsql AS $f$
+                      BEGIN RAISE EXCEPTION 'injected failure'; END $f$;
+                      CREATE TRIGGER fail_update BEFORE UPDATE ON idempotency_keys
+                      FOR EACH ROW EXECUTE FUNCTION fail_update();""")
+    else:
+        sql(store, """CREATE TRIGGER fail_update BEFORE UPDATE ON idempotency_keys
+                      BEGIN SELECT RAISE(ABORT, 'injected failure'); END;""")
+
+
+def test_a_change_and_its_idempotent_answer_commit_together(server):
+    owner = register(server.api(), "ida")
+    store = server.store
+    fail_storing_answers(store)
+    post = {"json": {"name": "once"}, "headers": {"Idempotency-Key": "create-once"}}
+    r = owner.api.post("/v1/projects", **post)
+    # The answer could not be stored, so the project was not created either.
+    assert r.status_code >= 500, r.text
+    assert "Location" not in r.headers
+    assert store.query("SELECT count(*) AS n FROM projects")[0]["n"] == 0
+    assert store.query("SELECT count(*) AS n FROM idempotency_keys")[0]["n"] == 0
+    sql(store, "DROP TRIGGER fail_update" + (" ON idempotency_keys" if store.backend ==
+                                              "postgres" else ""))
+    # The retry runs (the key was not left claimed), once; its repeat is a replay.
+    first = owner.api.post("/v1/projects", **post)
+    assert first.status_code == 201, first.text
+    again = owner.api.post("/v1/projects", **post)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    rows = store.query("SELECT id FROM projects")
+    assert [row["id"] for row in rows] == [first.json()["id"]]
+    stored = store.query("SELECT status FROM idempotency_keys")
+    assert [row["status"] for row in stored] == [201]
