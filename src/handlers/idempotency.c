@@ -5,6 +5,7 @@
  * byte for byte.
  */
 #include "handlers/handlers.h"
+#include "config/config.h"
 #include "core/log.h"
 #include "http/reply.h"
 #include "http/request.h"
@@ -45,8 +46,9 @@ int handlers_idempotent(struct request *req, int (*handler)(struct request *))
 		return error_set(&req->err, ERR_BAD_REQUEST,
 				 "Idempotency-Key must be 1 to 255 printable ASCII characters");
 	if ((rc = idem_begin(req->app->store, &req->arena, req->user->id, key, req->method,
-			     req->path, req->body, req->body_len, &outcome, &stored, &req->err)) <
-	    0)
+			     req->path, req->body, req->body_len,
+			     (int64_t)req->app->cfg->idempotency_ttl_s * 1000, &outcome, &stored,
+			     &req->err)) < 0)
 		return rc;
 	if (outcome == IDEM_REPLAY) {
 		json_t *h = arena_json(&req->arena,

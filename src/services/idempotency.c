@@ -10,9 +10,6 @@
 #include <openssl/evp.h>
 #include <string.h>
 
-/* A claim that never completed (its instance died) is abandoned after this long. */
-#define IDEM_STALE_MS (60LL * 1000)
-
 bool idem_key_valid(const char *key)
 {
 	size_t n = 0;
@@ -46,7 +43,8 @@ static const char *request_hash(struct arena *a, const char *method, const char 
 
 int idem_begin(struct store *st, struct arena *a, const char *user_id, const char *key,
 	       const char *method, const char *path, const char *body, size_t body_len,
-	       enum idem_outcome *outcome, struct idem_response *stored, struct error *err)
+	       int64_t ttl_ms, enum idem_outcome *outcome, struct idem_response *stored,
+	       struct error *err)
 {
 	struct idem_record rec, existing;
 	bool claimed;
@@ -60,8 +58,8 @@ int idem_begin(struct store *st, struct arena *a, const char *user_id, const cha
 				   .path = path,
 				   .request_hash = request_hash(a, method, path, body, body_len),
 				   .created_at = now,
-				   .expires_at = now + IDEMPOTENCY_TTL_MS};
-	if ((rc = store_idem_purge(c, user_id, key, now, now - IDEM_STALE_MS, err)) < 0 ||
+				   .expires_at = now + ttl_ms};
+	if ((rc = store_idem_purge(c, user_id, key, now, now - IDEMPOTENCY_STALE_MS, err)) < 0 ||
 	    (rc = store_idem_claim(c, a, user_id, key, &rec, &claimed, &existing, err)) < 0)
 		return rc;
 	if (claimed) {

@@ -10,6 +10,8 @@
 - One client holds at most TANDEM_MAX_CONNECTIONS_PER_IP connections (default 64).
 - The stored answer of an Idempotency-Key commits with the change it describes: when storing
   it fails (a trigger injects the fault), the change is undone too and a retry runs once.
+- Expired idempotency keys and dead refresh tokens are purged (TANDEM_PURGE_INTERVAL), live
+  ones kept.
 """
 import json
 import socket
@@ -222,3 +224,43 @@ def test_a_change_and_its_idempotent_answer_commit_together(server):
     assert [row["id"] for row in rows] == [first.json()["id"]]
     stored = store.query("SELECT status FROM idempotency_keys")
     assert [row["status"] for row in stored] == [201]
+
+
+LIVE = "00000000-0000-7000-8000-00000000000a"
+REVOKED = "00000000-0000-7000-8000-00000000000b"
+FAMILY = "00000000-0000-7000-8000-00000000000"
+
+
+def test_expired_keys_and_dead_refresh_tokens_are_purged(tandem_server):
+    srv = tandem_server(env={"TANDEM_PURGE_INTERVAL": "1", "TANDEM_IDEMPOTENCY_TTL": "1",
+                             "TANDEM_REFRESH_TOKEN_TTL": "1", "TANDEM_ACCESS_TOKEN_TTL": "3"})
+    store = srv.store
+    owner = register(srv.api(), "pia")
+    r = owner.api.post("/v1/projects", json={"name": "p"}, headers={"Idempotency-Key": "old"})
+    assert r.status_code == 201, r.text
+    now = int(time.time() * 1000)
+    far = now + 3600_000
+    uid = owner.id
+    # Rows that must stay: a live stored answer and a live refresh token; and one that must
+    # go although it has not expired: a refresh token revoked long ago.
+    sql(store, f"""
+        INSERT INTO idempotency_keys (user_id, key, method, path, request_hash, status,
+            response_headers, response_body, created_at, expires_at)
+        VALUES ('{uid}', 'live', 'POST', '/v1/projects', 'h', 201, '{{}}', '', {now}, {far});
+        INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, created_at, expires_at)
+        VALUES ('{LIVE}', '{uid}', '{FAMILY}1', 'live-hash', {now}, {far});
+        INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, created_at, expires_at,
+            revoked_at)
+        VALUES ('{REVOKED}', '{uid}', '{FAMILY}2', 'revoked-hash', 1000, {far}, 1000);""")
+    assert len(store.query("SELECT key FROM idempotency_keys")) == 2
+    assert len(store.query("SELECT id FROM refresh_tokens")) == 3
+
+    def left():
+        return (sorted(r["key"] for r in store.query("SELECT key FROM idempotency_keys")),
+                sorted(r["id"] for r in store.query("SELECT id FROM refresh_tokens")))
+
+    for _ in range(600):  # the purge runs every second; expiry plus grace is 4 s
+        if left() == (["live"], [LIVE]):
+            break
+        time.sleep(0.1)
+    assert left() == (["live"], [LIVE])
