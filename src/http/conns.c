@@ -131,6 +131,19 @@ bool conn_over_limit(const struct conn *c)
 	return c->over;
 }
 
+/* Under t->lock: the connection no longer counts against its client. */
+static void uncount(struct conns *t, struct conn *c)
+{
+	if (!c->client)
+		return;
+	if (--c->client->count == 0) {
+		struct client **p = find(t, c->client->key);
+		*p = c->client->next;
+		free(c->client);
+	}
+	c->client = NULL;
+}
+
 void conns_close(struct conns *t, struct conn *c)
 {
 	if (!c)
@@ -142,11 +155,7 @@ void conns_close(struct conns *t, struct conn *c)
 		t->head = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	if (--c->client->count == 0) {
-		struct client **p = find(t, c->client->key);
-		*p = c->client->next;
-		free(c->client);
-	}
+	uncount(t, c);
 	pthread_mutex_unlock(&t->lock);
 	free(c);
 }
@@ -173,9 +182,13 @@ void conn_request_exempt(struct conn *c)
 		atomic_store(&c->phase, PHASE_EXEMPT);
 }
 
-void conn_upgraded(struct conn *c)
+void conn_upgraded(struct conns *t, struct conn *c)
 {
 	atomic_store(&c->phase, PHASE_UPGRADED);
+	/* A WebSocket counts against the real-time caps, no longer against HTTP's. */
+	pthread_mutex_lock(&t->lock);
+	uncount(t, c);
+	pthread_mutex_unlock(&t->lock);
 }
 
 /*

@@ -53,8 +53,8 @@ void conn_request_begin(struct conns *t, struct conn *c, int64_t now_us);
 void conn_request_end(struct conns *t, struct conn *c, int64_t now_us);
 /* The request was answered or parked: no deadline until it ends (streams, long polls). */
 void conn_request_exempt(struct conn *c);
-/* The connection was handed over (WebSocket): never touched again. */
-void conn_upgraded(struct conn *c);
+/* The connection was handed over (WebSocket): never touched again, and no longer counted. */
+void conn_upgraded(struct conns *t, struct conn *c);
 
 /* Connections held by `key` now (tests, logs). */
 unsigned conns_count(struct conns *t, const char *key);

@@ -319,7 +319,7 @@ static enum MHD_Result queue(struct server *s, struct request *req)
 	req->queued = r == MHD_YES; /* the access log must not claim an answer never sent */
 	/* The request has arrived; a stream or a WebSocket lives on past any deadline. */
 	if (req->tracked && req->special.upgraded)
-		conn_upgraded(req->tracked);
+		conn_upgraded(s->conns, req->tracked);
 	else if (req->tracked)
 		conn_request_exempt(req->tracked);
 	return r;
