@@ -461,7 +461,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		req->body[req->body_len] = '\0';
 		return MHD_YES;
 	}
-	/* Final call: the whole request is here (or a parked request was resumed). */
+	/* Final call: the whole request is here (or a parked request was resumed). The deadline
+	 * bounds its arrival, not the handler's work (a database wait must not cut an answer). */
+	if (req->tracked)
+		conn_request_exempt(req->tracked);
 	if (req->body_too_large) {
 		error_set(&req->err, ERR_PAYLOAD_TOO_LARGE,
 			  "request body is larger than the limit");
