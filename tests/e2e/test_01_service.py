@@ -323,7 +323,8 @@ def refused_or_closed(port):
 
 def connect_answered(port, timeout=10):
     """A new connection on which /healthz was answered 200, retrying while the server still
-    counts connections that were closed a moment ago (it notices closes asynchronously)."""
+    counts connections that were closed a moment ago (it notices closes asynchronously):
+    meanwhile a new one gets no answer, or 429 for a client over its connection limit."""
     deadline = time.monotonic() + timeout
     while True:
         s = raw_connect(port)
@@ -331,7 +332,7 @@ def connect_answered(port, timeout=10):
             got = raw_get(s, "/healthz")
         except (ConnectionResetError, BrokenPipeError):
             got = None
-        if got is not None:
+        if got is not None and got[0] != 429:
             assert got[0] == 200
             return s
         s.close()
