@@ -2,11 +2,15 @@
  * server.c — libmicrohttpd glue.
  *
  * Threads: libmicrohttpd's internal epoll thread pool runs everything here; each request is
- * handled start to finish on one pool thread. The only shared state is the atomic count of
- * requests in flight and the draining flag, used by graceful shutdown.
+ * handled start to finish on one pool thread. The shared state is the atomic count of
+ * requests in flight and the draining flag, used by graceful shutdown, and the connection
+ * table (http/conns.h: per-client counts, request deadlines), which the acceptor and the
+ * sweeper thread also use.
  *
  * A request object is created in the URI log callback (the earliest moment, so durations
- * include header parsing), collects the body over the access-handler calls, is routed and
+ * include header parsing, and the request deadline starts), is routed and authenticated on
+ * the first call from its headers (a 404, 405 or 401 to a request announcing a body is
+ * answered then, unread), collects the body over the next access-handler calls, and is
  * answered on the final call (queuing earlier would make libmicrohttpd drop keep-alive),
  * and is logged and freed in the completion callback.
  */
