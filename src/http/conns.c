@@ -4,14 +4,18 @@
 #include "core/xalloc.h"
 #include "http/clientkey.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
-#define NBUCKETS 1024
+#define NBUCKETS   1024
+#define LINGER_MAX 256		 /* refused sockets draining at once; more are closed at once */
+#define LINGER_US  (2 * 1000000) /* how long a refused socket may drain */
 
 /* Connections of one client key; freed when its last connection closes. */
 struct client {
@@ -40,6 +44,14 @@ struct conns {
 	struct conn *head;
 	char timeout_answer[640];
 	size_t timeout_len;
+	/* Refused sockets, written to and shut for writing, drained until the peer closes or
+	 * LINGER_US passed: a close() with the peer's request unread would reset the
+	 * connection, and the reset can destroy the 429 before the client reads it. */
+	struct {
+		int fd;
+		int64_t until;
+	} linger[LINGER_MAX];
+	int nlinger;
 };
 
 static size_t canned(char *buf, size_t cap, int kind, const char *reason, const char *detail,
@@ -79,6 +91,8 @@ void conns_free(struct conns *t)
 		return;
 	while (t->head)
 		conns_close(t, t->head);
+	for (int i = 0; i < t->nlinger; i++)
+		close(t->linger[i].fd);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
@@ -213,18 +227,49 @@ static size_t canned(char *buf, size_t cap, int kind, const char *reason, const 
 	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
-void conns_refuse(int fd)
+void conns_refuse(struct conns *t, int fd, int64_t now_us)
 {
 	char buf[640];
 	size_t n = canned(buf, sizeof(buf), ERR_RATE_LIMITED, "Too Many Requests",
 			  "too many open connections from this client", "Retry-After: 1\r\n");
 	(void)!send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	shutdown(fd, SHUT_WR);
+	pthread_mutex_lock(&t->lock);
+	if (t->nlinger < LINGER_MAX) {
+		t->linger[t->nlinger].fd = fd;
+		t->linger[t->nlinger].until = now_us + LINGER_US;
+		t->nlinger++;
+		fd = -1;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Under t->lock: read what refused peers sent; close those done or out of time. */
+static void drain_refused(struct conns *t, int64_t now_us)
+{
+	char buf[4096];
+	for (int i = 0; i < t->nlinger;) {
+		ssize_t n;
+		while ((n = recv(t->linger[i].fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+			;
+		bool done =
+		    n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+		if (done || t->linger[i].until <= now_us) {
+			close(t->linger[i].fd);
+			t->linger[i] = t->linger[--t->nlinger];
+		} else {
+			i++;
+		}
+	}
 }
 
 int conns_sweep(struct conns *t, int64_t now_us)
 {
 	int n = 0;
 	pthread_mutex_lock(&t->lock);
+	drain_refused(t, now_us);
 	for (struct conn *c = t->head; c; c = c->next) {
 		int phase = atomic_load(&c->phase);
 		if (c->ended || phase == PHASE_EXEMPT || phase == PHASE_UPGRADED ||

@@ -33,8 +33,11 @@ void conns_free(struct conns *t);
 /* Whether a new connection from `key` stays within the per-client limit (the acceptor). */
 bool conns_has_room(struct conns *t, const char *key);
 
-/* Answer 429 rate_limited (Connection: close) on a socket not given to libmicrohttpd. */
-void conns_refuse(int fd);
+/*
+ * Answer 429 rate_limited (Connection: close) on a socket not given to libmicrohttpd, and
+ * take it over: conns_sweep() drains and closes it once the peer closed (or after 2 s).
+ */
+void conns_refuse(struct conns *t, int fd, int64_t now_us);
 
 /*
  * Record a connection that libmicrohttpd started (fd is its socket). *over is set when the
@@ -61,7 +64,8 @@ unsigned conns_count(struct conns *t, const char *key);
 
 /*
  * End every connection past its deadline: a request that had begun gets a 408 problem
- * (best effort) before the socket is shut down. Returns how many were ended.
+ * (best effort) before the socket is shut down. Returns how many were ended. Also drains
+ * and closes refused sockets (conns_refuse).
  */
 int conns_sweep(struct conns *t, int64_t now_us);
 

@@ -521,8 +521,7 @@ static void *acceptor_main(void *arg)
 		char key[CLIENT_KEY_LEN];
 		client_key_addr((struct sockaddr *)&peer, key);
 		if (!conns_has_room(s->conns, key)) {
-			conns_refuse(fd);
-			close(fd);
+			conns_refuse(s->conns, fd, time_mono_us());
 			continue;
 		}
 		/* On failure libmicrohttpd closes the socket (limits reached, no memory). */

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -128,6 +129,30 @@ static void test_answered_parked_and_upgraded_requests_are_exempt(void **state)
 	close(sv[1]);
 }
 
+static void test_a_refused_socket_reads_429_then_is_closed_by_the_sweeper(void **state)
+{
+	int sv[2];
+	char buf[1024];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	struct conns *t = conns_create(1, 30 * SEC, 30 * SEC);
+	/* The client's request is there, unread: closing now would reset the connection. */
+	assert_int_equal(write(sv[1], "GET / HTTP/1.1\r\n\r\n", 18), 18);
+	conns_refuse(t, sv[0], 0);
+	ssize_t n = read(sv[1], buf, sizeof(buf) - 1);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_non_null(strstr(buf, "HTTP/1.1 429 Too Many Requests\r\n"));
+	assert_non_null(strstr(buf, "Connection: close\r\n"));
+	assert_non_null(strstr(buf, "\"code\":\"rate_limited\""));
+	assert_int_equal(read(sv[1], buf, sizeof(buf)), 0); /* shut for writing */
+	conns_sweep(t, 1);				    /* drained, the peer still open */
+	assert_int_equal(write(sv[1], "x", 1), 1);	    /* so the socket is still there */
+	close(sv[1]);					    /* the client closes */
+	conns_sweep(t, 2);				    /* and so does the server */
+	assert_int_equal(fcntl(sv[0], F_GETFD), -1);
+	conns_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -137,6 +162,7 @@ int main(void)
 	    cmocka_unit_test(test_a_late_request_gets_408_and_the_end_of_the_stream),
 	    cmocka_unit_test(test_an_idle_connection_gets_idle_plus_request_time_and_no_answer),
 	    cmocka_unit_test(test_answered_parked_and_upgraded_requests_are_exempt),
+	    cmocka_unit_test(test_a_refused_socket_reads_429_then_is_closed_by_the_sweeper),
 	};
 	return cmocka_run_group_tests_name("http/conns", tests, NULL, NULL);
 }
