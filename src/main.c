@@ -18,6 +18,7 @@
 #include "realtime/bus.h"
 #include "realtime/hub.h"
 #include "services/notify.h"
+#include "services/purge.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -176,6 +177,9 @@ static int cmd_serve(struct config *cfg)
 		store_free(store);
 		return 1;
 	}
+	struct purge_policy pp = {.interval_s = cfg->purge_interval_s,
+				  .refresh_grace_ms = cfg->access_token_ttl_s * 1000};
+	struct purger *purger = purger_start(store, &pp);
 	log_json(LOG_INFO, "listening",
 		 json_pack("{s:s, s:i, s:s, s:i, s:s}", "host", cfg->listen_host, "port",
 			   (int)server_port(server), "backend", store_backend_name(store),
@@ -183,6 +187,7 @@ static int cmd_serve(struct config *cfg)
 	sigwait(&set, &sig);
 	log_info("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	server_stop(server);
+	purger_stop(purger);
 	notify_set_sink(NULL, NULL);
 	bus_free(bus);
 	hub_free(hub);

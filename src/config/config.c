@@ -45,15 +45,24 @@ static const struct setting settings[] = {
     {"max-connections", "TANDEM_MAX_CONNECTIONS", K_UINT, OFF(max_connections), "10000", 1, 1000000,
      "open HTTP connections at most; open WebSockets at most, counted apart"},
     {"max-connections-per-ip", "TANDEM_MAX_CONNECTIONS_PER_IP", K_UINT, OFF(max_connections_per_ip),
-     "0", 0, 1000000, "open HTTP connections from one client address at most (0: no limit)"},
+     "64", 0, 1000000,
+     "open HTTP connections from one client at most (an IPv6 client is its /64; 0: no limit; "
+     "past it: 429 and close)"},
     {"connection-timeout", "TANDEM_CONNECTION_TIMEOUT", K_SECONDS, OFF(connection_timeout_s), "30",
      1, 3600, "seconds an idle or slow connection may stay open"},
+    {"request-timeout", "TANDEM_REQUEST_TIMEOUT", K_SECONDS, OFF(request_timeout_s), "30", 1, 3600,
+     "seconds a request may take to arrive whole, however slowly it trickles (then 408 and "
+     "close; parked long polls and streams are exempt)"},
     {"connection-memory", "TANDEM_CONNECTION_MEMORY", K_SIZE, OFF(connection_memory), "16384", 8192,
      16777216, "bytes of buffer per connection; the request line and headers must fit in it"},
     {"max-body-bytes", "TANDEM_MAX_BODY_BYTES", K_SIZE, OFF(max_body_bytes), "1048576", 1024,
      1073741824, "largest request body accepted (larger: 413)"},
     {"shutdown-timeout", "TANDEM_SHUTDOWN_TIMEOUT", K_SECONDS, OFF(shutdown_timeout_s), "10", 0,
      3600, "seconds in-flight requests get to finish on SIGTERM/SIGINT"},
+    {"purge-interval", "TANDEM_PURGE_INTERVAL", K_SECONDS, OFF(purge_interval_s), "600", 1, 86400,
+     "seconds between purges of expired idempotency keys and refresh tokens"},
+    {"idempotency-ttl", "TANDEM_IDEMPOTENCY_TTL", K_SECONDS, OFF(idempotency_ttl_s), "86400", 1,
+     2592000, "seconds a stored answer to an Idempotency-Key is replayed"},
     {"jwt-secret", "TANDEM_JWT_SECRET", K_STR, OFF(jwt_secret), NULL, 0, 0,
      "HS256 key for access tokens, at least 32 bytes (default: generated once into "
      "<data-dir>/jwt.secret); as a flag it shows in `ps` until start-up hides it: prefer "

@@ -28,9 +28,13 @@ struct config {
 	unsigned max_connections;
 	unsigned max_connections_per_ip;
 	unsigned connection_timeout_s;
+	unsigned request_timeout_s; /* absolute: the whole request must arrive within it */
 	size_t connection_memory;
 	size_t max_body_bytes;
 	unsigned shutdown_timeout_s;
+	/* housekeeping */
+	unsigned purge_interval_s;
+	unsigned idempotency_ttl_s;
 	/* auth */
 	char *jwt_secret;
 	char *jwt_secret_file;

@@ -58,22 +58,35 @@ void error_field(struct error *err, const char *field, const char *code, const c
 
 	if (!err)
 		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	if (!err->fields)
 		err->fields = json_array();
-	json_array_append_new(err->fields, json_pack("{s:s, s:s, s:s}", "field", field, "code",
-						     code, "message", msg));
+	if (err->nfields < ERROR_MAX_FIELDS) {
+		char name[ERROR_MAX_FIELD_NAME + 1];
+		size_t len = strlen(field);
+		if (len > ERROR_MAX_FIELD_NAME) {
+			/* Never between a character's bytes: the name must stay UTF-8. */
+			len = ERROR_MAX_FIELD_NAME;
+			while (len && ((unsigned char)field[len] & 0xc0) == 0x80)
+				len--;
+			snprintf(name, sizeof(name), "%.*s", (int)len, field);
+			field = name;
+		}
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+		json_array_append_new(err->fields, json_pack("{s:s, s:s, s:s}", "field", field,
+							     "code", code, "message", msg));
+	}
+	err->nfields++;
 	err->kind = ERR_VALIDATION_FAILED;
-	size_t n = json_array_size(err->fields);
+	size_t n = err->nfields;
 	snprintf(err->detail, sizeof(err->detail), "%zu field%s invalid", n,
 		 n == 1 ? " is" : "s are");
 }
 
 size_t error_field_count(const struct error *err)
 {
-	return err && err->fields ? json_array_size(err->fields) : 0;
+	return err ? err->nfields : 0;
 }
 
 void error_release(struct error *err)
@@ -82,6 +95,7 @@ void error_release(struct error *err)
 		return;
 	json_decref(err->fields);
 	err->fields = NULL;
+	err->nfields = 0;
 	err->kind = 0;
 	err->detail[0] = '\0';
 }

@@ -22,6 +22,7 @@
 	X(FORBIDDEN, 403, "forbidden", "Forbidden")                                                \
 	X(NOT_FOUND, 404, "not_found", "Not found")                                                \
 	X(METHOD_NOT_ALLOWED, 405, "method_not_allowed", "Method not allowed")                     \
+	X(REQUEST_TIMEOUT, 408, "request_timeout", "Request timeout")                              \
 	X(CONFLICT, 409, "conflict", "Conflict")                                                   \
 	X(PRECONDITION_FAILED, 412, "precondition_failed", "Precondition failed")                  \
 	X(PAYLOAD_TOO_LARGE, 413, "payload_too_large", "Payload too large")                        \
@@ -43,17 +44,23 @@ enum error_kind {
 /*
  * struct error — detail for a failed call. `detail` is safe to show to clients unless the
  * kind is ERR_INTERNAL or ERR_UNAVAILABLE, whose detail goes to the log only. `fields` is
- * NULL or a new JSON array of {field, code, message} objects owned by the error.
+ * NULL or a new JSON array of {field, code, message} objects owned by the error; it keeps the
+ * first ERROR_MAX_FIELDS of them, `nfields` counts them all (more than kept: the answer says
+ * it was truncated). A body of a million unknown fields must not make an answer of millions.
  */
+#define ERROR_MAX_FIELDS     50
+#define ERROR_MAX_FIELD_NAME 64 /* bytes of a field name kept: the limit of API.md */
+
 struct error {
 	int kind;
 	char detail[512];
 	json_t *fields;
+	size_t nfields;
 };
 
 #define ERROR_INIT                                                                                 \
 	{                                                                                          \
-		0, {0}, NULL                                                                       \
+		0, {0}, NULL, 0                                                                    \
 	}
 
 /* The HTTP status, stable code and title of a (positive or negative) kind. */
@@ -69,11 +76,16 @@ const char *error_title(int kind);
 int error_set(struct error *err, int kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Add one field error ({field, code, message}) and set the kind to VALIDATION_FAILED. */
+/*
+ * Add one field error ({field, code, message}) and set the kind to VALIDATION_FAILED. Past
+ * ERROR_MAX_FIELDS entries only the count grows; a field name longer than
+ * ERROR_MAX_FIELD_NAME bytes is cut to its first ERROR_MAX_FIELD_NAME bytes or fewer (at a
+ * UTF-8 character boundary, so the entry stays valid JSON text).
+ */
 void error_field(struct error *err, const char *field, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Number of field errors recorded. */
+/* Number of field errors recorded, also those past ERROR_MAX_FIELDS that were not kept. */
 size_t error_field_count(const struct error *err);
 
 /* Release what the error owns; it can be reused afterwards. */

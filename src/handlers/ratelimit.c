@@ -4,6 +4,7 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "core/xalloc.h"
+#include "http/clientkey.h"
 #include "http/reply.h"
 #include "http/request.h"
 #include "http/router.h"
@@ -214,7 +215,9 @@ int handlers_rate_limit(struct request *req)
 
 	if (!l || (req->route && (req->route->flags & ROUTE_UNLIMITED)))
 		return 0;
-	const char *ip = client_ip(req, l);
+	/* Per-IP buckets key on client_key(): one IPv6 client holds a whole /64. */
+	char ip[CLIENT_KEY_LEN];
+	client_key(client_ip(req, l), ip);
 	if (req->route && (req->route->flags & ROUTE_AUTH_LIMIT)) {
 		strict = true;
 		keys[n++] = (struct rl_key){&l->auth, arena_printf(&req->arena, "ip:%s", ip)};

@@ -108,8 +108,11 @@ int reply_error(struct request *req, int kind)
 		p = json_pack("{s:s+, s:s, s:i, s:s, s:s, s:s}", "type", "/problems/", code,
 			      "title", error_title(kind), "status", status, "detail",
 			      error_title(kind), "instance", req->id, "code", code);
-	if (req->err.fields && status < 500)
+	if (req->err.fields && status < 500) {
 		json_object_set(p, "errors", req->err.fields);
+		if (req->err.nfields > json_array_size(req->err.fields))
+			json_object_set_new(p, "truncated", json_true());
+	}
 	char *s = json_dumps(p, JSON_COMPACT);
 	json_decref(p);
 	set_body(req, status, "application/problem+json", s, strlen(s));

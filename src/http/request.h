@@ -21,6 +21,7 @@
 #define REQUEST_MAX_HEADERS 16
 
 struct app;
+struct conn;
 struct MHD_Connection;
 struct route;
 struct user;
@@ -38,7 +39,12 @@ struct request {
 	char id[130];
 	int64_t start_us;
 
-	/* Filled by the router. */
+	struct conn *tracked; /* the connection's entry in the connection table (http/conns.h) */
+
+	/* Filled by the router, from the headers alone (before any body is read). */
+	int routed; /* enum router_result */
+	const char *allow;
+	int auth_rc; /* what authentication said (0 on public routes) */
 	const struct route *route;
 	const char *param_names[ROUTE_MAX_PARAMS];
 	const char *param_values[ROUTE_MAX_PARAMS];

@@ -2,11 +2,15 @@
  * server.c — libmicrohttpd glue.
  *
  * Threads: libmicrohttpd's internal epoll thread pool runs everything here; each request is
- * handled start to finish on one pool thread. The only shared state is the atomic count of
- * requests in flight and the draining flag, used by graceful shutdown.
+ * handled start to finish on one pool thread. The shared state is the atomic count of
+ * requests in flight and the draining flag, used by graceful shutdown, and the connection
+ * table (http/conns.h: per-client counts, request deadlines), which the acceptor and the
+ * sweeper thread also use.
  *
  * A request object is created in the URI log callback (the earliest moment, so durations
- * include header parsing), collects the body over the access-handler calls, is routed and
+ * include header parsing, and the request deadline starts), is routed and authenticated on
+ * the first call from its headers (a 404, 405 or 401 to a request announcing a body is
+ * answered then, unread), collects the body over the next access-handler calls, and is
  * answered on the final call (queuing earlier would make libmicrohttpd drop keep-alive),
  * and is logged and freed in the completion callback.
  */
@@ -17,6 +21,8 @@
 #include "core/timeutil.h"
 #include "core/uuid.h"
 #include "core/xalloc.h"
+#include "http/clientkey.h"
+#include "http/conns.h"
 #include "http/reply.h"
 #include "http/request.h"
 #include "http/router.h"
@@ -45,6 +51,9 @@ struct server {
 	unsigned port;
 	int listen_fd;
 	pthread_t acceptor;
+	struct conns *conns;
+	pthread_t sweeper;
+	atomic_bool stop_sweeper;
 };
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -79,8 +88,35 @@ static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
 	req->app = s->app;
 	req->conn = conn;
 	req->start_us = time_mono_us();
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	req->tracked = ci ? ci->socket_context : NULL;
+	if (req->tracked)
+		conn_request_begin(s->conns, req->tracked, req->start_us);
 	atomic_fetch_add(&s->inflight, 1);
 	return req;
+}
+
+/* Connections enter the table when libmicrohttpd starts them and leave it before it closes
+ * their socket (the two notifications pair up, unlike MHD_add_connection's outcome). */
+static void connection_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+			      enum MHD_ConnectionNotificationCode code)
+{
+	struct server *s = cls;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *fd =
+		    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		const union MHD_ConnectionInfo *addr =
+		    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		char key[CLIENT_KEY_LEN];
+		bool over;
+		client_key_addr(addr ? addr->client_addr : NULL, key);
+		*socket_context =
+		    conns_open(s->conns, key, fd ? fd->connect_fd : -1, time_mono_us(), &over);
+	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+		conns_close(s->conns, *socket_context);
+		*socket_context = NULL;
+	}
 }
 
 /* Whether s is valid UTF-8 (no overlongs, surrogates or code points above U+10FFFF). */
@@ -165,6 +201,8 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		return;
 	if (!req->queued || toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT)
 		req->status = 499; /* the client went away before the answer was sent */
+	if (req->tracked)
+		conn_request_end(s->conns, req->tracked, time_mono_us());
 	if (s->app->cfg->access_log && req->method && log_get_level() <= LOG_INFO)
 		access_log(req);
 	free(req->resp_body);
@@ -177,6 +215,9 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 void http_suspend(struct request *req)
 {
+	/* A parked request waits by design: the request deadline does not apply to it. */
+	if (req->tracked)
+		conn_request_exempt(req->tracked);
 	MHD_suspend_connection(req->conn);
 	req->suspended = true;
 }
@@ -280,6 +321,11 @@ static enum MHD_Result queue(struct server *s, struct request *req)
 	enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)req->status, resp);
 	MHD_destroy_response(resp);
 	req->queued = r == MHD_YES; /* the access log must not claim an answer never sent */
+	/* The request has arrived; a stream or a WebSocket lives on past any deadline. */
+	if (req->tracked && req->special.upgraded)
+		conn_upgraded(s->conns, req->tracked);
+	else if (req->tracked)
+		conn_request_exempt(req->tracked);
 	return r;
 }
 
@@ -292,24 +338,46 @@ static enum MHD_Result reject_early(struct server *s, struct request *req, int k
 	return queue(s, req);
 }
 
-static void dispatch(struct request *req)
+/*
+ * Route and authenticate from the headers alone, on the first call: a request for no route,
+ * or by a caller who is not authenticated, is answered before its body is read.
+ */
+static void route_early(struct request *req)
 {
 	char allow[128];
-	switch (router_match(req, req->method, req->path, allow, sizeof(allow))) {
+	req->routed = router_match(req, req->method, req->path, allow, sizeof(allow));
+	if (req->routed == ROUTER_METHOD_NOT_ALLOWED)
+		req->allow = arena_strdup(&req->arena, allow);
+	if (req->routed == ROUTER_FOUND && !(req->route->flags & ROUTE_PUBLIC) &&
+	    req->app->authenticate)
+		req->auth_rc = req->app->authenticate(req);
+}
+
+/* Whether the request announces a body (Content-Length above 0, or chunked). */
+static bool body_announced(struct MHD_Connection *conn)
+{
+	const char *cl =
+	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	return (cl && strtoull(cl, NULL, 10) > 0) ||
+	       MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+					   MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+}
+
+static void dispatch(struct request *req)
+{
+	switch (req->routed) {
 	case ROUTER_NOT_FOUND:
 		reply_fail(req, ERR_NOT_FOUND, "no route for %s", req->path);
 		return;
 	case ROUTER_METHOD_NOT_ALLOWED:
-		reply_header(req, "Allow", arena_strdup(&req->arena, allow));
+		reply_header(req, "Allow", req->allow);
 		reply_fail(req, ERR_METHOD_NOT_ALLOWED, "%s does not accept %s", req->path,
 			   req->method);
 		return;
-	case ROUTER_FOUND:
+	default:
 		break;
 	}
-	int rc = 0;
-	if (!req->dispatched && !(req->route->flags & ROUTE_PUBLIC) && req->app->authenticate)
-		rc = req->app->authenticate(req);
+	int rc = req->auth_rc;
 	/* Limits apply whatever authentication said: a refusal has no effect at all. */
 	if (!req->dispatched && req->app->rate_limit) {
 		int lrc = req->app->rate_limit(req);
@@ -349,11 +417,25 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 			snprintf(req->id, sizeof(req->id), "%s", rid);
 		else
 			uuid_v7(req->id);
+		if (req->tracked && conn_over_limit(req->tracked)) {
+			reply_header(req, "Retry-After", "1");
+			reply_header(req, "Connection", "close");
+			return reject_early(s, req, ERR_RATE_LIMITED,
+					    "too many open connections from this client");
+		}
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl && strtoull(cl, NULL, 10) > s->app->cfg->max_body_bytes)
 			return reject_early(s, req, ERR_PAYLOAD_TOO_LARGE,
 					    "request body is larger than the limit");
+		route_early(req);
+		/* No route, or no right to it: answer without reading the body (libmicrohttpd
+		 * then closes the connection, which is what a sender of an unwanted body gets). */
+		if (body_announced(conn) && (req->routed != ROUTER_FOUND || req->auth_rc < 0)) {
+			dispatch(req);
+			reply_header(req, "Connection", "close");
+			return queue(s, req);
+		}
 		return MHD_YES;
 	}
 	if (req->queued)
@@ -383,7 +465,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		req->body[req->body_len] = '\0';
 		return MHD_YES;
 	}
-	/* Final call: the whole request is here (or a parked request was resumed). */
+	/* Final call: the whole request is here (or a parked request was resumed). The deadline
+	 * bounds its arrival, not the handler's work (a database wait must not cut an answer). */
+	if (req->tracked)
+		conn_request_exempt(req->tracked);
 	if (req->body_too_large) {
 		error_set(&req->err, ERR_PAYLOAD_TOO_LARGE,
 			  "request body is larger than the limit");
@@ -431,9 +516,29 @@ static void *acceptor_main(void *arg)
 			continue;
 		}
 		said_full = false;
+		/* Past its client's connection limit: a problem answer, and closed, without ever
+		 * reaching libmicrohttpd. */
+		char key[CLIENT_KEY_LEN];
+		client_key_addr((struct sockaddr *)&peer, key);
+		if (!conns_has_room(s->conns, key)) {
+			conns_refuse(s->conns, fd, time_mono_us());
+			continue;
+		}
 		/* On failure libmicrohttpd closes the socket (limits reached, no memory). */
 		MHD_add_connection(s->daemon, fd, (struct sockaddr *)&peer, len);
 	}
+}
+
+/* Ends connections whose request ran past TANDEM_REQUEST_TIMEOUT (http/conns.h). */
+static void *sweeper_main(void *arg)
+{
+	struct server *s = arg;
+	while (!atomic_load(&s->stop_sweeper)) {
+		struct timespec ts = {0, 200 * 1000000};
+		nanosleep(&ts, NULL);
+		conns_sweep(s->conns, time_mono_us());
+	}
+	return NULL;
 }
 
 static int listen_on(const struct config *cfg, unsigned *port)
@@ -485,10 +590,16 @@ int server_start(struct app *app, struct server **out)
 
 	s->app = app;
 	s->port = cfg->listen_port;
+	/* The per-client limit is ours, not MHD_OPTION_PER_IP_CONNECTION_LIMIT: libmicrohttpd
+	 * keys on the whole address, and an IPv6 client holds a /64. */
+	s->conns =
+	    conns_create(cfg->max_connections_per_ip, (int64_t)cfg->request_timeout_s * 1000000,
+			 (int64_t)cfg->connection_timeout_s * 1000000);
 	s->listen_fd = listen_on(cfg, &s->port);
 	if (s->listen_fd < 0) {
 		log_error("cannot listen on %s:%u: %s", cfg->listen_host, cfg->listen_port,
 			  strerror(errno));
+		conns_free(s->conns);
 		free(s);
 		return -1;
 	}
@@ -496,21 +607,33 @@ int server_start(struct app *app, struct server **out)
 	    flags, 0, NULL, NULL, handle, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
 	    s, /* first, so every message goes through it */
 	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-	    (unsigned)cfg->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned)cfg->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    (size_t)cfg->connection_memory, MHD_OPTION_URI_LOG_CALLBACK, uri_logger, s,
-	    MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_END);
+	    (unsigned)cfg->max_connections, MHD_OPTION_NOTIFY_CONNECTION, connection_notify, s,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory,
+	    MHD_OPTION_URI_LOG_CALLBACK, uri_logger, s, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+	    MHD_OPTION_END);
 	if (!s->daemon) {
 		log_error("cannot start the HTTP server on %s:%u", cfg->listen_host, s->port);
 		close(s->listen_fd);
+		conns_free(s->conns);
+		free(s);
+		return -1;
+	}
+	if (pthread_create(&s->sweeper, NULL, sweeper_main, s) != 0) {
+		log_error("cannot start the request deadline thread");
+		MHD_stop_daemon(s->daemon);
+		close(s->listen_fd);
+		conns_free(s->conns);
 		free(s);
 		return -1;
 	}
 	if (pthread_create(&s->acceptor, NULL, acceptor_main, s) != 0) {
 		log_error("cannot start the acceptor thread");
+		atomic_store(&s->stop_sweeper, true);
+		pthread_join(s->sweeper, NULL);
 		MHD_stop_daemon(s->daemon);
 		close(s->listen_fd);
+		conns_free(s->conns);
 		free(s);
 		return -1;
 	}
@@ -558,6 +681,10 @@ void server_stop(struct server *s)
 	int left = atomic_load(&s->inflight);
 	if (left > 0)
 		log_warn("shutdown timeout: %d request(s) still in flight", left);
+	/* The sweeper may shut down sockets only while libmicrohttpd owns them. */
+	atomic_store(&s->stop_sweeper, true);
+	pthread_join(s->sweeper, NULL);
 	MHD_stop_daemon(s->daemon);
+	conns_free(s->conns);
 	free(s);
 }

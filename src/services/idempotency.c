@@ -3,14 +3,12 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "core/timeutil.h"
+#include "services/tx.h"
 #include "store/idempotency.h"
 #include "store/store.h"
 
 #include <openssl/evp.h>
 #include <string.h>
-
-/* A claim that never completed (its instance died) is abandoned after this long. */
-#define IDEM_STALE_MS (60LL * 1000)
 
 bool idem_key_valid(const char *key)
 {
@@ -45,7 +43,8 @@ static const char *request_hash(struct arena *a, const char *method, const char 
 
 int idem_begin(struct store *st, struct arena *a, const char *user_id, const char *key,
 	       const char *method, const char *path, const char *body, size_t body_len,
-	       enum idem_outcome *outcome, struct idem_response *stored, struct error *err)
+	       int64_t ttl_ms, enum idem_outcome *outcome, struct idem_response *stored,
+	       struct error *err)
 {
 	struct idem_record rec, existing;
 	bool claimed;
@@ -59,8 +58,8 @@ int idem_begin(struct store *st, struct arena *a, const char *user_id, const cha
 				   .path = path,
 				   .request_hash = request_hash(a, method, path, body, body_len),
 				   .created_at = now,
-				   .expires_at = now + IDEMPOTENCY_TTL_MS};
-	if ((rc = store_idem_purge(c, user_id, key, now, now - IDEM_STALE_MS, err)) < 0 ||
+				   .expires_at = now + ttl_ms};
+	if ((rc = store_idem_purge(c, user_id, key, now, now - IDEMPOTENCY_STALE_MS, err)) < 0 ||
 	    (rc = store_idem_claim(c, a, user_id, key, &rec, &claimed, &existing, err)) < 0)
 		return rc;
 	if (claimed) {
@@ -80,15 +79,36 @@ int idem_begin(struct store *st, struct arena *a, const char *user_id, const cha
 	return 0;
 }
 
-int idem_finish(struct store *st, const char *user_id, const char *key,
-		const struct idem_response *resp, struct error *err)
+void idem_run_begin(void)
 {
-	struct db_conn *c = store_conn(st, err);
+	tx_hold();
+}
+
+int idem_finish(struct store *st, const char *user_id, const char *key,
+		const struct idem_response *resp, bool *undone, struct error *err)
+{
+	struct db_conn *held = tx_held(), *c = held ? held : store_conn(st, err);
+	int rc;
+	*undone = false;
 	if (!c)
-		return -ERR_UNAVAILABLE;
+		return tx_release(-ERR_UNAVAILABLE, err);
 	/* An error answer (4xx or 5xx) is not kept: the client corrects the body, its role or
 	 * its membership and retries under the same key, and that retry runs. */
 	if (resp->status >= 400)
-		return store_idem_release(c, user_id, key, err);
-	return store_idem_complete(c, user_id, key, resp->status, resp->headers, resp->body, err);
+		rc = store_idem_release(c, user_id, key, err);
+	else
+		rc = store_idem_complete(c, user_id, key, resp->status, resp->headers, resp->body,
+					 err);
+	rc = tx_release(rc, err);
+	if (rc < 0 && held) {
+		/* The change went with its answer: free the key (outside the rolled-back
+		 * transaction) so that the client's retry runs instead of waiting for it. */
+		struct error ignored = ERROR_INIT;
+		struct db_conn *fresh = store_conn(st, &ignored);
+		if (fresh)
+			store_idem_release(fresh, user_id, key, &ignored);
+		error_release(&ignored);
+		*undone = true;
+	}
+	return rc;
 }

@@ -20,4 +20,17 @@ struct error;
  */
 int tx_finish(struct db_conn *c, int rc, struct error *err);
 
+/*
+ * A held commit, for one more write that must commit with the change or not at all (the
+ * stored answer of an Idempotency-Key, services/idempotency.h). After tx_hold(), the next
+ * transaction on this thread that tx_finish() would commit stays open instead; tx_held()
+ * returns its connection (NULL while none), where the caller adds its write; tx_release()
+ * then commits it (rc == 0) or rolls it back, publishes or forgets its events like
+ * tx_finish(), and ends the hold. Without a held transaction tx_release() only ends the hold
+ * and returns rc. Per thread; every tx_hold() is paired with a tx_release().
+ */
+void tx_hold(void);
+struct db_conn *tx_held(void);
+int tx_release(int rc, struct error *err);
+
 #endif

@@ -32,4 +32,11 @@ int store_idem_release(struct db_conn *c, const char *user_id, const char *key, 
 int store_idem_purge(struct db_conn *c, const char *user_id, const char *key, int64_t now,
 		     int64_t stale_before, struct error *err);
 
+/*
+ * Delete at most `limit` rows that expired by `now` or are claims older than `stale_before`
+ * that never completed, whoever's; *deleted says how many went.
+ */
+int store_idem_purge_expired(struct db_conn *c, int64_t now, int64_t stale_before, int limit,
+			     int64_t *deleted, struct error *err);
+
 #endif

@@ -83,4 +83,12 @@ int store_refresh_revoke_family(struct db_conn *c, const char *family_id, int64_
 int store_refresh_revoke_user(struct db_conn *c, const char *user_id, int64_t now,
 			      struct error *err);
 
+/*
+ * Delete at most `limit` refresh tokens that expired, or were revoked, before `before`;
+ * *deleted says how many went. A used token that is still live is kept: presenting it again
+ * is how reuse is detected.
+ */
+int store_refresh_purge(struct db_conn *c, int64_t before, int limit, int64_t *deleted,
+			struct error *err);
+
 #endif

@@ -129,8 +129,11 @@ static void test_defaults_serve_a_laptop(void **state)
 	assert_true(c->access_log);
 	assert_true(c->threads >= 1 && c->threads <= 64); /* 0 means "four per core" */
 	assert_int_equal(c->max_connections, 10000);
-	assert_int_equal(c->max_connections_per_ip, 0);
+	assert_int_equal(c->max_connections_per_ip, 64);
 	assert_int_equal(c->connection_timeout_s, 30);
+	assert_int_equal(c->request_timeout_s, 30);
+	assert_int_equal(c->purge_interval_s, 600);
+	assert_int_equal(c->idempotency_ttl_s, 86400);
 	assert_int_equal(c->connection_memory, 16384);
 	assert_int_equal(c->max_body_bytes, 1048576);
 	assert_int_equal(c->shutdown_timeout_s, 10);

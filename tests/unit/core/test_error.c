@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -52,6 +53,7 @@ static void test_table_matches_the_wire_contract(void **state)
 	    {ERR_METHOD_NOT_ALLOWED, 405, "method_not_allowed"},
 	    {ERR_CONFLICT, 409, "conflict"},
 	    {ERR_PRECONDITION_FAILED, 412, "precondition_failed"},
+	    {ERR_REQUEST_TIMEOUT, 408, "request_timeout"},
 	    {ERR_PAYLOAD_TOO_LARGE, 413, "payload_too_large"},
 	    {ERR_UNSUPPORTED_MEDIA_TYPE, 415, "unsupported_media_type"},
 	    {ERR_VALIDATION_FAILED, 422, "validation_failed"},
@@ -176,6 +178,44 @@ static void test_release_clears_and_allows_reuse(void **state)
 	error_release(&err);
 }
 
+static void test_field_keeps_the_first_fifty_and_counts_the_rest(void **state)
+{
+	struct error err = ERROR_INIT;
+	for (int i = 0; i < ERROR_MAX_FIELDS + 25; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "f%d", i);
+		error_field(&err, name, "unknown", "unknown field");
+	}
+	assert_int_equal(json_array_size(err.fields), ERROR_MAX_FIELDS);
+	assert_int_equal(error_field_count(&err), ERROR_MAX_FIELDS + 25);
+	assert_string_equal(json_string_value(json_object_get(
+				json_array_get(err.fields, ERROR_MAX_FIELDS - 1), "field")),
+			    "f49");
+	assert_string_equal(err.detail, "75 fields are invalid");
+	error_release(&err);
+	assert_int_equal(error_field_count(&err), 0);
+}
+
+static void test_field_cuts_a_long_name_at_a_character_boundary(void **state)
+{
+	char name[4 * ERROR_MAX_FIELD_NAME + 1];
+	/* "é" is two bytes: a cut at an odd byte would split one */
+	for (int i = 0; i < 2 * ERROR_MAX_FIELD_NAME; i++)
+		memcpy(name + 2 * i, "\xc3\xa9", 2);
+	name[4 * ERROR_MAX_FIELD_NAME] = '\0';
+	memmove(name + 1, name, 4 * ERROR_MAX_FIELD_NAME - 1);
+	name[0] = 'x';
+	struct error err = ERROR_INIT;
+	error_field(&err, name, "unknown", "unknown field");
+	const char *kept =
+	    json_string_value(json_object_get(json_array_get(err.fields, 0), "field"));
+	assert_non_null(kept); /* jansson refuses a string that is not UTF-8 */
+	/* "x" and 31 "é" (63 bytes): the 64th byte would split the 32nd */
+	assert_int_equal(strlen(kept), ERROR_MAX_FIELD_NAME - 1);
+	assert_memory_equal(kept, name, strlen(kept));
+	error_release(&err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -193,6 +233,8 @@ int main(void)
 	    cmocka_unit_test(test_set_after_fields_keeps_the_fields),
 	    cmocka_unit_test(test_field_on_null_error_is_ignored),
 	    cmocka_unit_test(test_release_clears_and_allows_reuse),
+	    cmocka_unit_test(test_field_keeps_the_first_fifty_and_counts_the_rest),
+	    cmocka_unit_test(test_field_cuts_a_long_name_at_a_character_boundary),
 	};
 	return cmocka_run_group_tests_name("core/error", tests, NULL, NULL);
 }

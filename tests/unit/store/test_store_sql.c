@@ -297,6 +297,35 @@ static void test_refresh_claim_is_single_use(void **state)
 	assert_int_equal(store_refresh_claim(f->c, &f->a, "nope", 1, &t, &f->err), -ERR_NOT_FOUND);
 }
 
+static void test_refresh_purge_deletes_expired_and_revoked_tokens_only(void **state)
+{
+	struct fixture *f = *state;
+	struct refresh_token t;
+	int64_t n;
+	const char *uid = add_user(f, "dee");
+	const char *family = new_id(f);
+	add_refresh(f, uid, NULL, "expired", 5000);
+	add_refresh(f, uid, family, "revoked", 90000);
+	add_refresh(f, uid, NULL, "used", 90000);
+	add_refresh(f, uid, NULL, "live", 90000);
+	ok(f, store_refresh_revoke_family(f->c, family, 6000, &f->err), "revoke");
+	ok(f, store_refresh_claim(f->c, &f->a, "used", 6000, &t, &f->err), "use");
+	/* Before anything is past: nothing goes. */
+	ok(f, store_refresh_purge(f->c, 5000, 10, &n, &f->err), "purge early");
+	assert_int_equal(n, 0);
+	/* Expired or revoked before 7000: one per batch here. */
+	ok(f, store_refresh_purge(f->c, 7000, 1, &n, &f->err), "purge 1");
+	assert_int_equal(n, 1);
+	ok(f, store_refresh_purge(f->c, 7000, 1, &n, &f->err), "purge 2");
+	assert_int_equal(n, 1);
+	ok(f, store_refresh_purge(f->c, 7000, 1, &n, &f->err), "purge 3");
+	assert_int_equal(n, 0);
+	/* A used token that is still live stays: presenting it again is how reuse shows. */
+	ok(f, store_refresh_get(f->c, &f->a, "used", &t, &f->err), "used stays");
+	ok(f, store_refresh_get(f->c, &f->a, "live", &t, &f->err), "live stays");
+	assert_int_equal(count_rows(f, f->c, "SELECT COUNT(*) FROM refresh_tokens"), 2);
+}
+
 static void test_refresh_claim_refuses_expired_and_revoked_tokens(void **state)
 {
 	struct fixture *f = *state;
@@ -549,6 +578,43 @@ static void test_idem_purge_removes_expired_and_stale_claims_only(void **state)
 	assert_int_equal(count_rows(f, f->c, "SELECT COUNT(*) FROM idempotency_keys"), 0);
 	ok(f, store_idem_claim(f->c, &f->a, uid, "done", &r, &claimed, &ex, &f->err), "reclaim");
 	assert_true(claimed);
+}
+
+static void test_idem_purge_expired_deletes_in_batches_and_keeps_live_rows(void **state)
+{
+	struct fixture *f = *state;
+	struct idem_record ex, live = idem_req;
+	bool claimed;
+	int64_t n;
+	const char *uid = add_user(f, "bea"), *other = add_user(f, "cy");
+	for (int i = 0; i < 5; i++) {
+		char key[8];
+		snprintf(key, sizeof(key), "k%d", i);
+		ok(f,
+		   store_idem_claim(f->c, &f->a, i % 2 ? uid : other, key, &idem_req, &claimed, &ex,
+				    &f->err),
+		   "claim");
+		ok(f, store_idem_complete(f->c, i % 2 ? uid : other, key, 201, "{}", "b", &f->err),
+		   "complete");
+	}
+	live.expires_at = 200000;
+	ok(f, store_idem_claim(f->c, &f->a, uid, "live", &live, &claimed, &ex, &f->err), "live");
+	ok(f, store_idem_complete(f->c, uid, "live", 201, "{}", "b", &f->err), "complete");
+	/* Nothing expired yet, nothing stale. */
+	ok(f, store_idem_purge_expired(f->c, 89999, 0, 2, &n, &f->err), "purge early");
+	assert_int_equal(n, 0);
+	/* Expired: whoever's, two at a time. */
+	int64_t batches[] = {2, 2, 1, 0};
+	for (size_t i = 0; i < sizeof(batches) / sizeof(batches[0]); i++) {
+		ok(f, store_idem_purge_expired(f->c, 90000, 0, 2, &n, &f->err), "purge");
+		assert_int_equal(n, batches[i]);
+	}
+	assert_int_equal(count_rows(f, f->c, "SELECT COUNT(*) FROM idempotency_keys"), 1);
+	/* A claim that never completed goes once stale, though not expired. */
+	ok(f, store_idem_claim(f->c, &f->a, uid, "stuck", &live, &claimed, &ex, &f->err), "stuck");
+	ok(f, store_idem_purge_expired(f->c, 90000, 1001, 10, &n, &f->err), "purge stale");
+	assert_int_equal(n, 1);
+	assert_int_equal(count_rows(f, f->c, "SELECT COUNT(*) FROM idempotency_keys"), 1);
 }
 
 /* ---- projects and members ----------------------------------------------------------- */
@@ -1289,6 +1355,8 @@ static void test_task_list_filters_select_what_they_name(void **state)
 	    T(test_idem_claim_running_then_completed_replays_the_answer, setup),                   \
 	    T(test_idem_release_forgets_only_a_running_claim, setup),                              \
 	    T(test_idem_purge_removes_expired_and_stale_claims_only, setup),                       \
+	    T(test_idem_purge_expired_deletes_in_batches_and_keeps_live_rows, setup),              \
+	    T(test_refresh_purge_deletes_expired_and_revoked_tokens_only, setup),                  \
 	    T(test_project_insert_reads_back_for_members_only, setup),                             \
 	    T(test_project_update_checks_the_version, setup),                                      \
 	    T(test_project_list_pages_walk_every_project_once, setup),                             \
