@@ -7,7 +7,8 @@
  *
  * A struct db_conn belongs to one thread at a time (the store hands each worker thread its
  * own). Statements are prepared once per connection and cached by the address of their SQL
- * text, so SQL must be a string literal or otherwise live for the whole process.
+ * text, so SQL must be a string literal or otherwise live for the whole process; the cache
+ * keeps the STMTCACHE_MAX most recently used (store/stmtcache.h).
  */
 #ifndef TANDEM_STORE_DB_H
 #define TANDEM_STORE_DB_H
@@ -69,6 +70,8 @@ struct db_driver {
 	void (*rollback)(struct db_conn *c);
 	/* Take/release the process-crossing lock that serialises migrations. */
 	int (*migration_lock)(struct db_conn *c, bool lock, struct error *err);
+	/* How many prepared statements the connection keeps (at most STMTCACHE_MAX). */
+	int (*cached_statements)(struct db_conn *c);
 };
 
 extern const struct db_driver db_sqlite_driver;
@@ -94,6 +97,8 @@ int db_exec(struct db_conn *c, const char *sql, const struct db_param *p, int np
 int db_begin(struct db_conn *c, bool write, struct error *err);
 int db_commit(struct db_conn *c, struct error *err);
 void db_rollback(struct db_conn *c);
+/* Prepared statements the connection keeps now, for tests. */
+int db_cached_statements(struct db_conn *c);
 
 /* Field access on a result; row and column must be in range. */
 static inline const char *db_val(const struct db_rows *r, int row, int col)
