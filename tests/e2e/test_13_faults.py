@@ -13,6 +13,7 @@ rate limiting through Redis works again afterwards, and a change made on one ins
 reaches a WebSocket on the other again.
 """
 
+import re
 import threading
 import time
 
@@ -42,8 +43,9 @@ class Writers:
     """WRITERS threads, each creating tasks with its own client until stopped. Every answer
     is kept as (thread, time sent, status, body)."""
 
-    def __init__(self, team):
+    def __init__(self, team, servers=None):
         self.team = team
+        self.servers = servers or [team.server]
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.answers = []
@@ -51,7 +53,8 @@ class Writers:
                         for i in range(WRITERS)]
 
     def run(self, i):
-        client = self.team.member.client()
+        srv = self.servers[i % len(self.servers)]
+        client = srv.api(self.team.member.token)
         n = 0
         while not self.stop.is_set():
             n += 1
@@ -135,3 +138,92 @@ def test_postgres_crash_under_concurrent_writers(backend, fault_cluster, tandem_
     feed = event_feed(team.owner.api, team.pid)
     created = {e["data"]["id"] for e in feed if e["type"] == "task.created"}
     assert created == stored
+
+
+# --------------------------------------------------------------------------------------
+# Redis killed and restarted under load
+
+
+SECRET = "faults-test-secret-0123456789abcdef0123456789"
+CHANNEL = "tandem:events"
+ANON_BURST = 4
+
+
+def redis_env(redis):
+    return {"TANDEM_JWT_SECRET": SECRET, "TANDEM_REDIS_URL": redis.url,
+            "TANDEM_RATE_LIMIT": "on", "TANDEM_TRUSTED_PROXIES": "127.0.0.1",
+            "TANDEM_RATE_LIMIT_ANON": f"1/h,burst={ANON_BURST}",
+            # The writers share one user: their budget is not what this test is about.
+            "TANDEM_RATE_LIMIT_USER": "100000/min,burst=100000"}
+
+
+def subscribers(redis):
+    _name, n = redis.command("PUBSUB", "NUMSUB", CHANNEL)
+    return int(n)
+
+
+def publishes(redis):
+    stat = redis.info("commandstats").get("cmdstat_publish", "calls=0")
+    return int(stat.split(",")[0].split("=")[1])
+
+
+def shared_budget_holds(a, b, ip):
+    """`ip`'s anonymous burst spent half on a, half on b, then refused on both: the budget
+    is counted in Redis (a fail-open answer would show the full budget again)."""
+    h = {"X-Forwarded-For": ip}
+    for i in range(ANON_BURST):
+        r = (a if i % 2 == 0 else b).get("/v1", headers=h)
+        m = re.search(r";r=(\d+)", r.headers.get("RateLimit", ""))
+        if r.status_code != 200 or not m or int(m.group(1)) != ANON_BURST - 1 - i:
+            return False
+    return all(c.get("/v1", headers=h).status_code == 429 for c in (a, b))
+
+
+def test_redis_killed_and_restarted_under_load(tandem_server, store, redis_server):
+    redis = redis_server()
+    a = tandem_server(env=redis_env(redis), store=store)
+    b = tandem_server(env=redis_env(redis), store=store)
+    wait_until(lambda: subscribers(redis) == 2, what="both instances subscribing to Redis")
+    team = Team(a)
+    anon_a, anon_b = a.api(), b.api()
+    assert shared_budget_holds(anon_a, anon_b, "203.0.113.1")
+
+    with Writers(team, [a, b]) as w:
+        wait_until(lambda: w.count() >= 30, what="writes before the outage")
+        redis.stop()  # SIGKILL
+        n = w.count()
+        wait_until(lambda: w.count() >= n + 30, what="writes while Redis is down")
+        # Readers too, anonymous (limited through Redis) and authenticated.
+        for c in (anon_a, anon_b):
+            assert c.get("/v1").status_code == 200
+        assert team.viewer.api.get(f"/v1/projects/{team.pid}/tasks").status_code == 200
+        redis.start()  # same port, empty
+        wait_ready(a.base_url)
+        wait_ready(b.base_url)
+        n = w.count()
+        wait_until(lambda: w.count() >= n + 30, what="writes after Redis came back")
+
+    acked = {t["id"] for t in check_answers(w.answers)}
+    assert all(a[2] == 201 for a in w.answers), "a write failed while only Redis was down"
+    assert acked == {r["id"] for r in store.query("SELECT id FROM tasks")}
+
+    # Rate limiting through Redis works again, without a restart (after a short back-off).
+    n = 0
+    deadline = time.monotonic() + 20
+    while not shared_budget_holds(anon_a, anon_b, f"203.0.113.{n + 10}"):
+        n += 1
+        assert time.monotonic() < deadline, "limiting through Redis did not resume"
+        time.sleep(0.3)
+    assert f"tandem:rl:anon:ip:203.0.113.{n + 10}" in redis.keys("tandem:rl:*")
+
+    # Cross-instance delivery works again: a change on A reaches a WebSocket on B through
+    # Redis (published there, and well before B's own 5 s sweep of the log).
+    wait_until(lambda: subscribers(redis) == 2, what="both instances subscribing again")
+    ws_b = Ws(b, team.viewer.token)
+    ws_b.subscribe(team.pid)
+    before, start = publishes(redis), time.monotonic()
+    t = team.create(title="after the outage")
+    got = ws_b.events(1)
+    assert got[0]["data"] == t, got
+    assert time.monotonic() - start < 2.0 and publishes(redis) > before
+    assert event_feed(team.owner.api, team.pid)[-1]["data"] == t
