@@ -42,6 +42,16 @@ struct db_rows {
 	int64_t affected; /* rows changed by INSERT/UPDATE/DELETE */
 };
 
+/*
+ * Reconnect back-off, shared by every connection to one database (struct store has one):
+ * while the server is unreachable, connection attempts are spaced out (drivers that connect
+ * over a network use it; SQLite does not).
+ */
+struct db_backoff {
+	_Atomic int64_t delay_ms;      /* 0: the last attempt worked (or none failed) */
+	_Atomic int64_t not_before_ms; /* no attempt before this while delay_ms > 0 */
+};
+
 struct db_conn {
 	const struct db_driver *driver;
 	enum db_dialect dialect;
@@ -51,8 +61,10 @@ struct db_conn {
 struct db_driver {
 	const char *name;
 	enum db_dialect dialect;
-	/* Open a connection for `url`. On failure returns -ERR_UNAVAILABLE with a detail. */
-	int (*connect)(const char *url, struct db_conn **out, struct error *err);
+	/* Open a connection for `url`. On failure returns -ERR_UNAVAILABLE with a detail. The
+	 * connection keeps `backoff` (shared, lives as long as the connection) for reconnects. */
+	int (*connect)(const char *url, struct db_backoff *backoff, struct db_conn **out,
+		       struct error *err);
 	void (*disconnect)(struct db_conn *c);
 	/*
 	 * Run one statement. Errors: -ERR_CONFLICT for a unique or foreign-key violation (the

@@ -16,6 +16,7 @@ reaches a WebSocket on the other again.
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -108,7 +109,7 @@ def test_postgres_crash_under_concurrent_writers(backend, fault_cluster, tandem_
                                                  tmp_path):
     fault_cluster.create_database("crash")
     store = StoreTarget("postgres", tmp_path / "crash-data", fault_cluster, "crash")
-    srv = tandem_server(store=store, env={"TANDEM_THREADS": "4"})
+    srv = tandem_server(store=store, env={"TANDEM_THREADS": "8"})
     team = Team(srv)
 
     with Writers(team) as w:
@@ -138,6 +139,36 @@ def test_postgres_crash_under_concurrent_writers(backend, fault_cluster, tandem_
     feed = event_feed(team.owner.api, team.pid)
     created = {e["data"]["id"] for e in feed if e["type"] == "task.created"}
     assert created == stored
+
+    # The same crash while the server is idle: no request meets the dead connections during
+    # the outage, so every worker thread still holds one when the database is back. Clients
+    # with keep-alive connections spread over the threads (opened concurrently) stay on them.
+    # Once /readyz says the database is back, their first reads and writes succeed.
+    clients = [team.member.client() for _ in range(12)]
+    pid = team.pid
+
+    def on_every_client(fn):
+        barrier = threading.Barrier(len(clients))
+
+        def one(c):
+            barrier.wait()
+            return fn(c)
+
+        with ThreadPoolExecutor(len(clients)) as ex:
+            return list(ex.map(one, clients))
+
+    on_every_client(lambda c: c.get(f"/v1/projects/{pid}/tasks", params={"limit": 1}))
+    fault_cluster.stop("immediate")
+    fault_cluster.start()
+    wait_ready(srv.base_url)
+    for r in on_every_client(lambda c: c.get(f"/v1/projects/{pid}/tasks",
+                                             params={"limit": 1, "status": "todo"})):
+        assert r.status_code == 200, r.text
+    for r in on_every_client(lambda c: c.post(f"/v1/projects/{pid}/tasks",
+                                              json={"title": "after an idle crash"})):
+        assert r.status_code == 201, r.text
+    for c in clients:
+        c.close()
 
 
 # --------------------------------------------------------------------------------------

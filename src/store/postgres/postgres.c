@@ -14,7 +14,7 @@
  * the session. A statement whose session dies under it is retried once on a fresh session
  * only when running it twice cannot change anything: BEGIN, and a SELECT outside a
  * transaction. Reconnects back off (PG_BACKOFF_MIN_MS doubling to PG_BACKOFF_MAX_MS) while
- * the server stays unreachable, shared by every connection of the process: meanwhile one
+ * the server stays unreachable, shared by every connection of the store: meanwhile one
  * thread per back-off window tries and the others answer 503 at once, and the first success
  * lets every thread reconnect at once.
  *
@@ -42,16 +42,13 @@
 #define PG_BACKOFF_MIN_MS     50
 #define PG_BACKOFF_MAX_MS     1000
 
-/* The reconnect back-off, shared by every connection (a process talks to one database). */
-static _Atomic int64_t backoff_ms;    /* 0: the last reconnect worked (or none failed) */
-static _Atomic int64_t down_until_ms; /* no reconnect attempt before this */
-
 struct pg_conn {
 	struct db_conn base;
 	PGconn *pg;
 	struct stmtcache stmts; /* sql -> (void *)(uintptr_t)statement number */
 	unsigned next_stmt;
 	bool broken; /* the session is gone (or unusable): reconnect before the next statement */
+	struct db_backoff *backoff; /* the store's, shared by every connection to the database */
 };
 
 static int conn_fail(struct pg_conn *c, const char *what, struct error *err)
@@ -92,16 +89,57 @@ static int open_pg(const char *url, PGconn **out, struct error *err)
 	return 0;
 }
 
-static int connect(const char *url, struct db_conn **out, struct error *err)
+static int backing_off(struct error *err)
+{
+	return error_set(err, ERR_UNAVAILABLE,
+			 "postgres connect: the server was unreachable moments ago (backing off)");
+}
+
+/*
+ * May this thread try to connect now? While the server is known to be unreachable, one
+ * thread per back-off window tries (it claims the window) and the others answer at once.
+ */
+static bool may_connect(struct db_backoff *bo)
+{
+	int64_t now = time_now_ms(), until = atomic_load(&bo->not_before_ms);
+	int64_t b = atomic_load(&bo->delay_ms);
+	if (b == 0)
+		return true;
+	if (now < until)
+		return false;
+	int64_t next = b * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS : b * 2;
+	return atomic_compare_exchange_strong(&bo->not_before_ms, &until, now + next);
+}
+
+/* An attempt failed: the next one waits longer. One worked: every thread may try at once. */
+static void connect_result(struct db_backoff *bo, bool ok)
+{
+	if (ok) {
+		atomic_store(&bo->delay_ms, 0);
+		atomic_store(&bo->not_before_ms, 0);
+		return;
+	}
+	int64_t b = atomic_load(&bo->delay_ms);
+	b = b ? (b * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS : b * 2) : PG_BACKOFF_MIN_MS;
+	atomic_store(&bo->delay_ms, b);
+	atomic_store(&bo->not_before_ms, time_now_ms() + b);
+}
+
+static int connect(const char *url, struct db_backoff *backoff, struct db_conn **out,
+		   struct error *err)
 {
 	PGconn *pg;
+	if (!may_connect(backoff))
+		return backing_off(err);
 	int rc = open_pg(url, &pg, err);
+	connect_result(backoff, rc == 0);
 	if (rc < 0)
 		return rc;
 	struct pg_conn *c = xcalloc(1, sizeof(*c));
 	c->base.driver = &db_postgres_driver;
 	c->base.dialect = DB_POSTGRES;
 	c->pg = pg;
+	c->backoff = backoff;
 	*out = &c->base;
 	return 0;
 }
@@ -114,40 +152,18 @@ static void disconnect(struct db_conn *base)
 	free(c);
 }
 
-static int backing_off(struct error *err)
-{
-	return error_set(
-	    err, ERR_UNAVAILABLE,
-	    "postgres reconnect: the server was unreachable moments ago (backing off)");
-}
-
 /* Re-establish a broken session. Prepared statements died with it. */
 static int reset(struct pg_conn *c, struct error *err)
 {
-	int64_t now = time_now_ms(), until = atomic_load(&down_until_ms);
-	int64_t b = atomic_load(&backoff_ms);
-
 	stmtcache_clear(&c->stmts, NULL);
 	c->base.tx_depth = 0;
 	c->broken = true;
-	if (b > 0) {
-		/* The last attempt failed: one thread tries per window, the others wait. */
-		if (now < until)
-			return backing_off(err);
-		int64_t next = b * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS : b * 2;
-		if (!atomic_compare_exchange_strong(&down_until_ms, &until, now + next))
-			return backing_off(err);
-	}
+	if (!may_connect(c->backoff))
+		return backing_off(err);
 	PQreset(c->pg);
-	if (PQstatus(c->pg) != CONNECTION_OK) {
-		b = atomic_load(&backoff_ms);
-		b = b ? (b * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS : b * 2) : PG_BACKOFF_MIN_MS;
-		atomic_store(&backoff_ms, b);
-		atomic_store(&down_until_ms, time_now_ms() + b);
+	connect_result(c->backoff, PQstatus(c->pg) == CONNECTION_OK);
+	if (PQstatus(c->pg) != CONNECTION_OK)
 		return conn_fail(c, "reconnect", err);
-	}
-	atomic_store(&backoff_ms, 0);
-	atomic_store(&down_until_ms, 0);
 	c->broken = false;
 	log_info("postgres connection re-established");
 	return 0;

@@ -216,8 +216,10 @@ static int open_db(const char *path, bool group_commit, sqlite3 **out, struct er
 	return 0;
 }
 
-static int connect(const char *path, struct db_conn **out, struct error *err)
+static int connect(const char *path, struct db_backoff *backoff, struct db_conn **out,
+		   struct error *err)
 {
+	(void)backoff; /* a file: nothing to wait for */
 	struct sqlite_conn *c = xcalloc(1, sizeof(*c));
 	c->base.driver = &db_sqlite_driver;
 	c->base.dialect = DB_SQLITE;
