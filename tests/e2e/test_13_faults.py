@@ -14,6 +14,7 @@ reaches a WebSocket on the other again.
 """
 
 import re
+import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -258,3 +259,31 @@ def test_redis_killed_and_restarted_under_load(tandem_server, store, redis_serve
     assert got[0]["data"] == t, got
     assert time.monotonic() - start < 2.0 and publishes(redis) > before
     assert event_feed(team.owner.api, team.pid)[-1]["data"] == t
+
+
+# --------------------------------------------------------------------------------------
+# SQLite: the database file stays locked by another process
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_sqlite_locked_by_another_process_is_a_clean_503(backend, tandem_server):
+    """Another process holds SQLite's write lock longer than the busy timeout (10 s): the
+    write gets a clean 503 with Retry-After, leaves nothing behind, reads go on meanwhile
+    (WAL), and writes work again once the lock is gone. (A full disk or an I/O error takes
+    the same path: SQLITE_FULL and SQLITE_IOERR are -ERR_UNAVAILABLE too.)"""
+    srv = tandem_server()
+    team = Team(srv)
+    before = len(srv.store.query("SELECT id FROM tasks"))
+    con = sqlite3.connect(str(srv.store.sqlite_path), timeout=30, isolation_level=None)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        r = team.member.api.post(f"/v1/projects/{team.pid}/tasks", json={"title": "locked"})
+        assert_problem(r, 503, "unavailable")
+        assert int(r.headers["Retry-After"]) >= 1
+        r = team.member.api.get(f"/v1/projects/{team.pid}/tasks")
+        assert r.status_code == 200, r.text
+    finally:
+        con.execute("ROLLBACK")
+        con.close()
+    assert len(srv.store.query("SELECT id FROM tasks")) == before
+    team.create(title="after the lock")
