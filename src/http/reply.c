@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Seconds a client should wait after a 503 before it retries. */
+#define REPLY_RETRY_AFTER_S "1"
+
 void reply_header(struct request *req, const char *name, const char *value)
 {
 	if (req->nheaders >= REQUEST_MAX_HEADERS) {
@@ -101,6 +104,10 @@ int reply_error(struct request *req, int kind)
 		detail = status == 503 ? "the service is temporarily unavailable; retry later"
 				       : "an unexpected error occurred; it has been logged";
 	}
+	/* A 503 is a dependency that went away (the database reconnects with a back-off of
+	 * at most a second or two): say when trying again is worth it (RFC 9110 10.2.3). */
+	if (status == 503)
+		reply_header(req, "Retry-After", REPLY_RETRY_AFTER_S);
 	json_t *p = json_pack("{s:s+, s:s, s:i, s:s, s:s, s:s}", "type", "/problems/", code,
 			      "title", error_title(kind), "status", status, "detail", detail,
 			      "instance", req->id, "code", code);

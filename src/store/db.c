@@ -30,6 +30,11 @@ void db_rollback(struct db_conn *c)
 	c->driver->rollback(c);
 }
 
+int db_cached_statements(struct db_conn *c)
+{
+	return c->driver->cached_statements(c);
+}
+
 int64_t db_int(const struct db_rows *r, int row, int col)
 {
 	const char *v = db_val(r, row, col);

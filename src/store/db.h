@@ -7,7 +7,8 @@
  *
  * A struct db_conn belongs to one thread at a time (the store hands each worker thread its
  * own). Statements are prepared once per connection and cached by the address of their SQL
- * text, so SQL must be a string literal or otherwise live for the whole process.
+ * text, so SQL must be a string literal or otherwise live for the whole process; the cache
+ * keeps the STMTCACHE_MAX most recently used (store/stmtcache.h).
  */
 #ifndef TANDEM_STORE_DB_H
 #define TANDEM_STORE_DB_H
@@ -41,6 +42,16 @@ struct db_rows {
 	int64_t affected; /* rows changed by INSERT/UPDATE/DELETE */
 };
 
+/*
+ * Reconnect back-off, shared by every connection to one database (struct store has one):
+ * while the server is unreachable, connection attempts are spaced out (drivers that connect
+ * over a network use it; SQLite does not).
+ */
+struct db_backoff {
+	_Atomic int64_t delay_ms;      /* 0: the last attempt worked (or none failed) */
+	_Atomic int64_t not_before_ms; /* no attempt before this while delay_ms > 0 */
+};
+
 struct db_conn {
 	const struct db_driver *driver;
 	enum db_dialect dialect;
@@ -50,8 +61,10 @@ struct db_conn {
 struct db_driver {
 	const char *name;
 	enum db_dialect dialect;
-	/* Open a connection for `url`. On failure returns -ERR_UNAVAILABLE with a detail. */
-	int (*connect)(const char *url, struct db_conn **out, struct error *err);
+	/* Open a connection for `url`. On failure returns -ERR_UNAVAILABLE with a detail. The
+	 * connection keeps `backoff` (shared, lives as long as the connection) for reconnects. */
+	int (*connect)(const char *url, struct db_backoff *backoff, struct db_conn **out,
+		       struct error *err);
 	void (*disconnect)(struct db_conn *c);
 	/*
 	 * Run one statement. Errors: -ERR_CONFLICT for a unique or foreign-key violation (the
@@ -69,6 +82,8 @@ struct db_driver {
 	void (*rollback)(struct db_conn *c);
 	/* Take/release the process-crossing lock that serialises migrations. */
 	int (*migration_lock)(struct db_conn *c, bool lock, struct error *err);
+	/* How many prepared statements the connection keeps (at most STMTCACHE_MAX). */
+	int (*cached_statements)(struct db_conn *c);
 };
 
 extern const struct db_driver db_sqlite_driver;
@@ -94,6 +109,8 @@ int db_exec(struct db_conn *c, const char *sql, const struct db_param *p, int np
 int db_begin(struct db_conn *c, bool write, struct error *err);
 int db_commit(struct db_conn *c, struct error *err);
 void db_rollback(struct db_conn *c);
+/* Prepared statements the connection keeps now, for tests. */
+int db_cached_statements(struct db_conn *c);
 
 /* Field access on a result; row and column must be in range. */
 static inline const char *db_val(const struct db_rows *r, int row, int col)

@@ -90,6 +90,14 @@ const char *query_sql(struct query *q)
 	return out;
 }
 
+size_t query_shape_count(void)
+{
+	pthread_mutex_lock(&lock);
+	size_t n = count;
+	pthread_mutex_unlock(&lock);
+	return n;
+}
+
 char *query_like_pattern(struct arena *a, const char *s)
 {
 	size_t n = strlen(s);

@@ -4,8 +4,11 @@
  *
  * Drivers cache prepared statements by the address of their SQL text, so query_sql()
  * interns the finished text: the same shape always yields the same pointer, and each shape
- * is prepared once per connection. The number of shapes is bounded by the API's filter and
- * sort combinations. Interning is thread-safe; a struct query belongs to one request.
+ * is prepared once per connection (while it stays among the connection's most recently used,
+ * store/stmtcache.h). The number of shapes is fixed by the API's filter and sort
+ * combinations, never by the values a client sends: a list of values is one parameter
+ * (`= ANY($n)` on PostgreSQL, `IN (SELECT value FROM json_each($n))` on SQLite), not one
+ * placeholder per value. Interning is thread-safe; a struct query belongs to one request.
  */
 #ifndef TANDEM_STORE_QUERY_H
 #define TANDEM_STORE_QUERY_H
@@ -32,6 +35,8 @@ void query_add(struct query *q, const char *sql);
 void query_param(struct query *q, struct db_param p);
 /* The interned SQL text (stable for the whole process). */
 const char *query_sql(struct query *q);
+/* How many distinct texts query_sql() has interned so far, for tests. */
+size_t query_shape_count(void);
 
 /*
  * A LIKE pattern matching `s` anywhere ('%s%'), with LIKE's metacharacters escaped by ''

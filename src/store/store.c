@@ -20,6 +20,7 @@ struct store {
 	const struct db_driver *driver;
 	char *url;
 	struct tlsreg *conns; /* each thread's struct db_conn */
+	struct db_backoff backoff;
 };
 
 static void conn_close(void *conn)
@@ -85,7 +86,7 @@ struct db_conn *store_conn(struct store *s, struct error *err)
 	struct db_conn *c = tlsreg_get(s->conns);
 	if (c)
 		return c;
-	if (s->driver->connect(s->url, &c, err) < 0)
+	if (s->driver->connect(s->url, &s->backoff, &c, err) < 0)
 		return NULL;
 	tlsreg_set(s->conns, c);
 	return c;

@@ -13,6 +13,7 @@
 #include "store/db.h"
 #include "store/query.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define TASK_COLUMNS                                                                               \
@@ -207,35 +208,74 @@ static void after_expanded(struct query *q, const struct key *keys, int i, int n
 	query_add(q, ")");
 }
 
-static void add_in(struct query *q, const char *col, int n, const struct db_param *vals)
+/*
+ * A list of values as one parameter, so that the query's text does not depend on how many
+ * there are (one shape, one prepared statement, whatever the client sends): a PostgreSQL
+ * array literal, or a JSON array for SQLite's json_each. `strs` or `ints` holds n values.
+ */
+static struct db_param list_param(struct arena *a, enum db_dialect d, const char *const *strs,
+				  const int *ints, int n)
+{
+	size_t cap = 3;
+	for (int i = 0; i < n; i++)
+		cap += strs ? 6 * strlen(strs[i]) + 3 : 24;
+	char *out = arena_alloc(a, cap), *p = out;
+	*p++ = d == DB_POSTGRES ? '{' : '[';
+	for (int i = 0; i < n; i++) {
+		if (i)
+			*p++ = ',';
+		if (!strs) {
+			p += snprintf(p, 24, "%d", ints[i]);
+			continue;
+		}
+		/* Both forms quote with '"' and escape '"' and '\' with a backslash; JSON also
+		 * wants control characters escaped (the words are client text). */
+		*p++ = '"';
+		for (const char *s = strs[i]; *s; s++) {
+			if (d == DB_SQLITE && (unsigned char)*s < 0x20) {
+				p += snprintf(p, 7, "\\u%04x", (unsigned char)*s);
+				continue;
+			}
+			if (*s == '"' || *s == '\\')
+				*p++ = '\\';
+			*p++ = *s;
+		}
+		*p++ = '"';
+	}
+	*p++ = d == DB_POSTGRES ? '}' : ']';
+	*p = '\0';
+	return DB_TEXT(out);
+}
+
+/* " AND col IN (the values of one list parameter)" */
+static void add_in(struct query *q, enum db_dialect d, const char *col, const char *pg_type,
+		   struct db_param list)
 {
 	query_add(q, " AND ");
 	query_add(q, col);
-	query_add(q, " IN (");
-	for (int i = 0; i < n; i++) {
-		if (i)
-			query_add(q, ", ");
-		query_param(q, vals[i]);
+	if (d == DB_POSTGRES) {
+		query_add(q, " = ANY(");
+		query_param(q, list);
+		query_add(q, "::");
+		query_add(q, pg_type);
+		query_add(q, ")");
+	} else {
+		query_add(q, " IN (SELECT value FROM json_each(");
+		query_param(q, list);
+		query_add(q, "))");
 	}
-	query_add(q, ")");
 }
 
 /* The filters of f and the keyset condition, each as " AND ...". */
-static void add_conditions(struct query *q, struct arena *a, const struct task_filter *f,
-			   const struct key *keys, int nkeys)
+static void add_conditions(struct query *q, struct arena *a, enum db_dialect d,
+			   const struct task_filter *f, const struct key *keys, int nkeys)
 {
-	if (f->nstatuses) {
-		struct db_param v[3];
-		for (int i = 0; i < f->nstatuses; i++)
-			v[i] = DB_TEXT(f->statuses[i]);
-		add_in(q, "t.status", f->nstatuses, v);
-	}
-	if (f->npriorities) {
-		struct db_param v[4];
-		for (int i = 0; i < f->npriorities; i++)
-			v[i] = DB_INT(f->priorities[i]);
-		add_in(q, "t.priority_rank", f->npriorities, v);
-	}
+	if (f->nstatuses)
+		add_in(q, d, "t.status", "text[]",
+		       list_param(a, d, f->statuses, NULL, f->nstatuses));
+	if (f->npriorities)
+		add_in(q, d, "t.priority_rank", "int[]",
+		       list_param(a, d, NULL, f->priorities, f->npriorities));
 	if (f->assignee_none) {
 		query_add(q, " AND t.assignee_id IS NULL");
 	} else if (f->assignee_id) {
@@ -254,15 +294,19 @@ static void add_conditions(struct query *q, struct arena *a, const struct task_f
 		query_add(q, " AND t.updated_at >= ");
 		query_param(q, DB_INT(f->updated_since));
 	}
-	for (int i = 0; i < f->nwords; i++) {
-		const char *pat = query_like_pattern(a, f->words[i]);
-		/* lower() on both sides: the database folds case its own way (PostgreSQL by
+	if (f->nwords) {
+		const char *pats[TASK_MAX_WORDS];
+		for (int i = 0; i < f->nwords; i++)
+			pats[i] = query_like_pattern(a, f->words[i]);
+		/* Every word matches (no word fails to match), the words one list parameter.
+		 * lower() on both sides: the database folds case its own way (PostgreSQL by
 		 * its ctype, beyond ASCII), so the word must be folded the same way. */
-		query_add(q, " AND (lower(t.title) LIKE lower(");
-		query_param(q, DB_TEXT(pat));
-		query_add(q, ") ESCAPE '\\' OR lower(t.description) LIKE lower(");
-		query_param(q, DB_TEXT(pat));
-		query_add(q, ") ESCAPE '\\')");
+		query_add(q, d == DB_POSTGRES ? " AND NOT EXISTS (SELECT 1 FROM unnest("
+					      : " AND NOT EXISTS (SELECT 1 FROM json_each(");
+		query_param(q, list_param(a, d, pats, NULL, f->nwords));
+		query_add(q, d == DB_POSTGRES ? "::text[]) w(value)" : ") w");
+		query_add(q, " WHERE NOT (lower(t.title) LIKE lower(w.value) ESCAPE '\\' OR "
+			     "lower(t.description) LIKE lower(w.value) ESCAPE '\\'))");
 	}
 	if (f->after) {
 		bool uniform = true;
@@ -314,7 +358,7 @@ int store_task_list(struct db_conn *c, struct arena *a, const struct task_filter
 	if (f->project_id) {
 		query_add(&q, "SELECT " TASK_COLUMNS " FROM tasks t WHERE t.project_id = ");
 		query_param(&q, DB_TEXT(f->project_id));
-		add_conditions(&q, a, f, keys, nkeys);
+		add_conditions(&q, a, c->dialect, f, keys, nkeys);
 		add_order_limit(&q, keys, nkeys, f->limit);
 	} else if (c->dialect == DB_POSTGRES) {
 		/*
@@ -327,7 +371,7 @@ int store_task_list(struct db_conn *c, struct arena *a, const struct task_filter
 		 */
 		query_add(&q, "SELECT " TASK_COLUMNS " FROM memberships m CROSS JOIN LATERAL "
 			      "(SELECT t.* FROM tasks t WHERE t.project_id = m.project_id");
-		add_conditions(&q, a, f, keys, nkeys);
+		add_conditions(&q, a, c->dialect, f, keys, nkeys);
 		add_order_limit(&q, keys, nkeys, f->limit);
 		query_add(&q, ") t WHERE m.user_id = ");
 		query_param(&q, DB_TEXT(f->member_id));
@@ -343,7 +387,7 @@ int store_task_list(struct db_conn *c, struct arena *a, const struct task_filter
 			      "(SELECT project_id FROM memberships WHERE user_id = ");
 		query_param(&q, DB_TEXT(f->member_id));
 		query_add(&q, ")");
-		add_conditions(&q, a, f, keys, nkeys);
+		add_conditions(&q, a, c->dialect, f, keys, nkeys);
 		add_order_limit(&q, keys, nkeys, f->limit);
 	}
 	if (q.overflow)

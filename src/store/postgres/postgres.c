@@ -5,19 +5,33 @@
  * connection (named "s<N>") and executed with text parameters; results are not copied:
  * the PGresult is handed to the caller's arena, which clears it at release.
  *
- * A lost server is survived without a restart: a call made outside a transaction on a
- * broken connection resets it (dropping the prepared statements, which died with the
- * session) and retries once, so /readyz and requests recover as soon as PostgreSQL is back.
+ * A lost server is survived without a restart and without a 500. A connection whose session
+ * died (a server crash, restart or failover; an error without SQLSTATE, which libpq makes
+ * up when the socket fails) is marked broken and answers -ERR_UNAVAILABLE (503). The next
+ * statement outside a transaction first checks that the idle session still exists (it reads
+ * what the server sent meanwhile: a shutdown notice, then EOF) and, when it does not,
+ * reconnects before sending anything, forgetting the prepared statements that died with
+ * the session. A statement whose session dies under it is retried once on a fresh session
+ * only when running it twice cannot change anything: BEGIN, and a SELECT outside a
+ * transaction. Reconnects back off (PG_BACKOFF_MIN_MS doubling to PG_BACKOFF_MAX_MS) while
+ * the server stays unreachable, shared by every connection of the store: meanwhile one
+ * thread per back-off window tries and the others answer 503 at once, and the first success
+ * lets every thread reconnect at once.
+ *
+ * Each connection keeps at most STMTCACHE_MAX prepared statements; the least recently used
+ * one is deallocated on the server when a new one needs room.
  */
 #include "core/arena.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/timeutil.h"
 #include "core/xalloc.h"
 #include "store/db.h"
 #include "store/stmtcache.h"
 
 #include <inttypes.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,12 +39,16 @@
 
 #define PG_MAX_PARAMS	      64
 #define PG_MIGRATION_LOCK_KEY "7310412352063"
+#define PG_BACKOFF_MIN_MS     50
+#define PG_BACKOFF_MAX_MS     1000
 
 struct pg_conn {
 	struct db_conn base;
 	PGconn *pg;
 	struct stmtcache stmts; /* sql -> (void *)(uintptr_t)statement number */
 	unsigned next_stmt;
+	bool broken; /* the session is gone (or unusable): reconnect before the next statement */
+	struct db_backoff *backoff; /* the store's, shared by every connection to the database */
 };
 
 static int conn_fail(struct pg_conn *c, const char *what, struct error *err)
@@ -71,16 +89,57 @@ static int open_pg(const char *url, PGconn **out, struct error *err)
 	return 0;
 }
 
-static int connect(const char *url, struct db_conn **out, struct error *err)
+static int backing_off(struct error *err)
+{
+	return error_set(err, ERR_UNAVAILABLE,
+			 "postgres connect: the server was unreachable moments ago (backing off)");
+}
+
+/*
+ * May this thread try to connect now? While the server is known to be unreachable, one
+ * thread per back-off window tries (it claims the window) and the others answer at once.
+ */
+static bool may_connect(struct db_backoff *bo)
+{
+	int64_t now = time_now_ms(), until = atomic_load(&bo->not_before_ms);
+	int64_t b = atomic_load(&bo->delay_ms);
+	if (b == 0)
+		return true;
+	if (now < until)
+		return false;
+	int64_t next = b * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS : b * 2;
+	return atomic_compare_exchange_strong(&bo->not_before_ms, &until, now + next);
+}
+
+/* An attempt failed: the next one waits longer. One worked: every thread may try at once. */
+static void connect_result(struct db_backoff *bo, bool ok)
+{
+	if (ok) {
+		atomic_store(&bo->delay_ms, 0);
+		atomic_store(&bo->not_before_ms, 0);
+		return;
+	}
+	int64_t b = atomic_load(&bo->delay_ms);
+	b = b ? (b * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS : b * 2) : PG_BACKOFF_MIN_MS;
+	atomic_store(&bo->delay_ms, b);
+	atomic_store(&bo->not_before_ms, time_now_ms() + b);
+}
+
+static int connect(const char *url, struct db_backoff *backoff, struct db_conn **out,
+		   struct error *err)
 {
 	PGconn *pg;
+	if (!may_connect(backoff))
+		return backing_off(err);
 	int rc = open_pg(url, &pg, err);
+	connect_result(backoff, rc == 0);
 	if (rc < 0)
 		return rc;
 	struct pg_conn *c = xcalloc(1, sizeof(*c));
 	c->base.driver = &db_postgres_driver;
 	c->base.dialect = DB_POSTGRES;
 	c->pg = pg;
+	c->backoff = backoff;
 	*out = &c->base;
 	return 0;
 }
@@ -98,11 +157,28 @@ static int reset(struct pg_conn *c, struct error *err)
 {
 	stmtcache_clear(&c->stmts, NULL);
 	c->base.tx_depth = 0;
+	c->broken = true;
+	if (!may_connect(c->backoff))
+		return backing_off(err);
 	PQreset(c->pg);
+	connect_result(c->backoff, PQstatus(c->pg) == CONNECTION_OK);
 	if (PQstatus(c->pg) != CONNECTION_OK)
 		return conn_fail(c, "reconnect", err);
+	c->broken = false;
 	log_info("postgres connection re-established");
 	return 0;
+}
+
+/*
+ * Outside a transaction, before sending: does the idle session still exist? A server that
+ * shut down or crashed sent a notice and closed the socket; reading it (non-blocking, one
+ * recv) turns the connection's status bad, so nothing is sent into a dead session.
+ */
+static bool alive(struct pg_conn *c)
+{
+	if (c->broken || PQstatus(c->pg) != CONNECTION_OK)
+		return false;
+	return PQconsumeInput(c->pg) && PQstatus(c->pg) == CONNECTION_OK;
 }
 
 static int result_fail(struct pg_conn *c, PGresult *res, const char *what, struct error *err)
@@ -113,23 +189,39 @@ static int result_fail(struct pg_conn *c, PGresult *res, const char *what, struc
 	snprintf(line, sizeof(line), "%s", msg ? msg : "");
 	line[strcspn(line, "\n")] = '\0';
 
-	if (PQstatus(c->pg) != CONNECTION_OK)
+	/* No SQLSTATE: libpq's own error (the socket failed, the server closed it), which can
+	 * come before the status turns bad. The session is lost either way. */
+	if (PQstatus(c->pg) != CONNECTION_OK || !state) {
+		c->broken = true;
 		return error_set(err, ERR_UNAVAILABLE, "postgres %s: %s", what, line);
-	if (state && (!strcmp(state, "23505") || !strcmp(state, "23503"))) {
+	}
+	/* The server ends the session: shutdown, crash of another backend, terminated. */
+	if (!strncmp(state, "57P0", 4) || (!strncmp(state, "08", 2) && strcmp(state, "08P01")))
+		c->broken = true;
+	if (!strcmp(state, "23505") || !strcmp(state, "23503")) {
 		const char *cons = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
 		return error_set(err, ERR_CONFLICT, "constraint %s: %s", cons ? cons : "?", line);
 	}
-	if (state &&
-	    ((!strncmp(state, "08", 2) && strcmp(state, "08P01")) || !strncmp(state, "57P", 3) ||
-	     !strcmp(state, "53300") || !strcmp(state, "40001") || !strcmp(state, "40P01")))
+	if ((!strncmp(state, "08", 2) && strcmp(state, "08P01")) || !strncmp(state, "57P", 3) ||
+	    !strcmp(state, "53300") || !strcmp(state, "40001") || !strcmp(state, "40P01"))
 		return error_set(err, ERR_UNAVAILABLE, "postgres %s: %s (%s)", what, line, state);
-	return error_set(err, ERR_INTERNAL, "postgres %s: %s (%s)", what, line,
-			 state ? state : "no sqlstate");
+	return error_set(err, ERR_INTERNAL, "postgres %s: %s (%s)", what, line, state);
 }
 
 static void pqclear(void *p)
 {
 	PQclear(p);
+}
+
+/*
+ * Make room for a statement: the least recently used one goes, on the server too. A failure
+ * here (the session died) shows in the PQprepare that follows.
+ */
+static void deallocate(struct pg_conn *c, uintptr_t id)
+{
+	char sql[32];
+	snprintf(sql, sizeof(sql), "DEALLOCATE s%u", (unsigned)id);
+	PQclear(PQexec(c->pg, sql));
 }
 
 static int run(struct pg_conn *c, struct arena *a, const char *sql, const struct db_param *p,
@@ -151,7 +243,9 @@ static int run(struct pg_conn *c, struct arena *a, const char *sql, const struct
 			return rc;
 		}
 		PQclear(res);
-		stmtcache_put(&c->stmts, sql, (void *)id);
+		void *old;
+		if (stmtcache_put(&c->stmts, sql, (void *)id, &old))
+			deallocate(c, (uintptr_t)old);
 	}
 	snprintf(name, sizeof(name), "s%u", (unsigned)id);
 	for (int i = 0; i < np; i++) {
@@ -193,24 +287,36 @@ static int run(struct pg_conn *c, struct arena *a, const char *sql, const struct
 	return 0;
 }
 
+/* A statement that may run twice: BEGIN, or a read (issued outside a transaction). */
+static bool retryable(const char *sql)
+{
+	return !strcmp(sql, "BEGIN") || !strncmp(sql, "SELECT ", 7);
+}
+
 static int query(struct db_conn *base, struct arena *a, const char *sql, const struct db_param *p,
 		 int np, struct db_rows *out, struct error *err)
 {
 	struct pg_conn *c = (struct pg_conn *)base;
 	int rc;
 
-	if (PQstatus(c->pg) != CONNECTION_OK) {
-		if (base->tx_depth > 0)
-			return conn_fail(c, "query", err);
-		if ((rc = reset(c, err)) < 0)
-			return rc;
+	if (base->tx_depth > 0) {
+		/* The transaction died with its session: nothing to retry here. */
+		if (c->broken || PQstatus(c->pg) != CONNECTION_OK) {
+			c->broken = true;
+			return error_set(
+			    err, ERR_UNAVAILABLE,
+			    "postgres query: the connection was lost in a transaction");
+		}
+		return run(c, a, sql, p, np, out, err);
 	}
+	if (!alive(c) && (rc = reset(c, err)) < 0)
+		return rc;
 	rc = run(c, a, sql, p, np, out, err);
 	/*
-	 * The session died under us (server restart). Outside a transaction the statement did
-	 * not run in a session that still exists; retry once on a fresh one.
+	 * The session died while the statement was on its way (the server went down just now).
+	 * Run again on a fresh session only what cannot change anything twice.
 	 */
-	if (rc == -ERR_UNAVAILABLE && PQstatus(c->pg) != CONNECTION_OK && base->tx_depth == 0) {
+	if (rc == -ERR_UNAVAILABLE && c->broken && retryable(sql)) {
 		if ((rc = reset(c, err)) < 0)
 			return rc;
 		rc = run(c, a, sql, p, np, out, err);
@@ -248,11 +354,17 @@ static int commit(struct db_conn *base, struct error *err)
 static void rollback(struct db_conn *base)
 {
 	struct pg_conn *c = (struct pg_conn *)base;
-	if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+	if (!c->broken && PQstatus(c->pg) == CONNECTION_OK &&
+	    PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
 		PGresult *res = PQexec(c->pg, "ROLLBACK");
 		PQclear(res);
 	}
 	base->tx_depth = 0;
+}
+
+static int cached_statements(struct db_conn *base)
+{
+	return stmtcache_count(&((struct pg_conn *)base)->stmts);
 }
 
 static int migration_lock(struct db_conn *base, bool lock, struct error *err)
@@ -274,4 +386,5 @@ const struct db_driver db_postgres_driver = {
     .commit = commit,
     .rollback = rollback,
     .migration_lock = migration_lock,
+    .cached_statements = cached_statements,
 };

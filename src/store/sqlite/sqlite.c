@@ -216,8 +216,10 @@ static int open_db(const char *path, bool group_commit, sqlite3 **out, struct er
 	return 0;
 }
 
-static int connect(const char *path, struct db_conn **out, struct error *err)
+static int connect(const char *path, struct db_backoff *backoff, struct db_conn **out,
+		   struct error *err)
 {
+	(void)backoff; /* a file: nothing to wait for */
 	struct sqlite_conn *c = xcalloc(1, sizeof(*c));
 	c->base.driver = &db_sqlite_driver;
 	c->base.dialect = DB_SQLITE;
@@ -276,7 +278,10 @@ static int statement(struct sqlite_conn *c, const char *sql, sqlite3_stmt **out,
 		int rc = sqlite3_prepare_v3(c->cur, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
 		if (rc != SQLITE_OK)
 			return fail(c, rc, "prepare", err);
-		stmtcache_put(c->cur_stmts, sql, st);
+		void *old;
+		/* Not the statement in use: one runs at a time, and it was looked up just now. */
+		if (stmtcache_put(c->cur_stmts, sql, st, &old))
+			sqlite3_finalize(old);
 	}
 	*out = st;
 	return 0;
@@ -405,6 +410,11 @@ static void rollback(struct db_conn *base)
 	writer_done(c);
 }
 
+static int cached_statements(struct db_conn *base)
+{
+	return stmtcache_count(&((struct sqlite_conn *)base)->stmts);
+}
+
 static int migration_lock(struct db_conn *base, bool lock, struct error *err)
 {
 	/* BEGIN IMMEDIATE around each migration already serialises processes on one file. */
@@ -445,4 +455,5 @@ const struct db_driver db_sqlite_driver = {
     .commit = commit,
     .rollback = rollback,
     .migration_lock = migration_lock,
+    .cached_statements = cached_statements,
 };

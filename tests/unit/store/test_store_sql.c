@@ -22,6 +22,8 @@
 #include "store/db.h"
 #include "store/idempotency.h"
 #include "store/projects.h"
+#include "store/query.h"
+#include "store/stmtcache.h"
 #include "store/store.h"
 #include "store/tasks.h"
 #include "store/users.h"
@@ -1336,6 +1338,139 @@ static void test_task_list_filters_select_what_they_name(void **state)
 	walk_pages(f, &tf, want, n, 9);
 }
 
+/* ---- fixed query shapes, bounded statement caches (issue 14 finding 6) -------------- */
+
+static unsigned status_mask, priority_mask; /* bit i: statuses[i], priority i; 0: any */
+static const char *const all_words[] = {"task", "50%", "OFF", "1"};
+static unsigned word_mask;
+
+static bool contains_folded(const char *hay, const char *needle)
+{
+	size_t n = strlen(needle);
+	for (; *hay; hay++) {
+		size_t i = 0;
+		while (i < n && hay[i] && (hay[i] | 0x20) == (needle[i] | 0x20))
+			i++;
+		if (i == n)
+			return true;
+	}
+	return n == 0;
+}
+
+static bool keep_masks(const struct task *t)
+{
+	if (status_mask) {
+		int k = 0;
+		while (strcmp(statuses[k], t->status) != 0)
+			k++;
+		if (!(status_mask & 1u << k))
+			return false;
+	}
+	if (priority_mask && !(priority_mask & 1u << t->priority))
+		return false;
+	for (int i = 0; i < 4; i++)
+		if (word_mask & 1u << i && !contains_folded(t->title, all_words[i]) &&
+		    !contains_folded(t->description, all_words[i]))
+			return false;
+	return true;
+}
+
+static void filter_from_masks(struct task_filter *tf)
+{
+	for (int i = 0; i < 3; i++)
+		if (status_mask & 1u << i)
+			tf->statuses[tf->nstatuses++] = statuses[i];
+	for (int i = 0; i < 4; i++)
+		if (priority_mask & 1u << i)
+			tf->priorities[tf->npriorities++] = i;
+	for (int i = 0; i < 4; i++)
+		if (word_mask & 1u << i)
+			tf->words[tf->nwords++] = all_words[i];
+}
+
+static void test_task_list_shapes_do_not_depend_on_how_many_values(void **state)
+{
+	struct fixture *f = *state;
+	struct task_world w;
+	struct task all[NTASKS], p1[NTASKS], want[NTASKS];
+	int nall, np1;
+	task_world(f, &w);
+	seed_tasks(f, &w, all, &nall, p1, &np1);
+
+	size_t before = query_shape_count();
+	for (int scope = 0; scope < 2; scope++) {
+		for (unsigned m = 0; m < 8 * 16 + 16; m++) {
+			/* Every subset of statuses x priorities, then every subset of the words. */
+			status_mask = m < 128 ? m % 8 : 0;
+			priority_mask = m < 128 ? m / 8 : 0;
+			word_mask = m < 128 ? 0 : m - 128;
+			struct task_filter tf = {.member_id = w.me,
+						 .project_id = scope ? w.p1 : NULL};
+			filter_from_masks(&tf);
+			int n = expect(scope ? p1 : all, scope ? np1 : nall, keep_masks, want);
+			walk_pages(f, &tf, want, n, 5);
+		}
+	}
+	/* Scope x statuses or not x priorities or not x words or not x first page or not: the
+	 * values and how many of them there are make no new shape. */
+	size_t shapes = query_shape_count() - before;
+	if (shapes > 2 * 2 * 2 * 2 * 2)
+		fail_msg("%zu query shapes for one filter set", shapes);
+}
+
+static void test_many_list_shapes_keep_the_statement_cache_at_its_bound(void **state)
+{
+	struct fixture *f = *state;
+	struct task_world w;
+	struct task all[NTASKS], p1[NTASKS], want[NTASKS];
+	int nall, np1, combos = 0;
+	task_world(f, &w);
+	seed_tasks(f, &w, all, &nall, p1, &np1);
+
+	/* Every sort of one to three distinct keys, each either way: 248 orders, each a shape
+	 * of its own (twice: first page and later ones), far more than the cache holds. */
+	for (int len = 1; len <= 3; len++) {
+		int nperm = 1;
+		for (int i = 0; i < len; i++)
+			nperm *= 8;
+		for (int code = 0; code < nperm; code++) {
+			struct task_filter tf = {.member_id = w.me, .project_id = w.p1};
+			unsigned used = 0;
+			int c = code;
+			for (int i = 0; i < len; i++, c /= 8) {
+				int key = c % 4;
+				if (used & 1u << key)
+					break;
+				used |= 1u << key;
+				tf.sort[tf.nsort++] = (struct task_sort){key, c % 8 >= 4};
+			}
+			if (tf.nsort != len)
+				continue;
+			memcpy(want, p1, sizeof(struct task) * (size_t)np1);
+			sort_spec = &tf;
+			qsort(want, (size_t)np1, sizeof(want[0]), cmp_task);
+			walk_pages(f, &tf, want, np1, 7);
+			assert_true(db_cached_statements(f->c) <= STMTCACHE_MAX);
+			combos++;
+		}
+	}
+	assert_int_equal(combos, 8 + 48 + 192);
+	assert_int_equal(db_cached_statements(f->c), STMTCACHE_MAX);
+	if (f->backend == POSTGRES) {
+		/* Evicted statements are deallocated in the server's backend too. */
+		int64_t n = count_rows(f, f->c, "SELECT count(*) FROM pg_prepared_statements");
+		if (n > STMTCACHE_MAX)
+			fail_msg("%lld statements prepared in the backend", (long long)n);
+	}
+	/* Statements evicted and prepared again still answer right: the first orders again. */
+	struct task_filter tf = {
+	    .member_id = w.me, .project_id = w.p1, .nsort = 1, .sort = {{TASK_SORT_CREATED, 0}}};
+	memcpy(want, p1, sizeof(struct task) * (size_t)np1);
+	sort_spec = &tf;
+	qsort(want, (size_t)np1, sizeof(want[0]), cmp_task);
+	walk_pages(f, &tf, want, np1, 7);
+}
+
 /* ---- the suite, once per backend ---------------------------------------------------- */
 
 #define T(name, setup) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1367,7 +1502,9 @@ static void test_task_list_filters_select_what_they_name(void **state)
 	    T(test_task_insert_get_update_delete_read_back, setup),                                \
 	    T(test_task_unassign_returns_the_changed_tasks, setup),                                \
 	    T(test_task_list_pages_walk_every_task_once_in_each_sort, setup),                      \
-	    T(test_task_list_filters_select_what_they_name, setup)
+	    T(test_task_list_filters_select_what_they_name, setup),                                \
+	    T(test_task_list_shapes_do_not_depend_on_how_many_values, setup),                      \
+	    T(test_many_list_shapes_keep_the_statement_cache_at_its_bound, setup)
 
 int main(void)
 {
