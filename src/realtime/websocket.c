@@ -101,9 +101,16 @@ bool ws_input_at_rest(const struct ws_input *in)
 
 static wslay_event_context_ptr ws_ctx(struct ws *w);
 
+/* What the outgoing queue costs: its bytes, control frames included (wslay queues a PONG for
+ * every PING it reads, and an empty PONG is 0 bytes), plus wslay's bookkeeping per message. */
+#define WS_MSG_OVERHEAD 64
+
 size_t ws_queued(const struct ws *w)
 {
-	return w->ctx ? wslay_event_get_queued_msg_length(w->ctx) : 0;
+	if (!w->ctx)
+		return 0;
+	return wslay_event_get_queued_msg_length(w->ctx) +
+	       WS_MSG_OVERHEAD * wslay_event_get_queued_msg_count(w->ctx);
 }
 
 void ws_send_text(struct ws *w, const char *text, size_t len)
@@ -392,11 +399,12 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
 		ws_input_track(&w->in, buf, n);
 		return (ssize_t)n;
 	}
-	if (w->rx_budget == 0 || w->job) {
+	if (w->rx_budget == 0 || w->job || ws_queued(w) >= w->hub->lim.max_queue) {
 		/* Enough of this peer for one turn: wslay_event_recv would otherwise read a fast
 		 * sender for ever while every other connection starves. The socket stays readable
 		 * (epoll is level-triggered), so the rest comes on the next turn. With a job out,
-		 * the rest waits for its result. */
+		 * the rest waits for its result. With a full outgoing queue, the rest waits until
+		 * the peer takes it: every PING read would queue one more PONG (ws_pump). */
 		wslay_event_set_error(w->ctx, WSLAY_ERR_WOULDBLOCK);
 		return -1;
 	}
@@ -560,8 +568,13 @@ void ws_pump(struct hub *h, struct ws *w)
 				s->topic->dirty = true;
 		pthread_mutex_unlock(&h->lock);
 	}
+	/* A peer that does not take what is queued for it is not read either (its PINGs would
+	 * queue PONGs without bound): it has a ping interval to take half of it, or 4008. */
+	bool full = ws_queued(w) >= h->lim.max_queue;
+	if (full && !w->full_since_ms)
+		w->full_since_ms = time_now_ms();
 	/* With a job out, input waits (level-triggered epoll would report it every turn). */
-	uint32_t want = (w->job ? 0 : EPOLLIN | EPOLLRDHUP) |
+	uint32_t want = (w->job || full ? 0 : EPOLLIN | EPOLLRDHUP) |
 			(w->ctx && wslay_event_want_write(w->ctx) ? EPOLLOUT : 0);
 	if (want != w->events) {
 		struct epoll_event ev = {.events = want, .data.ptr = w};
@@ -636,7 +649,7 @@ void ws_timers(struct hub *h, int64_t now)
 			 * behind the backlog too): it resumes with its last seq. */
 			log_json(LOG_INFO, "websocket closed as a slow consumer",
 				 json_pack("{s:s, s:s}", "user_id", w->user_id, "cause",
-					   "events not taken"));
+					   "queue not taken"));
 			ws_close(w, 4008, "slow consumer");
 		} else if (!w->job && now - w->last_rx_ms > (int64_t)h->lim.idle_timeout_s * 1000)
 			w->dead = true; /* silent peer: no pong, nothing */
