@@ -48,10 +48,19 @@
 #define WS_CTX_LINGER_MS  1000	/* an unused wslay context is freed after this */
 #define WORKER_THREADS	  2
 #define CLOSE_GRACE_MS	  2000 /* a closing WebSocket that takes no byte for this long is dropped */
+#define CAP_BUCKETS	  1024
+#define CAP_KEY_LEN	  64 /* a client address key: an IPv4 address or an IPv6 /64 */
 
 enum sub_kind { SUB_WS, SUB_SSE, SUB_POLL };
 
 struct topic;
+
+/* How many live channels one user or one client address has open ("u:<id>", "i:<addr>"). */
+struct cap {
+	struct cap *next;
+	int n;
+	char key[];
+};
 
 struct sub {
 	struct sub *next, *prev; /* in the topic */
@@ -99,8 +108,13 @@ struct ws {
 	int fd;
 	int nsubs;
 	bool authed, closing, dead;
-	bool orphan; /* destroyed while its job was out: freed when the result comes */
+	bool orphan;		 /* destroyed while its job was out: freed when the result comes */
+	bool held_ip, held_user; /* places taken in the caps (caps_take), given back at destroy */
 	char user_id[UUID_STR_LEN];
+	char ip[CAP_KEY_LEN];
+	int64_t tokens, tokens_ms; /* the message budget, in thousandths of a message */
+	int over;		   /* messages refused since the last one within the budget */
+	bool rate_closed;	   /* over the budget for good: 1008 once the queue is sent */
 };
 
 struct hub_stream {
@@ -108,6 +122,8 @@ struct hub_stream {
 	struct hub *hub;
 	struct request *req;
 	bool parked, ended, subscribed;
+	bool held; /* a place in the caps, given back at release */
+	char ip[CAP_KEY_LEN];
 	char *buf;
 	size_t len, off, cap;
 	int64_t last_beat_ms;
@@ -118,6 +134,8 @@ struct waiter {
 	struct request *req;
 	int64_t deadline_ms;
 	struct waiter *next_all, *prev_all;
+	bool held; /* a place in the caps, given back when woken */
+	char ip[CAP_KEY_LEN];
 };
 
 struct adopt {
@@ -126,6 +144,7 @@ struct adopt {
 	char *extra;
 	size_t extra_len;
 	char user_id[UUID_STR_LEN];
+	char ip[CAP_KEY_LEN];
 };
 
 struct note {
@@ -193,12 +212,21 @@ struct hub {
 	struct ws *sockets; /* hub thread only */
 	int nsockets, max_sockets;
 	struct waiter *waiters;
+	struct cap *caps[CAP_BUCKETS]; /* open live channels per user and per client address */
 	int64_t last_sweep_ms;
 	struct worker worker;
 };
 
 /* hub.c */
 void hub_wake(struct hub *h);
+/*
+ * The caps on live channels (WebSockets, SSE streams, parked long polls) per user and per
+ * client address, lock held. caps_take takes a place for user_id and for ip (either may be
+ * NULL or empty: not counted), both or neither: false when one of them is at its cap.
+ * caps_put gives back what caps_take took.
+ */
+bool caps_take(struct hub *h, const char *user_id, const char *ip);
+void caps_put(struct hub *h, const char *user_id, const char *ip);
 
 /* fanout.c (lock held unless said otherwise) */
 struct topic *topic_get(struct hub *h, const char *id, bool create);

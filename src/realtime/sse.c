@@ -107,7 +107,7 @@ void sse_end_all(struct hub *h)
 }
 
 struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const char *user_id,
-				   int64_t after)
+				   const char *ip, int64_t after)
 {
 	struct hub_stream *st = xcalloc(1, sizeof(*st));
 	st->hub = h;
@@ -115,12 +115,19 @@ struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const 
 	st->sub.owner = st;
 	st->sub.last = after;
 	snprintf(st->sub.user_id, sizeof(st->sub.user_id), "%s", user_id);
+	snprintf(st->ip, sizeof(st->ip), "%s", ip ? ip : "");
 	st->last_beat_ms = time_now_ms();
 	stream_append(st, ": tandem event stream\nretry: 2000\n\n", 35);
 	pthread_mutex_lock(&h->lock);
 	if (atomic_load(&h->draining)) {
 		st->ended = true;
+	} else if (!caps_take(h, st->sub.user_id, st->ip)) {
+		pthread_mutex_unlock(&h->lock);
+		free(st->buf);
+		free(st);
+		return NULL;
 	} else {
+		st->held = true;
 		sub_attach(h, &st->sub, project_id);
 		st->subscribed = true;
 	}
@@ -160,6 +167,8 @@ void hub_stream_release(void *stream)
 	struct hub *h = st->hub;
 	pthread_mutex_lock(&h->lock);
 	sub_detach(&st->sub);
+	if (st->held)
+		caps_put(h, st->sub.user_id, st->ip);
 	pthread_mutex_unlock(&h->lock);
 	free(st->buf);
 	free(st);

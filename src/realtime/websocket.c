@@ -359,6 +359,13 @@ void ws_job_done(struct hub *h, struct job *j)
 		if (j->rc == 0 && !w->closing && !w->dead) {
 			memcpy(w->user_id, j->user_id, UUID_STR_LEN);
 			w->authed = true;
+			pthread_mutex_lock(&h->lock);
+			w->held_user = caps_take(h, w->user_id, NULL);
+			pthread_mutex_unlock(&h->lock);
+			if (!w->held_user) {
+				ws_close(w, 1013, "too many connections for this user");
+				break;
+			}
 			ws_send_json(w, json_pack("{s:s, s:s}", "type", "authenticated", "user_id",
 						  j->user_id));
 		} else {
@@ -457,6 +464,42 @@ static int ws_genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, 
 	return 0;
 }
 
+/*
+ * The connection's message budget, a token bucket: msg_rate messages a second, msg_burst at
+ * once. A message past it is not handled: the first one is answered with an error
+ * rate_limited, and a client that goes on sending msg_burst more before the budget lets one
+ * through is closed with 1008 (policy violation). Tokens are counted in thousandths.
+ */
+static bool ws_within_budget(struct ws *w)
+{
+	const struct hub_limits *l = &w->hub->lim;
+	if (l->msg_rate <= 0)
+		return true;
+	int64_t now = time_now_ms(), cap = (int64_t)l->msg_burst * 1000;
+	if (now > w->tokens_ms) {
+		int64_t gained = (now - w->tokens_ms) * l->msg_rate;
+		w->tokens = gained >= cap - w->tokens ? cap : w->tokens + gained;
+		w->tokens_ms = now;
+	}
+	if (w->tokens >= 1000) {
+		w->tokens -= 1000;
+		w->over = 0;
+		return true;
+	}
+	if (w->closing || w->dead || w->rate_closed)
+		return false;
+	if (w->over++ == 0) {
+		ws_error(w, "rate_limited", "too many messages; slow down");
+	} else if (w->over > l->msg_burst) {
+		/* Closed once what is queued (the error, typically) is sent: wslay would send the
+		 * close frame ahead of it (ws_pump). */
+		log_json(LOG_INFO, "websocket closed for its message rate",
+			 json_pack("{s:s}", "user_id", w->user_id));
+		w->rate_closed = true;
+	}
+	return false;
+}
+
 static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
 		      void *user)
 {
@@ -464,6 +507,8 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
 	(void)ctx;
 	if (arg->opcode >= 0x8)
 		return; /* control frames: wslay answers pings and closes itself */
+	if (!ws_within_budget(w))
+		return;
 	if (w->job || w->stash) {
 		/* wslay parses every frame it has buffered in one go: keep the message until the
 		 * job out is answered (ws_job_done). Bounded by one turn's read budget. */
@@ -505,9 +550,10 @@ static wslay_event_context_ptr ws_ctx(struct ws *w)
  * nothing queued or half sent, no close begun, no paused delivery, no job out. */
 static bool ws_at_rest(const struct ws *w)
 {
-	return w->ctx && !w->closing && !w->dead && !w->full_since_ms && !w->extra && !w->job &&
-	       !w->stash && ws_input_at_rest(&w->in) && wslay_event_want_read(w->ctx) &&
-	       !wslay_event_want_write(w->ctx) && wslay_event_get_queued_msg_count(w->ctx) == 0 &&
+	return w->ctx && !w->closing && !w->dead && !w->rate_closed && !w->full_since_ms &&
+	       !w->extra && !w->job && !w->stash && ws_input_at_rest(&w->in) &&
+	       wslay_event_want_read(w->ctx) && !wslay_event_want_write(w->ctx) &&
+	       wslay_event_get_queued_msg_count(w->ctx) == 0 &&
 	       !wslay_event_get_close_received(w->ctx) && !wslay_event_get_close_sent(w->ctx);
 }
 
@@ -522,6 +568,8 @@ void ws_destroy(struct hub *h, struct ws *w)
 		sub_detach(s);
 		free(s);
 	}
+	caps_put(h, w->held_user ? w->user_id : NULL, w->held_ip ? w->ip : NULL);
+	w->held_user = w->held_ip = false;
 	pthread_mutex_unlock(&h->lock);
 	epoll_ctl(h->epfd, EPOLL_CTL_DEL, w->fd, NULL);
 	/* Unread input would turn the close into a reset, which discards what is not yet sent
@@ -560,6 +608,9 @@ void ws_pump(struct hub *h, struct ws *w)
 		ws_destroy(h, w);
 		return;
 	}
+	if (w->rate_closed && !w->closing && w->ctx &&
+	    wslay_event_get_queued_msg_count(w->ctx) == 0)
+		ws_close(w, 1008, "message rate exceeded");
 	if (w->full_since_ms && ws_queued(w) < h->lim.max_queue / 2) {
 		w->full_since_ms = 0; /* resume: the next catch-up sends what the log holds */
 		pthread_mutex_lock(&h->lock);
@@ -611,6 +662,9 @@ void ws_adopt(struct hub *h, struct adopt *ad)
 		memcpy(w->user_id, ad->user_id, UUID_STR_LEN);
 		w->authed = true;
 	}
+	memcpy(w->ip, ad->ip, CAP_KEY_LEN);
+	w->tokens = (int64_t)h->lim.msg_burst * 1000;
+	w->tokens_ms = w->opened_ms;
 	int fl = fcntl(w->fd, F_GETFL);
 	fcntl(w->fd, F_SETFL, fl | O_NONBLOCK);
 	h->nsockets++;
@@ -627,6 +681,17 @@ void ws_adopt(struct hub *h, struct adopt *ad)
 		/* libmicrohttpd no longer counts this connection (hub_adopt_websocket): bound the
 		 * descriptors WebSockets hold here. */
 		ws_close(w, 1013, "too many connections");
+	else {
+		/* The upgrade was within the caps (hub_ws_admissible); others may have come first.
+		 */
+		pthread_mutex_lock(&h->lock);
+		bool ok = caps_take(h, w->authed ? w->user_id : NULL, w->ip);
+		pthread_mutex_unlock(&h->lock);
+		w->held_user = ok && w->authed;
+		w->held_ip = ok;
+		if (!ok)
+			ws_close(w, 1013, "too many connections");
+	}
 	w->rx_budget = WS_RX_BUDGET;
 	if (w->extra && ws_ctx(w) && wslay_event_recv(w->ctx) != 0) {
 		wslay_event_send(w->ctx); /* the close wslay queued for a broken frame, if any */

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from rtkit import (OP_PING, OP_TEXT, LongPoll, RawWs, Sse, Ws, assert_healthy, authed_raw,
-                   server_side_state, slow_consumer_closed, wait_parked, wait_until, DEBUG_LOG)
+                   parked_polls, server_side_state, slow_consumer_closed, wait_until, DEBUG_LOG)
 from rtkit import close_clients  # noqa: F401 - autouse: closes the test's clients
 from harness import assert_problem
 from taskkit import Team, db_exec, event_feed, last_seq
@@ -53,4 +53,107 @@ def test_a_peer_that_pings_without_reading_is_no_longer_read_and_closed_4008(tan
         except (BrokenPipeError, ConnectionResetError):
             break
     assert slow_consumer_closed(srv)
+    assert_healthy(team)
+
+
+# ---------------------------------------------------------------------------------------
+# finding 4: live channels per user and per client address
+
+
+def test_live_channels_are_capped_per_user(tandem_server):
+    srv = tandem_server(env={"TANDEM_MAX_STREAMS_PER_USER": "2", **DEBUG_LOG})
+    team = Team(srv)
+    ws = Ws(srv, team.member.token)
+    sse = Sse(srv, team.member.token, team.pid)
+    assert sse.status == 200
+    # A third live channel of the same user, whatever its kind: 429 problem+json, nothing
+    # parked or upgraded.
+    over = Sse(srv, team.member.token, team.pid)
+    assert over.status == 429
+    body = over.json()
+    assert body["code"] == "rate_limited" and body["status"] == 429, body
+    r = team.member.api.get(f"/v1/projects/{team.pid}/events",
+                            params={"after": last_seq(team.owner.api, team.pid), "wait": 5})
+    assert_problem(r, 429, "rate_limited")
+    raw = RawWs(srv, team.member.token)
+    assert raw.status == 429, raw.status
+    # A WebSocket that authenticates after the upgrade is closed with 1013 once its user is
+    # known to be over.
+    late = RawWs(srv)
+    assert late.status == 101
+    late.send_json({"type": "auth", "token": team.member.token})
+    assert late.expect_close() == (1013, [])
+    # Other users are not affected, and a place given back is taken again.
+    other = Ws(srv, team.viewer.token)
+    other.subscribe(team.pid)
+    ws.close()
+    after = last_seq(team.owner.api, team.pid)
+
+    polls = []
+
+    def poll_parks():
+        polls.append(LongPoll(team.member.client(), team.pid, after, 5))
+        wait_until(lambda: parked_polls(srv, team.pid) >= len(polls) or not polls[-1].is_alive(),
+                   what="a long poll parked or answered")
+        if polls[-1].is_alive():
+            return True
+        assert_problem(polls.pop().result(), 429, "rate_limited")  # the close is not seen yet
+        return False
+
+    wait_until(poll_parks, what="a freed place taken again")
+    team.create()
+    assert other.events(1)[0]["seq"] == after + 1
+    assert polls[0].result().json()["data"][0]["seq"] == after + 1
+
+
+def test_live_channels_are_capped_per_client_address(tandem_server):
+    srv = tandem_server(env={"TANDEM_MAX_STREAMS_PER_IP": "3"})
+    team = Team(srv)
+    a = Ws(srv, team.owner.token)
+    b = Sse(srv, team.member.token, team.pid)
+    c = Ws(srv)  # not authenticated yet: counted by its address all the same
+    assert b.status == 200
+    for user in (team.viewer, team.outsider):
+        over = RawWs(srv, user.token)
+        assert over.status == 429, over.status
+    head = last_seq(team.owner.api, team.pid)
+    assert_problem(team.viewer.api.get(f"/v1/projects/{team.pid}/events",
+                                       params={"after": head, "wait": 5}), 429, "rate_limited")
+    assert Sse(srv, team.viewer.token, team.pid).status == 429
+    assert RawWs(srv).status == 429
+    # Plain HTTP requests are not live channels.
+    assert team.anon.get("/healthz").status_code == 200
+    a.close()
+    c.close()
+    wait_until(lambda: Sse(srv, team.viewer.token, team.pid).status == 200,
+               what="a freed place taken again")
+
+
+# ---------------------------------------------------------------------------------------
+# finding 10: a message budget per WebSocket
+
+
+def test_a_websocket_past_its_message_budget_gets_an_error_then_1008(tandem_server):
+    srv = tandem_server(env={"TANDEM_WS_MESSAGE_RATE": "1", "TANDEM_WS_MESSAGE_BURST": "5"})
+    team = Team(srv)
+    raw = authed_raw(team)
+    ping = RawWs.encode(OP_TEXT, '{"type":"ping"}')
+    raw.send_bytes(ping * 8)
+    # The burst is answered; the next message gets one error, the ones after it nothing.
+    for _ in range(5):
+        assert raw.recv() == {"type": "pong"}
+    err = raw.recv()
+    assert err["type"] == "error" and err["code"] == "rate_limited", err
+    assert isinstance(err["message"], str) and err["message"]
+    # The budget refills (one message a second here) and the connection goes on.
+    time.sleep(1.2)
+    raw.send_bytes(ping)
+    assert raw.recv() == {"type": "pong"}
+    # A client that keeps sending past it is closed with 1008 (policy violation).
+    raw.send_bytes(ping * 20)
+    code, msgs = raw.expect_close()
+    assert code == 1008, (code, msgs)
+    errors = [m for m in msgs if m["type"] == "error"]
+    assert [m["code"] for m in errors] == ["rate_limited"], msgs
+    assert len(msgs) - len(errors) <= 2, msgs  # what the refill allowed
     assert_healthy(team)
