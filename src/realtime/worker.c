@@ -10,6 +10,7 @@
  * frees it. Each worker thread has its own store connection (store_conn is per thread).
  */
 #include "core/error.h"
+#include "core/log.h"
 #include "core/xalloc.h"
 #include "realtime/hub_internal.h"
 #include "services/sessions.h"
@@ -72,6 +73,10 @@ static void run_fetch(struct hub *h, struct job *j)
 	error_release(&err);
 	if (j->rc < 0)
 		return;
+	if (log_get_level() <= LOG_DEBUG) /* what tests look at to see how far a catch-up went */
+		log_json(LOG_DEBUG, "realtime read",
+			 json_pack("{s:s, s:I, s:i}", "project_id", j->project_id, "after",
+				   (json_int_t)j->after, "events", n));
 	j->events = arena_alloc(&j->arena, sizeof(*j->events) * (size_t)(n ? n : 1));
 	for (int i = 0; i < n; i++) {
 		json_t *ej = event_json(&evs[i]);
