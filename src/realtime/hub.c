@@ -252,6 +252,7 @@ struct hub *hub_create(struct store *st, const struct auth *au, const struct hub
 	pthread_mutex_init(&h->worker.lock, NULL);
 	pthread_cond_init(&h->worker.cond, NULL);
 	h->worker.tail = &h->worker.queue;
+	h->worker.ctail = &h->worker.cqueue;
 	h->epfd = epoll_create1(EPOLL_CLOEXEC);
 	h->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};

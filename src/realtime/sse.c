@@ -114,6 +114,7 @@ struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const 
 	st->sub.kind = SUB_SSE;
 	st->sub.owner = st;
 	st->sub.last = after;
+	st->sub.catching = true; /* its first read tells whether it is behind (fanout.c) */
 	snprintf(st->sub.user_id, sizeof(st->sub.user_id), "%s", user_id);
 	snprintf(st->ip, sizeof(st->ip), "%s", ip ? ip : "");
 	st->last_beat_ms = time_now_ms();
@@ -141,6 +142,7 @@ long hub_stream_read(void *stream, struct request *req, char *buf, size_t max)
 	struct hub_stream *st = stream;
 	struct hub *h = st->hub;
 	long n = 0;
+	bool wake = false;
 	pthread_mutex_lock(&h->lock);
 	st->req = req;
 	if (st->off < st->len) {
@@ -150,6 +152,11 @@ long hub_stream_read(void *stream, struct request *req, char *buf, size_t max)
 		st->off += (size_t)n;
 		if (st->off == st->len)
 			st->off = st->len = 0;
+		if (st->catchup_wait && st->len - st->off < catchup_low_water(h) && st->sub.topic) {
+			st->catchup_wait = false; /* it took the last catch-up page: the next one */
+			st->sub.topic->catchup_dirty = true;
+			wake = true;
+		}
 	} else if (st->ended) {
 		n = -1;
 	} else {
@@ -158,6 +165,8 @@ long hub_stream_read(void *stream, struct request *req, char *buf, size_t max)
 		st->parked = true;
 	}
 	pthread_mutex_unlock(&h->lock);
+	if (wake)
+		hub_wake(h);
 	return n;
 }
 

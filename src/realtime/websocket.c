@@ -264,6 +264,8 @@ static void ws_subscribed(struct ws *w, struct job *j)
 		w->nsubs++;
 	}
 	s->last = j->has_after ? j->after : j->seq;
+	/* Behind the head: it catches up on pages of its own, at its own pace (fanout.c). */
+	s->catching = s->last < j->seq;
 	sub_attach(h, s, j->project_id);
 	pthread_mutex_unlock(&h->lock);
 }
@@ -612,11 +614,23 @@ void ws_pump(struct hub *h, struct ws *w)
 	    wslay_event_get_queued_msg_count(w->ctx) == 0)
 		ws_close(w, 1008, "message rate exceeded");
 	if (w->full_since_ms && ws_queued(w) < h->lim.max_queue / 2) {
-		w->full_since_ms = 0; /* resume: the next catch-up sends what the log holds */
+		/* Resume: it fell behind while paused, so it catches up on pages of its own
+		 * from the log rather than hold back the live reads of its topics. */
+		w->full_since_ms = 0;
+		w->catchup_wait = false;
 		pthread_mutex_lock(&h->lock);
 		for (struct sub *s = w->subs; s; s = s->owner_next)
-			if (s->topic)
-				s->topic->dirty = true;
+			if (s->topic) {
+				s->catching = true;
+				s->topic->catchup_dirty = true;
+			}
+		pthread_mutex_unlock(&h->lock);
+	} else if (w->catchup_wait && ws_queued(w) < catchup_low_water(h)) {
+		w->catchup_wait = false; /* it took the last page: the next one */
+		pthread_mutex_lock(&h->lock);
+		for (struct sub *s = w->subs; s; s = s->owner_next)
+			if (s->topic && s->catching)
+				s->topic->catchup_dirty = true;
 		pthread_mutex_unlock(&h->lock);
 	}
 	/* A peer that does not take what is queued for it is not read either (its PINGs would

@@ -157,3 +157,60 @@ def test_a_websocket_past_its_message_budget_gets_an_error_then_1008(tandem_serv
     assert [m["code"] for m in errors] == ["rate_limited"], msgs
     assert len(msgs) - len(errors) <= 2, msgs  # what the refill allowed
     assert_healthy(team)
+
+
+# ---------------------------------------------------------------------------------------
+# finding 10: catch-up on a long history
+
+
+def add_history(team, n, pad=1000):
+    """Append n events of about `pad` bytes to the project's log, straight into the database
+    (n requests would take minutes); returns the new head. Their data is not a task's: read
+    them through the WebSocket only (the feed's answers are checked against the schema)."""
+    head = last_seq(team.owner.api, team.pid)
+    first = team.store.query(
+        f"SELECT actor_id, created_at FROM events WHERE project_id = '{team.pid}' AND seq = 1")[0]
+    lo, hi = head + 1, head + n
+    if team.store.backend == "postgres":
+        rows = (f"SELECT '{team.pid}'::uuid, i, 'task.updated', '{first['actor_id']}'::uuid, "
+                f"{first['created_at']}, '{{\"n\":' || i || ',\"pad\":\"' || repeat('x', {pad}) "
+                f"|| '\"}}' FROM generate_series({lo}, {hi}) i")
+    else:
+        rows = (f"WITH RECURSIVE s(i) AS (SELECT {lo} UNION ALL SELECT i + 1 FROM s WHERE i < {hi}) "
+                f"SELECT '{team.pid}', i, 'task.updated', '{first['actor_id']}', "
+                f"{first['created_at']}, '{{\"n\":' || i || ',\"pad\":\"' || "
+                f"replace(hex(zeroblob({pad // 2})), '0', 'x') || '\"}}' FROM s")
+    db_exec(team.store, "INSERT INTO events (project_id, seq, type, actor_id, created_at, data) "
+            + rows)
+    db_exec(team.store, f"UPDATE projects SET event_seq = {hi} WHERE id = '{team.pid}'")
+    return hi
+
+
+def test_a_long_catch_up_does_not_hold_back_live_events_of_the_same_project(tandem_server):
+    # The queue bound is a defence against clients that stop reading; it must not be what
+    # keeps one client's catch-up from holding back everybody else's events: here it is
+    # far above the whole history.
+    srv = tandem_server(env={**DEBUG_LOG, "TANDEM_WS_MAX_QUEUE": str(256 << 20)})
+    team = Team(srv)
+    head = add_history(team, 10000)
+    live = Ws(srv, team.member.token)
+    live.subscribe(team.pid)
+    behind = RawWs(srv, team.owner.token, rcvbuf=4096)
+    behind.send_json({"type": "subscribe", "project_id": team.pid, "after": 0})
+    assert behind.recv()["type"] == "subscribed"
+    # `behind` takes nothing for now: its catch-up of 10,000 events (10 MB) is under way.
+    team.create()
+    assert live.events(1)[0]["seq"] == head + 1
+    # The live event was read and delivered before the catch-up reached the end of the
+    # history (reads of the log are paged: CATCHUP_BATCH = 200 events).
+    reads = [e["after"] for e in srv.logs()
+             if e.get("msg") == "realtime read" and e.get("project_id") == team.pid]
+    assert not [a for a in reads if head - 200 <= a < head], reads
+    # The catch-up itself misses nothing: every event once, in order, then the live one.
+    seqs = []
+    while len(seqs) < head + 1:
+        msg = behind.recv()
+        assert msg["type"] == "event", msg
+        seqs.append(msg["event"]["seq"])
+    assert seqs == list(range(1, head + 2))
+    assert [e["seq"] for e in event_feed(team.owner.api, team.pid, after=head)] == [head + 1]
