@@ -362,7 +362,8 @@ void ws_job_done(struct hub *h, struct job *j)
 			memcpy(w->user_id, j->user_id, UUID_STR_LEN);
 			w->authed = true;
 			pthread_mutex_lock(&h->lock);
-			w->held_user = caps_take(h, w->user_id, NULL);
+			if (!w->held_user)
+				w->held_user = caps_take(h, w->user_id, NULL);
 			pthread_mutex_unlock(&h->lock);
 			if (!w->held_user) {
 				ws_close(w, 1013, "too many connections for this user");
