@@ -129,6 +129,23 @@ def test_live_channels_are_capped_per_client_address(tandem_server):
                what="a freed place taken again")
 
 
+
+def test_ipv6_clients_count_by_their_64(tandem_server):
+    # Behind a trusted proxy the forwarded address is the client: one host picks any address
+    # of its /64, so all of them share one count; another /64, or an IPv4 address, has its own.
+    srv = tandem_server(env={"TANDEM_MAX_STREAMS_PER_IP": "1",
+                             "TANDEM_TRUSTED_PROXIES": "127.0.0.1", "TANDEM_RATE_LIMIT": "on"})
+    team = Team(srv)
+
+    def stream(user, addr):
+        return Sse(srv, user.token, team.pid, headers={"X-Forwarded-For": addr}).status
+
+    assert stream(team.owner, "2001:db8:1:2::1") == 200
+    assert stream(team.member, "2001:db8:1:2:ffff:ffff:ffff:fffe") == 429
+    assert stream(team.member, "2001:db8:1:3::1") == 200
+    assert stream(team.viewer, "192.0.2.1") == 200
+    assert stream(team.viewer, "192.0.2.2") == 200
+
 # ---------------------------------------------------------------------------------------
 # finding 10: a message budget per WebSocket
 
