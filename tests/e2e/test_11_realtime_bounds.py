@@ -14,8 +14,6 @@
 import socket
 import time
 
-import pytest
-
 from rtkit import (OP_PING, OP_TEXT, LongPoll, RawWs, Sse, Ws, assert_healthy, authed_raw,
                    parked_polls, server_side_state, slow_consumer_closed, wait_until, DEBUG_LOG)
 from rtkit import close_clients  # noqa: F401 - autouse: closes the test's clients
