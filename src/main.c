@@ -143,6 +143,10 @@ static int cmd_serve(struct config *cfg)
 				.idle_timeout_s = (int)cfg->ws_idle_timeout_s,
 				.auth_timeout_s = 5,
 				.sse_heartbeat_s = (int)cfg->sse_heartbeat_s,
+				.msg_rate = (int)cfg->ws_message_rate,
+				.msg_burst = (int)cfg->ws_message_burst,
+				.max_per_user = (int)cfg->max_streams_per_user,
+				.max_per_ip = (int)cfg->max_streams_per_ip,
 				/* an upgraded socket leaves libmicrohttpd's count */
 				.max_sockets = (int)cfg->max_connections};
 	struct hub *hub = hub_create(store, &auth, &hl);

@@ -110,6 +110,19 @@ static const struct setting settings[] = {
      "seconds of silence after which a WebSocket peer is dropped"},
     {"sse-heartbeat", "TANDEM_SSE_HEARTBEAT", K_SECONDS, OFF(sse_heartbeat_s), "15", 1, 3600,
      "seconds between heartbeat comments on an event stream"},
+    {"ws-message-rate", "TANDEM_WS_MESSAGE_RATE", K_UINT, OFF(ws_message_rate), "20", 0, 1000000,
+     "messages per second one WebSocket may send, with bursts of --ws-message-burst; past it "
+     "an error rate_limited, then close 1008 (0: no limit)"},
+    {"ws-message-burst", "TANDEM_WS_MESSAGE_BURST", K_UINT, OFF(ws_message_burst), "100", 1,
+     1000000, "messages a WebSocket may send at once before --ws-message-rate applies"},
+    {"max-streams-per-user", "TANDEM_MAX_STREAMS_PER_USER", K_UINT, OFF(max_streams_per_user), "16",
+     0, 1000000,
+     "open WebSockets, event streams and parked long polls of one user at most (more: 429, or "
+     "close 1013; 0: no limit)"},
+    {"max-streams-per-ip", "TANDEM_MAX_STREAMS_PER_IP", K_UINT, OFF(max_streams_per_ip), "64", 0,
+     1000000,
+     "open WebSockets, event streams and parked long polls from one client address (IPv6: its "
+     "/64) at most (more: 429, or close 1013; 0: no limit)"},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

@@ -51,6 +51,8 @@ struct config {
 	/* real time */
 	size_t ws_max_message, ws_max_queue;
 	unsigned ws_max_subscriptions, ws_ping_interval_s, ws_idle_timeout_s, sse_heartbeat_s;
+	unsigned ws_message_rate, ws_message_burst; /* messages per second and burst, per socket */
+	unsigned max_streams_per_user, max_streams_per_ip; /* live channels open at once; 0: none */
 };
 
 /*

@@ -10,6 +10,7 @@
 #include "core/xalloc.h"
 #include "handlers/common.h"
 #include "handlers/handlers.h"
+#include "handlers/ratelimit.h"
 #include "http/reply.h"
 #include "http/request.h"
 #include "http/server.h"
@@ -18,6 +19,7 @@
 #include "services/auth.h"
 #include "services/events.h"
 
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -27,14 +29,45 @@
 struct upgrade_ctx {
 	struct hub *hub;
 	char user_id[UUID_STR_LEN];
+	char ip[64];
 };
 
 static void upgraded(void *cls, int fd, const char *extra, size_t extra_len, void *handle)
 {
 	struct upgrade_ctx *u = cls;
-	hub_adopt_websocket(u->hub, fd, extra, extra_len, handle,
-			    u->user_id[0] ? u->user_id : NULL);
+	hub_adopt_websocket(u->hub, fd, extra, extra_len, handle, u->user_id[0] ? u->user_id : NULL,
+			    u->ip);
 	free(u);
+}
+
+/*
+ * The client address as the caps on live channels count it: an IPv4 address, or the /64 of
+ * an IPv6 one (a host is given a whole /64 to pick addresses from). A stand-in, local to this
+ * file, for the client address key http/ is to share (issue 14 finding 5).
+ */
+static const char *client_key(struct request *req)
+{
+	const char *ip = client_ip(req, req->app->limits);
+	struct in6_addr a;
+	char buf[INET6_ADDRSTRLEN];
+	if (!strchr(ip, ':') || inet_pton(AF_INET6, ip, &a) != 1)
+		return ip;
+	if (IN6_IS_ADDR_V4MAPPED(&a))
+		return inet_ntop(AF_INET, &a.s6_addr[12], buf, sizeof(buf))
+			   ? arena_strdup(&req->arena, buf)
+			   : ip;
+	memset(&a.s6_addr[8], 0, 8);
+	if (!inet_ntop(AF_INET6, &a, buf, sizeof(buf)))
+		return ip;
+	return arena_printf(&req->arena, "%s/64", buf);
+}
+
+static int too_many_streams(struct request *req)
+{
+	reply_header(req, "Retry-After", "10");
+	return error_set(&req->err, ERR_RATE_LIMITED,
+			 "too many open live channels (WebSockets, event streams, long polls) for "
+			 "this user or client address; close one first");
 }
 
 static bool header_has_token(const char *h, const char *token)
@@ -50,7 +83,7 @@ static bool header_has_token(const char *h, const char *token)
 	return false;
 }
 
-/* GET /v1/realtime (Upgrade: websocket) -> 101 | 400 | 401 (bad bearer token) */
+/* GET /v1/realtime (Upgrade: websocket) -> 101 | 400 | 401 (bad bearer token) | 429 */
 int handle_realtime(struct request *req)
 {
 	const char *upgrade = request_header(req, "Upgrade");
@@ -85,6 +118,11 @@ int handle_realtime(struct request *req)
 		}
 		memcpy(u->user_id, req->user->id, UUID_STR_LEN);
 	}
+	snprintf(u->ip, sizeof(u->ip), "%s", client_key(req));
+	if (!hub_ws_admissible(u->hub, u->user_id[0] ? u->user_id : NULL, u->ip)) {
+		free(u);
+		return too_many_streams(req);
+	}
 	char *accept = arena_alloc(&req->arena, WS_ACCEPT_KEY_SIZE); /* the reply keeps it */
 	ws_accept_key(key, accept);
 	reply_header(req, "Upgrade", "websocket");
@@ -93,7 +131,7 @@ int handle_realtime(struct request *req)
 	return reply_upgrade(req, upgraded, u);
 }
 
-/* GET /v1/projects/{id}/events/stream (Last-Event-ID) -> 200 text/event-stream | 404 */
+/* GET /v1/projects/{id}/events/stream (Last-Event-ID) -> 200 text/event-stream | 404 | 429 */
 int handle_events_stream(struct request *req)
 {
 	const char *id = param_uuid(req, "id");
@@ -116,7 +154,10 @@ int handle_events_stream(struct request *req)
 	}
 	if (hub_draining(req->app->hub))
 		return error_set(&req->err, ERR_UNAVAILABLE, "shutting down");
-	struct hub_stream *st = hub_stream_open(req->app->hub, id, req->user->id, after);
+	struct hub_stream *st =
+	    hub_stream_open(req->app->hub, id, req->user->id, client_key(req), after);
+	if (!st)
+		return too_many_streams(req);
 	reply_header(req, "Cache-Control", "no-store");
 	reply_header(req, "X-Accel-Buffering", "no");
 	return reply_stream(req, "text/event-stream; charset=utf-8", hub_stream_read,
@@ -127,7 +168,7 @@ struct poll_state {
 	int64_t deadline_ms;
 };
 
-/* GET /v1/projects/{id}/events?after=&limit=&wait= -> 200 {data, next_after, has_more} */
+/* GET /v1/projects/{id}/events?after=&limit=&wait= -> 200 {data, next_after, has_more} | 429 */
 int handle_events_list(struct request *req)
 {
 	const char *id = param_uuid(req, "id");
@@ -159,8 +200,12 @@ int handle_events_list(struct request *req)
 		return rc;
 	if (json_array_size(json_object_get(out, "data")) == 0 && time_now_ms() < ps->deadline_ms) {
 		json_int_t after = json_integer_value(json_object_get(out, "next_after"));
-		if (hub_park(req->app->hub, req, id, (int64_t)after, ps->deadline_ms))
+		rc = hub_park(req->app->hub, req, id, req->user->id, client_key(req),
+			      (int64_t)after, ps->deadline_ms);
+		if (rc == 0)
 			return 0; /* parked: called again on news, at the deadline or at shutdown */
+		if (rc == -ERR_RATE_LIMITED)
+			return too_many_streams(req);
 	}
 	return reply_json(req, 200, json_incref(out)); /* out is the arena's */
 }

@@ -50,6 +50,7 @@ void sub_attach(struct hub *h, struct sub *s, const char *project_id)
 		t->subs->prev = s;
 	t->subs = s;
 	t->dirty = true;
+	t->catchup_dirty = true;
 }
 
 void sub_detach(struct sub *s)
@@ -74,7 +75,7 @@ void topics_prune(struct hub *h)
 		struct topic **pp = &h->topics[b];
 		while (*pp) {
 			struct topic *t = *pp;
-			if (!t->subs && !t->fetching) {
+			if (!t->subs && !t->fetching && !t->catching_up) {
 				*pp = t->next;
 				free(t);
 			} else {
@@ -88,7 +89,7 @@ void topics_mark_dirty(struct hub *h)
 {
 	for (int b = 0; b < TOPIC_BUCKETS; b++)
 		for (struct topic *t = h->topics[b]; t; t = t->next)
-			t->dirty = true;
+			t->dirty = t->catchup_dirty = true;
 }
 
 void sub_end(struct hub *h, struct sub *s, const char *reason)
@@ -120,6 +121,40 @@ void sub_end(struct hub *h, struct sub *s, const char *reason)
 static bool sub_paused(const struct sub *s)
 {
 	return s->kind == SUB_WS && ((const struct ws *)s->owner)->full_since_ms != 0;
+}
+
+size_t catchup_low_water(const struct hub *h)
+{
+	return h->lim.max_queue / 2 < CATCHUP_LOW_WATER ? h->lim.max_queue / 2 : CATCHUP_LOW_WATER;
+}
+
+/* A catching-up subscriber gets its next page only once its client has taken most of the
+ * last one: the client's own pace paces its catch-up (and it is told when to go on). */
+static bool sub_ready(struct hub *h, struct sub *s)
+{
+	switch (s->kind) {
+	case SUB_WS: {
+		struct ws *w = s->owner;
+		if (w->full_since_ms)
+			return false; /* ws_pump marks it again when it resumes */
+		if (ws_queued(w) >= catchup_low_water(h)) {
+			w->catchup_wait = true;
+			return false;
+		}
+		return true;
+	}
+	case SUB_SSE: {
+		struct hub_stream *st = s->owner;
+		if (st->len - st->off >= catchup_low_water(h)) {
+			st->catchup_wait = true;
+			return false;
+		}
+		return true;
+	}
+	case SUB_POLL:
+		return true;
+	}
+	return true;
 }
 
 static void deliver(struct hub *h, struct sub *s, struct fetched *e)
@@ -181,10 +216,20 @@ void fanout_note(struct hub *h, const struct note *n)
 		 * Redis), there is nothing to read. */
 		bool behind = n->seq <= 0;
 		for (struct sub *s = t->subs; s && !behind; s = s->next)
-			behind = s->last < n->seq;
+			behind = !s->catching && s->last < n->seq;
 		t->dirty = behind;
 	}
 	pthread_mutex_unlock(&h->lock);
+}
+
+static struct job *fetch_job(struct topic *t, int64_t from, bool catchup, struct job *next)
+{
+	struct job *j = job_create(JOB_FETCH);
+	memcpy(j->project_id, t->id, UUID_STR_LEN);
+	j->after = from;
+	j->catchup = catchup;
+	j->next = next;
+	return j;
 }
 
 void fanout_post_dirty(struct hub *h)
@@ -193,22 +238,31 @@ void fanout_post_dirty(struct hub *h)
 	pthread_mutex_lock(&h->lock);
 	for (int b = 0; b < TOPIC_BUCKETS; b++)
 		for (struct topic *t = h->topics[b]; t; t = t->next) {
-			if (!t->dirty || t->fetching)
-				continue;
-			t->dirty = false;
-			/* Read after the lowest seq a subscriber that can take events has seen. */
-			int64_t from = INT64_MAX;
-			for (struct sub *s = t->subs; s; s = s->next)
-				if (s->last < from && !sub_paused(s))
-					from = s->last;
-			if (from == INT64_MAX)
-				continue;
-			struct job *j = job_create(JOB_FETCH);
-			memcpy(j->project_id, t->id, UUID_STR_LEN);
-			j->after = from;
-			j->next = jobs;
-			jobs = j;
-			t->fetching = true;
+			if (t->dirty && !t->fetching) {
+				t->dirty = false;
+				/* Live: after the lowest seq an up-to-date subscriber that can take
+				 * events has seen. */
+				int64_t from = INT64_MAX;
+				for (struct sub *s = t->subs; s; s = s->next)
+					if (s->last < from && !s->catching && !sub_paused(s))
+						from = s->last;
+				if (from != INT64_MAX) {
+					jobs = fetch_job(t, from, false, jobs);
+					t->fetching = true;
+				}
+			}
+			if (t->catchup_dirty && !t->catching_up) {
+				t->catchup_dirty = false;
+				/* Catch-up: the next page for those whose clients took the last. */
+				int64_t from = INT64_MAX;
+				for (struct sub *s = t->subs; s; s = s->next)
+					if (s->catching && s->last < from && sub_ready(h, s))
+						from = s->last;
+				if (from != INT64_MAX) {
+					jobs = fetch_job(t, from, true, jobs);
+					t->catching_up = true;
+				}
+			}
 		}
 	pthread_mutex_unlock(&h->lock);
 	while (jobs) {
@@ -225,7 +279,9 @@ void fanout_fetched(struct hub *h, struct job *j)
 		 * finds out here, on the sweep. */
 		pthread_mutex_lock(&h->lock);
 		struct topic *t = topic_get(h, j->project_id, false);
-		if (t)
+		if (t && j->catchup)
+			t->catching_up = false;
+		else if (t)
 			t->fetching = false;
 		pthread_mutex_unlock(&h->lock);
 		project_deleted(h, j->project_id);
@@ -241,7 +297,10 @@ void fanout_fetched(struct hub *h, struct job *j)
 		pthread_mutex_unlock(&h->lock);
 		return;
 	}
-	t->fetching = false;
+	if (j->catchup)
+		t->catching_up = false;
+	else
+		t->fetching = false;
 	for (int i = 0; i < j->nevents; i++) {
 		struct fetched *e = &j->events[i];
 		struct sub *s = t->subs;
@@ -259,12 +318,26 @@ void fanout_fetched(struct hub *h, struct job *j)
 	}
 	/* More in the log (a full batch), a failed read, or subscribers this read could not
 	 * serve: read again. A failed read waits for the next note or sweep instead. */
-	if (j->rc == 0) {
+	if (j->rc == 0 && !j->catchup) {
 		if (j->nevents == CATCHUP_BATCH)
 			t->dirty = true;
 		for (struct sub *s = t->subs; s && !t->dirty; s = s->next)
-			if (s->last < j->after && !sub_paused(s))
+			if (s->last < j->after && !s->catching && !sub_paused(s))
 				t->dirty = true;
+	} else if (j->rc == 0) {
+		/* A catching-up subscriber that got everything up to the end of the log (a page
+		 * short of full) joins the live reads; the others want their next page. */
+		int64_t end = j->nevents ? j->events[j->nevents - 1].seq : j->after;
+		for (struct sub *s = t->subs; s; s = s->next) {
+			if (!s->catching)
+				continue;
+			if (s->last >= end && j->nevents < CATCHUP_BATCH) {
+				s->catching = false;
+				t->dirty = true;
+			} else {
+				t->catchup_dirty = true;
+			}
+		}
 	}
 	pthread_mutex_unlock(&h->lock);
 }

@@ -34,6 +34,83 @@ void hub_wake(struct hub *h)
 	(void)n;
 }
 
+/* ---- caps on live channels ---- */
+
+/* The count of `key`, created (at 0) if asked; NULL when it has none. */
+static struct cap **cap_slot(struct hub *h, const char *key)
+{
+	unsigned x = 2166136261u;
+	for (const char *p = key; *p; p++)
+		x = (x ^ (unsigned char)*p) * 16777619u;
+	struct cap **pp = &h->caps[x % CAP_BUCKETS];
+	while (*pp && strcmp((*pp)->key, key) != 0)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static int cap_count(struct hub *h, const char *key)
+{
+	struct cap *c = *cap_slot(h, key);
+	return c ? c->n : 0;
+}
+
+static void cap_add(struct hub *h, const char *key, int delta)
+{
+	struct cap **pp = cap_slot(h, key);
+	if (!*pp) {
+		assert(delta > 0);
+		size_t n = strlen(key) + 1;
+		*pp = xcalloc(1, sizeof(**pp) + n);
+		memcpy((*pp)->key, key, n);
+	}
+	(*pp)->n += delta;
+	if ((*pp)->n <= 0) { /* entries live only while counted: bounded by open channels */
+		struct cap *c = *pp;
+		*pp = c->next;
+		free(c);
+	}
+}
+
+bool caps_take(struct hub *h, const char *user_id, const char *ip)
+{
+	char ukey[UUID_STR_LEN + 2], ikey[CAP_KEY_LEN + 2];
+	bool user = user_id && *user_id && h->lim.max_per_user > 0;
+	bool addr = ip && *ip && h->lim.max_per_ip > 0;
+	snprintf(ukey, sizeof(ukey), "u:%s", user ? user_id : "");
+	snprintf(ikey, sizeof(ikey), "i:%s", addr ? ip : "");
+	if ((user && cap_count(h, ukey) >= h->lim.max_per_user) ||
+	    (addr && cap_count(h, ikey) >= h->lim.max_per_ip))
+		return false;
+	if (user)
+		cap_add(h, ukey, 1);
+	if (addr)
+		cap_add(h, ikey, 1);
+	return true;
+}
+
+void caps_put(struct hub *h, const char *user_id, const char *ip)
+{
+	char key[CAP_KEY_LEN + UUID_STR_LEN + 2];
+	if (user_id && *user_id && h->lim.max_per_user > 0) {
+		snprintf(key, sizeof(key), "u:%s", user_id);
+		cap_add(h, key, -1);
+	}
+	if (ip && *ip && h->lim.max_per_ip > 0) {
+		snprintf(key, sizeof(key), "i:%s", ip);
+		cap_add(h, key, -1);
+	}
+}
+
+bool hub_ws_admissible(struct hub *h, const char *user_id, const char *ip)
+{
+	pthread_mutex_lock(&h->lock);
+	bool ok = caps_take(h, user_id, ip);
+	if (ok)
+		caps_put(h, user_id, ip);
+	pthread_mutex_unlock(&h->lock);
+	return ok;
+}
+
 /* ---- timers ---- */
 
 static void timers(struct hub *h, int64_t now)
@@ -175,6 +252,7 @@ struct hub *hub_create(struct store *st, const struct auth *au, const struct hub
 	pthread_mutex_init(&h->worker.lock, NULL);
 	pthread_cond_init(&h->worker.cond, NULL);
 	h->worker.tail = &h->worker.queue;
+	h->worker.ctail = &h->worker.cqueue;
 	h->epfd = epoll_create1(EPOLL_CLOEXEC);
 	h->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
@@ -260,6 +338,12 @@ void hub_free(struct hub *h)
 			free(t);
 		}
 	}
+	for (int b = 0; b < CAP_BUCKETS; b++)
+		while (h->caps[b]) {
+			struct cap *c = h->caps[b];
+			h->caps[b] = c->next;
+			free(c);
+		}
 	close(h->epfd);
 	close(h->evfd);
 	pthread_mutex_destroy(&h->lock);
@@ -295,7 +379,7 @@ void hub_notify(struct hub *h, const char *project_id, int64_t seq, enum event_n
 }
 
 void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_len, void *handle,
-			 const char *user_id)
+			 const char *user_id, const char *ip)
 {
 	struct adopt *a = xcalloc(1, sizeof(*a));
 	if (extra_len) {
@@ -325,6 +409,8 @@ void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_
 	}
 	if (user_id)
 		snprintf(a->user_id, sizeof(a->user_id), "%s", user_id);
+	if (ip)
+		snprintf(a->ip, sizeof(a->ip), "%s", ip);
 	pthread_mutex_lock(&h->lock);
 	/* In arrival order: over the socket cap it is the newest WebSocket that is refused,
 	 * never one admitted earlier. */

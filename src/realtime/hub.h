@@ -35,9 +35,12 @@ struct hub_limits {
 	int idle_timeout_s;    /* silent peer closed after */
 	int auth_timeout_s;    /* first-message auth deadline */
 	int sse_heartbeat_s;
-	int max_sockets; /* open WebSockets at most (more are closed with 1013); 0: half of
-			    RLIMIT_NOFILE. libmicrohttpd does not count them (hub_adopt_websocket)
-			  */
+	int msg_rate, msg_burst; /* client messages per second and burst, per WebSocket (0: off) */
+	int max_per_user; /* open WebSockets + SSE streams + parked polls per user (0: off) */
+	int max_per_ip;	  /* the same per client address key (0: off) */
+	int max_sockets;  /* open WebSockets at most (more are closed with 1013); 0: half of
+			     RLIMIT_NOFILE. libmicrohttpd does not count them (hub_adopt_websocket)
+			   */
 };
 
 struct hub *hub_create(struct store *st, const struct auth *au, const struct hub_limits *lim);
@@ -60,22 +63,37 @@ void hub_notify(struct hub *h, const char *project_id, int64_t seq, enum event_n
  * libmicrohttpd frees its per-connection memory. Thread-safe.
  */
 void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_len, void *handle,
-			 const char *user_id);
+			 const char *user_id, const char *ip);
 
-/* SSE: open a stream of project_id's events after `after` for user_id (already authorised). */
+/*
+ * Live channels (WebSockets, SSE streams, parked long polls) are capped per user and per
+ * client address `ip` (a key: IPv6 clients by their /64), hub_limits.max_per_user/_ip.
+ * hub_ws_admissible: whether a WebSocket of user_id (NULL: it authenticates later) from ip
+ * would be within them now (else answer 429 instead of upgrading). It takes nothing: the hub
+ * counts the socket when it adopts it, and closes it with 1013 if it is over a cap then, or
+ * when its user, known only after the auth message, is.
+ */
+bool hub_ws_admissible(struct hub *h, const char *user_id, const char *ip);
+
+/*
+ * SSE: open a stream of project_id's events after `after` for user_id (already authorised)
+ * from client address ip. NULL when the user or the address is at its cap (answer 429).
+ */
 struct hub_stream;
 struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const char *user_id,
-				   int64_t after);
+				   const char *ip, int64_t after);
 /* The stream's reader (see reply_stream) and release. */
 long hub_stream_read(void *stream, struct request *req, char *buf, size_t max);
 void hub_stream_release(void *stream);
 
 /*
- * Long poll: park `req` until project_id has an event after `after`, or until deadline_ms
- * (wall clock), or shutdown. Returns false when the hub is draining (answer at once).
+ * Long poll: park `req` of user_id from client address ip until project_id has an event after
+ * `after`, or until deadline_ms (wall clock), or shutdown. Returns 0 when parked,
+ * -ERR_UNAVAILABLE when the hub is draining (answer at once), -ERR_RATE_LIMITED when the user
+ * or the address is at its cap (answer 429).
  */
-bool hub_park(struct hub *h, struct request *req, const char *project_id, int64_t after,
-	      int64_t deadline_ms);
+int hub_park(struct hub *h, struct request *req, const char *project_id, const char *user_id,
+	     const char *ip, int64_t after, int64_t deadline_ms);
 
 /* True once hub_drain() has begun. */
 bool hub_draining(const struct hub *h);

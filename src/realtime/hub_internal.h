@@ -19,10 +19,19 @@
  * of topics belong to the hub thread alone. The worker queue has a lock of its own.
  *
  * Ordering (what makes delivery gap-free, duplicate-free and in seq order per subscriber):
- * every subscription carries `last`, the seq it has seen. A catch-up job reads the events
+ * every subscription carries `last`, the seq it has seen. A read of the log takes the events
  * after some `from`; its result is delivered only to subscribers with from <= last, each
  * getting the events after its own last, in order. A subscriber with last < from waits for
- * the next read (its topic stays dirty). A WebSocket handles its messages one at a time: while
+ * the next read (its topic stays dirty). So any number of reads of one topic may be out at
+ * once without breaking the order; a topic has at most two: its live read, from the lowest
+ * last of the subscribers that are up to date, and its catch-up read, from the lowest last of
+ * those that are catching up on the history (sub->catching: a resume point behind the head,
+ * or a delivery paused on a full queue). A catch-up read is paged (CATCHUP_BATCH) and paced:
+ * the next page is read only once the client has taken most of the last one
+ * (CATCHUP_LOW_WATER), and catch-up reads run on one worker thread at a time. So one client
+ * catching up on 10,000 events holds back neither the live events of the others on the same
+ * project nor the reads of other projects. A subscriber that reached the end of the log
+ * joins the live reads. A WebSocket handles its messages one at a time: while
  * a job of its own is out, further messages wait (ws->stash) and the socket is not read.
  */
 #ifndef TANDEM_REALTIME_HUB_INTERNAL_H
@@ -42,22 +51,33 @@
 
 #define TOPIC_BUCKETS	  1024
 #define CATCHUP_BATCH	  200
+#define CATCHUP_LOW_WATER 65536 /* a catching-up client gets its next page below this queued */
 #define SWEEP_INTERVAL_MS 5000
 #define DRAIN_FLUSH_MS	  2000
 #define WS_RX_BUDGET	  65536 /* bytes read from one peer per turn of the loop */
 #define WS_CTX_LINGER_MS  1000	/* an unused wslay context is freed after this */
 #define WORKER_THREADS	  2
 #define CLOSE_GRACE_MS	  2000 /* a closing WebSocket that takes no byte for this long is dropped */
+#define CAP_BUCKETS	  1024
+#define CAP_KEY_LEN	  64 /* a client address key: an IPv4 address or an IPv6 /64 */
 
 enum sub_kind { SUB_WS, SUB_SSE, SUB_POLL };
 
 struct topic;
 
+/* How many live channels one user or one client address has open ("u:<id>", "i:<addr>"). */
+struct cap {
+	struct cap *next;
+	int n;
+	char key[];
+};
+
 struct sub {
 	struct sub *next, *prev; /* in the topic */
 	struct topic *topic;
 	enum sub_kind kind;
-	int64_t last; /* the seq this subscriber has seen */
+	int64_t last;  /* the seq this subscriber has seen */
+	bool catching; /* served by the topic's catch-up reads, not its live ones */
 	char user_id[UUID_STR_LEN];
 	void *owner;		/* struct ws, hub_stream or waiter */
 	struct sub *owner_next; /* in the WebSocket's own list */
@@ -67,8 +87,10 @@ struct topic {
 	char id[UUID_STR_LEN];
 	struct topic *next;
 	struct sub *subs;
-	bool dirty;    /* the log may hold events some subscriber lacks */
-	bool fetching; /* a catch-up job is out (hub thread only) */
+	bool dirty;	    /* the log may hold events some up-to-date subscriber lacks */
+	bool catchup_dirty; /* ... or some catching-up subscriber lacks */
+	bool fetching;	    /* a live read is out (hub thread only) */
+	bool catching_up;   /* a catch-up read is out (hub thread only) */
 };
 
 /* A client message that came while the connection's job was out. */
@@ -91,6 +113,7 @@ struct ws {
 	struct ws_msg *stash; /* messages waiting for it, in order */
 	int64_t opened_ms, last_rx_ms, last_ping_ms, close_deadline_ms;
 	int64_t full_since_ms; /* event delivery paused on a full queue since then, or 0 */
+	bool catchup_wait;     /* a catch-up page waits for the queue to drain (ws_pump) */
 	int64_t ctx_used_ms;   /* the wslay context was last needed then */
 	struct ws_input in;    /* where the peer's byte stream stands */
 	uint32_t rx_budget;
@@ -99,8 +122,13 @@ struct ws {
 	int fd;
 	int nsubs;
 	bool authed, closing, dead;
-	bool orphan; /* destroyed while its job was out: freed when the result comes */
+	bool orphan;		 /* destroyed while its job was out: freed when the result comes */
+	bool held_ip, held_user; /* places taken in the caps (caps_take), given back at destroy */
 	char user_id[UUID_STR_LEN];
+	char ip[CAP_KEY_LEN];
+	int64_t tokens, tokens_ms; /* the message budget, in thousandths of a message */
+	int over;		   /* messages refused since the last one within the budget */
+	bool rate_closed;	   /* over the budget for good: 1008 once the queue is sent */
 };
 
 struct hub_stream {
@@ -108,6 +136,9 @@ struct hub_stream {
 	struct hub *hub;
 	struct request *req;
 	bool parked, ended, subscribed;
+	bool held;	   /* a place in the caps, given back at release */
+	bool catchup_wait; /* a catch-up page waits for the buffer to drain (hub_stream_read) */
+	char ip[CAP_KEY_LEN];
 	char *buf;
 	size_t len, off, cap;
 	int64_t last_beat_ms;
@@ -118,6 +149,8 @@ struct waiter {
 	struct request *req;
 	int64_t deadline_ms;
 	struct waiter *next_all, *prev_all;
+	bool held; /* a place in the caps, given back when woken */
+	char ip[CAP_KEY_LEN];
 };
 
 struct adopt {
@@ -126,6 +159,7 @@ struct adopt {
 	char *extra;
 	size_t extra_len;
 	char user_id[UUID_STR_LEN];
+	char ip[CAP_KEY_LEN];
 };
 
 struct note {
@@ -159,6 +193,7 @@ struct job {
 	const char *token;	/* JOB_AUTH */
 	bool has_after;		/* JOB_SUBSCRIBE */
 	int64_t after;		/* JOB_SUBSCRIBE: the client's; JOB_FETCH: read after this */
+	bool catchup;		/* JOB_FETCH: a topic's catch-up read (else its live read) */
 	int rc;			/* result: 0 or a negative error kind */
 	int64_t seq;		/* JOB_SUBSCRIBE: the project's head */
 	struct fetched *events; /* JOB_FETCH */
@@ -168,7 +203,9 @@ struct job {
 struct worker {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct job *queue, **tail; /* a FIFO */
+	struct job *queue, **tail;   /* a FIFO */
+	struct job *cqueue, **ctail; /* catch-up reads, a FIFO: one thread at a time on them */
+	int catchup_running;
 	bool stop;
 	int nthreads;
 	pthread_t threads[WORKER_THREADS];
@@ -193,12 +230,21 @@ struct hub {
 	struct ws *sockets; /* hub thread only */
 	int nsockets, max_sockets;
 	struct waiter *waiters;
+	struct cap *caps[CAP_BUCKETS]; /* open live channels per user and per client address */
 	int64_t last_sweep_ms;
 	struct worker worker;
 };
 
 /* hub.c */
 void hub_wake(struct hub *h);
+/*
+ * The caps on live channels (WebSockets, SSE streams, parked long polls) per user and per
+ * client address, lock held. caps_take takes a place for user_id and for ip (either may be
+ * NULL or empty: not counted), both or neither: false when one of them is at its cap.
+ * caps_put gives back what caps_take took.
+ */
+bool caps_take(struct hub *h, const char *user_id, const char *ip);
+void caps_put(struct hub *h, const char *user_id, const char *ip);
 
 /* fanout.c (lock held unless said otherwise) */
 struct topic *topic_get(struct hub *h, const char *id, bool create);
@@ -213,6 +259,8 @@ void fanout_note(struct hub *h, const struct note *n);
 void fanout_post_dirty(struct hub *h);
 /* Hub thread, lock not held: a catch-up job's result. */
 void fanout_fetched(struct hub *h, struct job *j);
+/* Queued bytes below which a catching-up client gets its next page. */
+size_t catchup_low_water(const struct hub *h);
 
 /* websocket.c (hub thread) */
 void ws_adopt(struct hub *h, struct adopt *ad);

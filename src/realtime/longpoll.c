@@ -6,11 +6,13 @@
  * Threads: hub_park runs on libmicrohttpd's threads, waking on the hub thread (delivery,
  * timers) or in hub_drain; all of it under hub->lock. A waiter is freed when woken.
  */
+#include "core/error.h"
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "http/request.h"
 #include "realtime/hub_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 void poll_wake(struct hub *h, struct waiter *w)
@@ -22,6 +24,8 @@ void poll_wake(struct hub *h, struct waiter *w)
 		h->waiters = w->next_all;
 	if (w->next_all)
 		w->next_all->prev_all = w->prev_all;
+	if (w->held)
+		caps_put(h, w->sub.user_id, w->ip);
 	http_resume(w->req);
 	free(w);
 }
@@ -41,15 +45,22 @@ void poll_wake_all(struct hub *h)
 		poll_wake(h, h->waiters);
 }
 
-bool hub_park(struct hub *h, struct request *req, const char *project_id, int64_t after,
-	      int64_t deadline_ms)
+int hub_park(struct hub *h, struct request *req, const char *project_id, const char *user_id,
+	     const char *ip, int64_t after, int64_t deadline_ms)
 {
 	pthread_mutex_lock(&h->lock);
 	if (atomic_load(&h->draining)) {
 		pthread_mutex_unlock(&h->lock);
-		return false;
+		return -ERR_UNAVAILABLE;
+	}
+	if (!caps_take(h, user_id, ip)) {
+		pthread_mutex_unlock(&h->lock);
+		return -ERR_RATE_LIMITED;
 	}
 	struct waiter *w = xcalloc(1, sizeof(*w));
+	w->held = true;
+	snprintf(w->sub.user_id, sizeof(w->sub.user_id), "%s", user_id ? user_id : "");
+	snprintf(w->ip, sizeof(w->ip), "%s", ip ? ip : "");
 	w->sub.kind = SUB_POLL;
 	w->sub.owner = w;
 	w->sub.last = after;
@@ -69,5 +80,5 @@ bool hub_park(struct hub *h, struct request *req, const char *project_id, int64_
 		log_json(
 		    LOG_DEBUG, "long poll parked",
 		    json_pack("{s:s, s:I}", "project_id", project_id, "after", (json_int_t)after));
-	return true;
+	return 0;
 }

@@ -107,20 +107,28 @@ void sse_end_all(struct hub *h)
 }
 
 struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const char *user_id,
-				   int64_t after)
+				   const char *ip, int64_t after)
 {
 	struct hub_stream *st = xcalloc(1, sizeof(*st));
 	st->hub = h;
 	st->sub.kind = SUB_SSE;
 	st->sub.owner = st;
 	st->sub.last = after;
+	st->sub.catching = true; /* its first read tells whether it is behind (fanout.c) */
 	snprintf(st->sub.user_id, sizeof(st->sub.user_id), "%s", user_id);
+	snprintf(st->ip, sizeof(st->ip), "%s", ip ? ip : "");
 	st->last_beat_ms = time_now_ms();
 	stream_append(st, ": tandem event stream\nretry: 2000\n\n", 35);
 	pthread_mutex_lock(&h->lock);
 	if (atomic_load(&h->draining)) {
 		st->ended = true;
+	} else if (!caps_take(h, st->sub.user_id, st->ip)) {
+		pthread_mutex_unlock(&h->lock);
+		free(st->buf);
+		free(st);
+		return NULL;
 	} else {
+		st->held = true;
 		sub_attach(h, &st->sub, project_id);
 		st->subscribed = true;
 	}
@@ -134,6 +142,7 @@ long hub_stream_read(void *stream, struct request *req, char *buf, size_t max)
 	struct hub_stream *st = stream;
 	struct hub *h = st->hub;
 	long n = 0;
+	bool wake = false;
 	pthread_mutex_lock(&h->lock);
 	st->req = req;
 	if (st->off < st->len) {
@@ -143,6 +152,11 @@ long hub_stream_read(void *stream, struct request *req, char *buf, size_t max)
 		st->off += (size_t)n;
 		if (st->off == st->len)
 			st->off = st->len = 0;
+		if (st->catchup_wait && st->len - st->off < catchup_low_water(h) && st->sub.topic) {
+			st->catchup_wait = false; /* it took the last catch-up page: the next one */
+			st->sub.topic->catchup_dirty = true;
+			wake = true;
+		}
 	} else if (st->ended) {
 		n = -1;
 	} else {
@@ -151,6 +165,8 @@ long hub_stream_read(void *stream, struct request *req, char *buf, size_t max)
 		st->parked = true;
 	}
 	pthread_mutex_unlock(&h->lock);
+	if (wake)
+		hub_wake(h);
 	return n;
 }
 
@@ -160,6 +176,8 @@ void hub_stream_release(void *stream)
 	struct hub *h = st->hub;
 	pthread_mutex_lock(&h->lock);
 	sub_detach(&st->sub);
+	if (st->held)
+		caps_put(h, st->sub.user_id, st->ip);
 	pthread_mutex_unlock(&h->lock);
 	free(st->buf);
 	free(st);

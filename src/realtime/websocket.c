@@ -101,9 +101,16 @@ bool ws_input_at_rest(const struct ws_input *in)
 
 static wslay_event_context_ptr ws_ctx(struct ws *w);
 
+/* What the outgoing queue costs: its bytes, control frames included (wslay queues a PONG for
+ * every PING it reads, and an empty PONG is 0 bytes), plus wslay's bookkeeping per message. */
+#define WS_MSG_OVERHEAD 64
+
 size_t ws_queued(const struct ws *w)
 {
-	return w->ctx ? wslay_event_get_queued_msg_length(w->ctx) : 0;
+	if (!w->ctx)
+		return 0;
+	return wslay_event_get_queued_msg_length(w->ctx) +
+	       WS_MSG_OVERHEAD * wslay_event_get_queued_msg_count(w->ctx);
 }
 
 void ws_send_text(struct ws *w, const char *text, size_t len)
@@ -257,6 +264,8 @@ static void ws_subscribed(struct ws *w, struct job *j)
 		w->nsubs++;
 	}
 	s->last = j->has_after ? j->after : j->seq;
+	/* Behind the head: it catches up on pages of its own, at its own pace (fanout.c). */
+	s->catching = s->last < j->seq;
 	sub_attach(h, s, j->project_id);
 	pthread_mutex_unlock(&h->lock);
 }
@@ -352,6 +361,14 @@ void ws_job_done(struct hub *h, struct job *j)
 		if (j->rc == 0 && !w->closing && !w->dead) {
 			memcpy(w->user_id, j->user_id, UUID_STR_LEN);
 			w->authed = true;
+			pthread_mutex_lock(&h->lock);
+			if (!w->held_user)
+				w->held_user = caps_take(h, w->user_id, NULL);
+			pthread_mutex_unlock(&h->lock);
+			if (!w->held_user) {
+				ws_close(w, 1013, "too many connections for this user");
+				break;
+			}
 			ws_send_json(w, json_pack("{s:s, s:s}", "type", "authenticated", "user_id",
 						  j->user_id));
 		} else {
@@ -392,11 +409,12 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
 		ws_input_track(&w->in, buf, n);
 		return (ssize_t)n;
 	}
-	if (w->rx_budget == 0 || w->job) {
+	if (w->rx_budget == 0 || w->job || ws_queued(w) >= w->hub->lim.max_queue) {
 		/* Enough of this peer for one turn: wslay_event_recv would otherwise read a fast
 		 * sender for ever while every other connection starves. The socket stays readable
 		 * (epoll is level-triggered), so the rest comes on the next turn. With a job out,
-		 * the rest waits for its result. */
+		 * the rest waits for its result. With a full outgoing queue, the rest waits until
+		 * the peer takes it: every PING read would queue one more PONG (ws_pump). */
 		wslay_event_set_error(w->ctx, WSLAY_ERR_WOULDBLOCK);
 		return -1;
 	}
@@ -449,6 +467,42 @@ static int ws_genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, 
 	return 0;
 }
 
+/*
+ * The connection's message budget, a token bucket: msg_rate messages a second, msg_burst at
+ * once. A message past it is not handled: the first one is answered with an error
+ * rate_limited, and a client that goes on sending msg_burst more before the budget lets one
+ * through is closed with 1008 (policy violation). Tokens are counted in thousandths.
+ */
+static bool ws_within_budget(struct ws *w)
+{
+	const struct hub_limits *l = &w->hub->lim;
+	if (l->msg_rate <= 0)
+		return true;
+	int64_t now = time_now_ms(), cap = (int64_t)l->msg_burst * 1000;
+	if (now > w->tokens_ms) {
+		int64_t gained = (now - w->tokens_ms) * l->msg_rate;
+		w->tokens = gained >= cap - w->tokens ? cap : w->tokens + gained;
+		w->tokens_ms = now;
+	}
+	if (w->tokens >= 1000) {
+		w->tokens -= 1000;
+		w->over = 0;
+		return true;
+	}
+	if (w->closing || w->dead || w->rate_closed)
+		return false;
+	if (w->over++ == 0) {
+		ws_error(w, "rate_limited", "too many messages; slow down");
+	} else if (w->over > l->msg_burst) {
+		/* Closed once what is queued (the error, typically) is sent: wslay would send the
+		 * close frame ahead of it (ws_pump). */
+		log_json(LOG_INFO, "websocket closed for its message rate",
+			 json_pack("{s:s}", "user_id", w->user_id));
+		w->rate_closed = true;
+	}
+	return false;
+}
+
 static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
 		      void *user)
 {
@@ -456,6 +510,8 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
 	(void)ctx;
 	if (arg->opcode >= 0x8)
 		return; /* control frames: wslay answers pings and closes itself */
+	if (!ws_within_budget(w))
+		return;
 	if (w->job || w->stash) {
 		/* wslay parses every frame it has buffered in one go: keep the message until the
 		 * job out is answered (ws_job_done). Bounded by one turn's read budget. */
@@ -497,9 +553,10 @@ static wslay_event_context_ptr ws_ctx(struct ws *w)
  * nothing queued or half sent, no close begun, no paused delivery, no job out. */
 static bool ws_at_rest(const struct ws *w)
 {
-	return w->ctx && !w->closing && !w->dead && !w->full_since_ms && !w->extra && !w->job &&
-	       !w->stash && ws_input_at_rest(&w->in) && wslay_event_want_read(w->ctx) &&
-	       !wslay_event_want_write(w->ctx) && wslay_event_get_queued_msg_count(w->ctx) == 0 &&
+	return w->ctx && !w->closing && !w->dead && !w->rate_closed && !w->full_since_ms &&
+	       !w->extra && !w->job && !w->stash && ws_input_at_rest(&w->in) &&
+	       wslay_event_want_read(w->ctx) && !wslay_event_want_write(w->ctx) &&
+	       wslay_event_get_queued_msg_count(w->ctx) == 0 &&
 	       !wslay_event_get_close_received(w->ctx) && !wslay_event_get_close_sent(w->ctx);
 }
 
@@ -514,6 +571,8 @@ void ws_destroy(struct hub *h, struct ws *w)
 		sub_detach(s);
 		free(s);
 	}
+	caps_put(h, w->held_user ? w->user_id : NULL, w->held_ip ? w->ip : NULL);
+	w->held_user = w->held_ip = false;
 	pthread_mutex_unlock(&h->lock);
 	epoll_ctl(h->epfd, EPOLL_CTL_DEL, w->fd, NULL);
 	/* Unread input would turn the close into a reset, which discards what is not yet sent
@@ -552,16 +611,36 @@ void ws_pump(struct hub *h, struct ws *w)
 		ws_destroy(h, w);
 		return;
 	}
+	if (w->rate_closed && !w->closing && w->ctx &&
+	    wslay_event_get_queued_msg_count(w->ctx) == 0)
+		ws_close(w, 1008, "message rate exceeded");
 	if (w->full_since_ms && ws_queued(w) < h->lim.max_queue / 2) {
-		w->full_since_ms = 0; /* resume: the next catch-up sends what the log holds */
+		/* Resume: it fell behind while paused, so it catches up on pages of its own
+		 * from the log rather than hold back the live reads of its topics. */
+		w->full_since_ms = 0;
+		w->catchup_wait = false;
 		pthread_mutex_lock(&h->lock);
 		for (struct sub *s = w->subs; s; s = s->owner_next)
-			if (s->topic)
-				s->topic->dirty = true;
+			if (s->topic) {
+				s->catching = true;
+				s->topic->catchup_dirty = true;
+			}
+		pthread_mutex_unlock(&h->lock);
+	} else if (w->catchup_wait && ws_queued(w) < catchup_low_water(h)) {
+		w->catchup_wait = false; /* it took the last page: the next one */
+		pthread_mutex_lock(&h->lock);
+		for (struct sub *s = w->subs; s; s = s->owner_next)
+			if (s->topic && s->catching)
+				s->topic->catchup_dirty = true;
 		pthread_mutex_unlock(&h->lock);
 	}
+	/* A peer that does not take what is queued for it is not read either (its PINGs would
+	 * queue PONGs without bound): it has a ping interval to take half of it, or 4008. */
+	bool full = ws_queued(w) >= h->lim.max_queue;
+	if (full && !w->full_since_ms)
+		w->full_since_ms = time_now_ms();
 	/* With a job out, input waits (level-triggered epoll would report it every turn). */
-	uint32_t want = (w->job ? 0 : EPOLLIN | EPOLLRDHUP) |
+	uint32_t want = (w->job || full ? 0 : EPOLLIN | EPOLLRDHUP) |
 			(w->ctx && wslay_event_want_write(w->ctx) ? EPOLLOUT : 0);
 	if (want != w->events) {
 		struct epoll_event ev = {.events = want, .data.ptr = w};
@@ -598,6 +677,9 @@ void ws_adopt(struct hub *h, struct adopt *ad)
 		memcpy(w->user_id, ad->user_id, UUID_STR_LEN);
 		w->authed = true;
 	}
+	memcpy(w->ip, ad->ip, CAP_KEY_LEN);
+	w->tokens = (int64_t)h->lim.msg_burst * 1000;
+	w->tokens_ms = w->opened_ms;
 	int fl = fcntl(w->fd, F_GETFL);
 	fcntl(w->fd, F_SETFL, fl | O_NONBLOCK);
 	h->nsockets++;
@@ -614,6 +696,17 @@ void ws_adopt(struct hub *h, struct adopt *ad)
 		/* libmicrohttpd no longer counts this connection (hub_adopt_websocket): bound the
 		 * descriptors WebSockets hold here. */
 		ws_close(w, 1013, "too many connections");
+	else {
+		/* The upgrade was within the caps (hub_ws_admissible); others may have come first.
+		 */
+		pthread_mutex_lock(&h->lock);
+		bool ok = caps_take(h, w->authed ? w->user_id : NULL, w->ip);
+		pthread_mutex_unlock(&h->lock);
+		w->held_user = ok && w->authed;
+		w->held_ip = ok;
+		if (!ok)
+			ws_close(w, 1013, "too many connections");
+	}
 	w->rx_budget = WS_RX_BUDGET;
 	if (w->extra && ws_ctx(w) && wslay_event_recv(w->ctx) != 0) {
 		wslay_event_send(w->ctx); /* the close wslay queued for a broken frame, if any */
@@ -636,7 +729,7 @@ void ws_timers(struct hub *h, int64_t now)
 			 * behind the backlog too): it resumes with its last seq. */
 			log_json(LOG_INFO, "websocket closed as a slow consumer",
 				 json_pack("{s:s, s:s}", "user_id", w->user_id, "cause",
-					   "events not taken"));
+					   "queue not taken"));
 			ws_close(w, 4008, "slow consumer");
 		} else if (!w->job && now - w->last_rx_ms > (int64_t)h->lim.idle_timeout_s * 1000)
 			w->dead = true; /* silent peer: no pong, nothing */

@@ -10,6 +10,7 @@
  * frees it. Each worker thread has its own store connection (store_conn is per thread).
  */
 #include "core/error.h"
+#include "core/log.h"
 #include "core/xalloc.h"
 #include "realtime/hub_internal.h"
 #include "services/sessions.h"
@@ -72,6 +73,10 @@ static void run_fetch(struct hub *h, struct job *j)
 	error_release(&err);
 	if (j->rc < 0)
 		return;
+	if (log_get_level() <= LOG_DEBUG) /* what tests look at to see how far a catch-up went */
+		log_json(LOG_DEBUG, "realtime read",
+			 json_pack("{s:s, s:I, s:i, s:b}", "project_id", j->project_id, "after",
+				   (json_int_t)j->after, "events", n, "catchup", j->catchup));
 	j->events = arena_alloc(&j->arena, sizeof(*j->events) * (size_t)(n ? n : 1));
 	for (int i = 0; i < n; i++) {
 		json_t *ej = event_json(&evs[i]);
@@ -108,16 +113,27 @@ static void *worker_main(void *arg)
 	struct worker *wk = &h->worker;
 	for (;;) {
 		pthread_mutex_lock(&wk->lock);
-		while (!wk->queue && !wk->stop)
+		/* Catch-up reads take one thread at a time: the others stay for the live reads
+		 * and the sockets' checks, which never wait behind a catch-up. */
+		while (!wk->stop && !wk->queue && !(wk->cqueue && wk->catchup_running == 0))
 			pthread_cond_wait(&wk->cond, &wk->lock);
 		if (wk->stop) {
 			pthread_mutex_unlock(&wk->lock);
 			return NULL;
 		}
-		struct job *j = wk->queue;
-		wk->queue = j->next;
-		if (!wk->queue)
-			wk->tail = &wk->queue;
+		struct job *j;
+		if (wk->cqueue && wk->catchup_running == 0) {
+			j = wk->cqueue;
+			wk->cqueue = j->next;
+			if (!wk->cqueue)
+				wk->ctail = &wk->cqueue;
+			wk->catchup_running++;
+		} else {
+			j = wk->queue;
+			wk->queue = j->next;
+			if (!wk->queue)
+				wk->tail = &wk->queue;
+		}
 		pthread_mutex_unlock(&wk->lock);
 		switch (j->kind) {
 		case JOB_AUTH:
@@ -129,6 +145,12 @@ static void *worker_main(void *arg)
 		case JOB_FETCH:
 			run_fetch(h, j);
 			break;
+		}
+		if (j->kind == JOB_FETCH && j->catchup) {
+			pthread_mutex_lock(&wk->lock);
+			wk->catchup_running--;
+			pthread_cond_signal(&wk->cond); /* a thread may wait for that */
+			pthread_mutex_unlock(&wk->lock);
 		}
 		post_done(h, j);
 	}
@@ -148,7 +170,11 @@ void worker_post(struct hub *h, struct job *j)
 	j->next = NULL;
 	pthread_mutex_lock(&wk->lock);
 	bool stopped = wk->stop || wk->nthreads == 0;
-	if (!stopped) {
+	if (!stopped && j->kind == JOB_FETCH && j->catchup) {
+		*wk->ctail = j;
+		wk->ctail = &j->next;
+		pthread_cond_signal(&wk->cond);
+	} else if (!stopped) {
 		*wk->tail = j;
 		wk->tail = &j->next;
 		pthread_cond_signal(&wk->cond);
@@ -170,11 +196,13 @@ void worker_stop(struct hub *h)
 	for (int i = 0; i < wk->nthreads; i++)
 		pthread_join(wk->threads[i], NULL);
 	wk->nthreads = 0;
-	while (wk->queue) {
-		struct job *j = wk->queue;
-		wk->queue = j->next;
+	while (wk->queue || wk->cqueue) {
+		struct job **q = wk->queue ? &wk->queue : &wk->cqueue;
+		struct job *j = *q;
+		*q = j->next;
 		j->rc = -ERR_UNAVAILABLE;
 		post_done(h, j);
 	}
 	wk->tail = &wk->queue;
+	wk->ctail = &wk->cqueue;
 }
