@@ -11,6 +11,7 @@
 #include "handlers/common.h"
 #include "handlers/handlers.h"
 #include "handlers/ratelimit.h"
+#include "http/clientkey.h"
 #include "http/reply.h"
 #include "http/request.h"
 #include "http/server.h"
@@ -19,7 +20,6 @@
 #include "services/auth.h"
 #include "services/events.h"
 
-#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -40,26 +40,13 @@ static void upgraded(void *cls, int fd, const char *extra, size_t extra_len, voi
 	free(u);
 }
 
-/*
- * The client address as the caps on live channels count it: an IPv4 address, or the /64 of
- * an IPv6 one (a host is given a whole /64 to pick addresses from). A stand-in, local to this
- * file, for the client address key http/ is to share (issue 14 finding 5).
- */
-static const char *client_key(struct request *req)
+/* The client address as the caps on live channels count it (http/clientkey.h: an IPv6
+ * client by its /64). */
+static const char *stream_key(struct request *req)
 {
-	const char *ip = client_ip(req, req->app->limits);
-	struct in6_addr a;
-	char buf[INET6_ADDRSTRLEN];
-	if (!strchr(ip, ':') || inet_pton(AF_INET6, ip, &a) != 1)
-		return ip;
-	if (IN6_IS_ADDR_V4MAPPED(&a))
-		return inet_ntop(AF_INET, &a.s6_addr[12], buf, sizeof(buf))
-			   ? arena_strdup(&req->arena, buf)
-			   : ip;
-	memset(&a.s6_addr[8], 0, 8);
-	if (!inet_ntop(AF_INET6, &a, buf, sizeof(buf)))
-		return ip;
-	return arena_printf(&req->arena, "%s/64", buf);
+	char key[CLIENT_KEY_LEN];
+	client_key(client_ip(req, req->app->limits), key);
+	return arena_strdup(&req->arena, key);
 }
 
 static int too_many_streams(struct request *req)
@@ -118,7 +105,7 @@ int handle_realtime(struct request *req)
 		}
 		memcpy(u->user_id, req->user->id, UUID_STR_LEN);
 	}
-	snprintf(u->ip, sizeof(u->ip), "%s", client_key(req));
+	snprintf(u->ip, sizeof(u->ip), "%s", stream_key(req));
 	if (!hub_ws_admissible(u->hub, u->user_id[0] ? u->user_id : NULL, u->ip)) {
 		free(u);
 		return too_many_streams(req);
@@ -155,7 +142,7 @@ int handle_events_stream(struct request *req)
 	if (hub_draining(req->app->hub))
 		return error_set(&req->err, ERR_UNAVAILABLE, "shutting down");
 	struct hub_stream *st =
-	    hub_stream_open(req->app->hub, id, req->user->id, client_key(req), after);
+	    hub_stream_open(req->app->hub, id, req->user->id, stream_key(req), after);
 	if (!st)
 		return too_many_streams(req);
 	reply_header(req, "Cache-Control", "no-store");
@@ -200,7 +187,7 @@ int handle_events_list(struct request *req)
 		return rc;
 	if (json_array_size(json_object_get(out, "data")) == 0 && time_now_ms() < ps->deadline_ms) {
 		json_int_t after = json_integer_value(json_object_get(out, "next_after"));
-		rc = hub_park(req->app->hub, req, id, req->user->id, client_key(req),
+		rc = hub_park(req->app->hub, req, id, req->user->id, stream_key(req),
 			      (int64_t)after, ps->deadline_ms);
 		if (rc == 0)
 			return 0; /* parked: called again on news, at the deadline or at shutdown */
