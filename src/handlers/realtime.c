@@ -17,6 +17,7 @@
 #include "realtime/websocket.h"
 #include "services/auth.h"
 #include "services/events.h"
+#include "services/token.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -27,14 +28,41 @@
 struct upgrade_ctx {
 	struct hub *hub;
 	char user_id[UUID_STR_LEN];
+	const char *token; /* the request's: it outlives the upgrade callback */
+	int64_t exp_ms;
 };
 
 static void upgraded(void *cls, int fd, const char *extra, size_t extra_len, void *handle)
 {
 	struct upgrade_ctx *u = cls;
-	hub_adopt_websocket(u->hub, fd, extra, extra_len, handle,
-			    u->user_id[0] ? u->user_id : NULL);
+	struct hub_who who = {u->user_id, u->token, u->exp_ms};
+	hub_adopt_websocket(u->hub, fd, extra, extra_len, handle, u->user_id[0] ? &who : NULL);
 	free(u);
+}
+
+/*
+ * Who the (authenticated) request is, for a live channel: its user, its bearer token and the
+ * token's expiry, which the channel keeps (issue 14: it ends at the expiry and is re-checked
+ * when the user's tokens are revoked).
+ */
+static int live_who(struct request *req, struct hub_who *who)
+{
+	const char *h = request_header(req, "Authorization");
+	struct access_claims claims;
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return error_set(&req->err, ERR_UNAUTHENTICATED,
+				 "this request needs a bearer token");
+	h += 7;
+	while (*h == ' ')
+		h++;
+	/* Verified by the router a moment ago: the thread's token cache answers. */
+	int rc = token_verify(&req->arena, &req->app->auth->key, h, &claims, &req->err);
+	if (rc < 0)
+		return rc;
+	who->user_id = req->user->id;
+	who->token = h;
+	who->exp_ms = claims.exp * 1000;
+	return 0;
 }
 
 static bool header_has_token(const char *h, const char *token)
@@ -78,12 +106,17 @@ int handle_realtime(struct request *req)
 	/* A bearer header is checked now (401 before the upgrade); without one the client
 	 * authenticates with its first message. Tokens in the URL are never read. */
 	if (request_header(req, "Authorization")) {
+		struct hub_who who;
 		int rc = handlers_authenticate(req);
+		if (rc == 0)
+			rc = live_who(req, &who);
 		if (rc < 0) {
 			free(u);
 			return rc;
 		}
 		memcpy(u->user_id, req->user->id, UUID_STR_LEN);
+		u->token = who.token;
+		u->exp_ms = who.exp_ms;
 	}
 	char *accept = arena_alloc(&req->arena, WS_ACCEPT_KEY_SIZE); /* the reply keeps it */
 	ws_accept_key(key, accept);
@@ -93,11 +126,15 @@ int handle_realtime(struct request *req)
 	return reply_upgrade(req, upgraded, u);
 }
 
-/* GET /v1/projects/{id}/events/stream (Last-Event-ID) -> 200 text/event-stream | 404 */
+/*
+ * GET /v1/projects/{id}/events/stream (Last-Event-ID) -> 200 text/event-stream | 404 |
+ * 422 (Last-Event-ID beyond the project's last event)
+ */
 int handle_events_stream(struct request *req)
 {
 	const char *id = param_uuid(req, "id");
 	const char *last = request_header(req, "Last-Event-ID");
+	struct hub_who who;
 	int64_t seq, after;
 	int rc;
 	if (!id)
@@ -112,11 +149,26 @@ int handle_events_stream(struct request *req)
 		if (!*last || *end || v < 0)
 			return error_set(&req->err, ERR_BAD_REQUEST,
 					 "Last-Event-ID must be an event seq");
+		if (v > seq) {
+			/* It would never see the events up to it, a removal among them. */
+			error_field(&req->err, "Last-Event-ID", "out_of_range",
+				    "must not be beyond the project's last event (seq %lld)",
+				    (long long)seq);
+			return -ERR_VALIDATION_FAILED;
+		}
 		after = v;
 	}
+	if ((rc = live_who(req, &who)) < 0)
+		return rc;
 	if (hub_draining(req->app->hub))
 		return error_set(&req->err, ERR_UNAVAILABLE, "shutting down");
-	struct hub_stream *st = hub_stream_open(req->app->hub, id, req->user->id, after);
+	struct hub_stream *st = hub_stream_open(req->app->hub, id, &who, after, seq);
+	/* Checked again now that the stream is attached: a revocation the hub handled between
+	 * the router's check and the attachment found no stream to end. */
+	if ((rc = handlers_authenticate(req)) < 0) {
+		hub_stream_release(st);
+		return rc;
+	}
 	reply_header(req, "Cache-Control", "no-store");
 	reply_header(req, "X-Accel-Buffering", "no");
 	return reply_stream(req, "text/event-stream; charset=utf-8", hub_stream_read,
@@ -124,10 +176,46 @@ int handle_events_stream(struct request *req)
 }
 
 struct poll_state {
-	int64_t deadline_ms;
+	int64_t deadline_ms; /* the wait's end, or the token's expiry if that comes first */
 };
 
-/* GET /v1/projects/{id}/events?after=&limit=&wait= -> 200 {data, next_after, has_more} */
+/*
+ * A long poll's checks: `after` is not beyond the project's last event (a poll parked there
+ * would wait past events it never sees), and the wait ends no later than the token.
+ */
+static int poll_admit(struct request *req, const char *id, struct poll_state *ps)
+{
+	const char *after_s = request_query(req, "after");
+	struct hub_who who;
+	int64_t seq;
+	int rc;
+	if ((rc = live_who(req, &who)) < 0)
+		return rc;
+	if (who.exp_ms < ps->deadline_ms)
+		ps->deadline_ms = who.exp_ms;
+	if (!after_s)
+		return 0;
+	char *end;
+	long long after = strtoll(after_s, &end, 10);
+	if (!*after_s || *end || after < 0)
+		return 0; /* events_feed says what is wrong with it */
+	if ((rc = events_head(req->app->store, &req->arena, req->user->id, id, &seq, &req->err)) <
+	    0)
+		return rc;
+	if (after > seq) {
+		error_field(&req->err, "after", "out_of_range",
+			    "must not be beyond the project's last event (seq %lld)",
+			    (long long)seq);
+		return -ERR_VALIDATION_FAILED;
+	}
+	return 0;
+}
+
+/*
+ * GET /v1/projects/{id}/events?after=&limit=&wait= -> 200 {data, next_after, has_more} | 401
+ * (the token expired or was revoked while the poll waited) | 422 (a wait with `after` beyond
+ * the project's last event)
+ */
 int handle_events_list(struct request *req)
 {
 	const char *id = param_uuid(req, "id");
@@ -137,6 +225,9 @@ int handle_events_list(struct request *req)
 	if (!id)
 		return error_set(&req->err, ERR_NOT_FOUND, "no such project");
 	struct poll_state *ps = req->state;
+	/* Resumed: the token may have expired or been revoked while the poll was parked. */
+	if (ps && (rc = handlers_authenticate(req)) < 0)
+		return rc;
 	if (!ps) {
 		long wait = 0;
 		if (wait_s) {
@@ -151,6 +242,8 @@ int handle_events_list(struct request *req)
 		}
 		ps = arena_alloc(&req->arena, sizeof(*ps));
 		ps->deadline_ms = time_now_ms() + wait * 1000;
+		if (wait > 0 && (rc = poll_admit(req, id, ps)) < 0)
+			return rc;
 		req->state = ps;
 	}
 	if ((rc = events_feed(req->app->store, &req->arena, req->user, id,
@@ -159,7 +252,8 @@ int handle_events_list(struct request *req)
 		return rc;
 	if (json_array_size(json_object_get(out, "data")) == 0 && time_now_ms() < ps->deadline_ms) {
 		json_int_t after = json_integer_value(json_object_get(out, "next_after"));
-		if (hub_park(req->app->hub, req, id, (int64_t)after, ps->deadline_ms))
+		if (hub_park(req->app->hub, req, id, req->user->id, (int64_t)after,
+			     ps->deadline_ms))
 			return 0; /* parked: called again on news, at the deadline or at shutdown */
 	}
 	return reply_json(req, 200, json_incref(out)); /* out is the arena's */

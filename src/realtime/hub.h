@@ -49,33 +49,52 @@ void hub_free(struct hub *h);
 
 /*
  * Project `project_id` has news up to `seq` (0 if unknown), or was deleted; EVENT_NOTE_RESYNC
- * (project_id ignored): re-read every topic. Thread-safe; a hint, never data.
+ * (project_id ignored): re-read every topic; EVENT_NOTE_USER_REVOKED (a user id in place of
+ * project_id): re-check the tokens of every live channel of that user. Thread-safe; a
+ * hint, never data — except a user note, which is never dropped.
  */
 void hub_notify(struct hub *h, const char *project_id, int64_t seq, enum event_note kind);
 
 /*
- * Adopt an upgraded WebSocket connection. user_id NULL: the client must authenticate with
+ * Who a live channel belongs to: the user and the access token it was opened with (borrowed;
+ * the hub keeps a copy), and that token's expiry (wall clock, ms). The channel ends at the
+ * expiry, and its token is checked again on every WebSocket subscribe and whenever the user's
+ * tokens are revoked (EVENT_NOTE_USER_REVOKED).
+ */
+struct hub_who {
+	const char *user_id;
+	const char *token;
+	int64_t exp_ms;
+};
+
+/*
+ * Adopt an upgraded WebSocket connection. who NULL: the client must authenticate with
  * its first message. Call it from the upgrade handler: it keeps a duplicate of `fd` and hands
  * the connection back to libmicrohttpd at once with http_upgrade_close(handle), so that
  * libmicrohttpd frees its per-connection memory. Thread-safe.
  */
 void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_len, void *handle,
-			 const char *user_id);
+			 const struct hub_who *who);
 
-/* SSE: open a stream of project_id's events after `after` for user_id (already authorised). */
+/*
+ * SSE: open a stream of project_id's events after `after` for who (already authorised when
+ * the project's head was `admitted`: a removal of the user after that ends the stream).
+ */
 struct hub_stream;
-struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const char *user_id,
-				   int64_t after);
+struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const struct hub_who *who,
+				   int64_t after, int64_t admitted);
 /* The stream's reader (see reply_stream) and release. */
 long hub_stream_read(void *stream, struct request *req, char *buf, size_t max);
 void hub_stream_release(void *stream);
 
 /*
- * Long poll: park `req` until project_id has an event after `after`, or until deadline_ms
- * (wall clock), or shutdown. Returns false when the hub is draining (answer at once).
+ * Long poll: park `req` of user_id until project_id has an event after `after`, or until
+ * deadline_ms (wall clock), or shutdown, or the user's removal from the project or a
+ * revocation of the user's tokens (the handler checks its token again when it resumes).
+ * Returns false when the hub is draining (answer at once).
  */
-bool hub_park(struct hub *h, struct request *req, const char *project_id, int64_t after,
-	      int64_t deadline_ms);
+bool hub_park(struct hub *h, struct request *req, const char *project_id, const char *user_id,
+	      int64_t after, int64_t deadline_ms);
 
 /* True once hub_drain() has begun. */
 bool hub_draining(const struct hub *h);

@@ -53,11 +53,23 @@ enum sub_kind { SUB_WS, SUB_SSE, SUB_POLL };
 
 struct topic;
 
+/*
+ * The access token a live channel runs on: kept to re-check it (subscribe, a revocation note
+ * for its user) and to end the channel at its expiry. `token` is malloc'd.
+ */
+struct live_token {
+	char *token;
+	int64_t exp_ms; /* wall clock; 0: none known */
+};
+
 struct sub {
 	struct sub *next, *prev; /* in the topic */
 	struct topic *topic;
 	enum sub_kind kind;
 	int64_t last; /* the seq this subscriber has seen */
+	/* The project's head when the subscriber's access was checked (read before the check):
+	 * a member.removed of its user with a higher seq ends it, wherever `last` stands. */
+	int64_t admitted;
 	char user_id[UUID_STR_LEN];
 	void *owner;		/* struct ws, hub_stream or waiter */
 	struct sub *owner_next; /* in the WebSocket's own list */
@@ -101,6 +113,7 @@ struct ws {
 	bool authed, closing, dead;
 	bool orphan; /* destroyed while its job was out: freed when the result comes */
 	char user_id[UUID_STR_LEN];
+	struct live_token tok; /* the token it authenticated with (authed only) */
 };
 
 struct hub_stream {
@@ -111,6 +124,7 @@ struct hub_stream {
 	char *buf;
 	size_t len, off, cap;
 	int64_t last_beat_ms;
+	struct live_token tok;
 };
 
 struct waiter {
@@ -126,6 +140,7 @@ struct adopt {
 	char *extra;
 	size_t extra_len;
 	char user_id[UUID_STR_LEN];
+	struct live_token tok; /* moved to the connection */
 };
 
 struct note {
@@ -146,7 +161,7 @@ struct fetched {
 	size_t ws_len;
 };
 
-enum job_kind { JOB_AUTH, JOB_SUBSCRIBE, JOB_FETCH };
+enum job_kind { JOB_AUTH, JOB_SUBSCRIBE, JOB_FETCH, JOB_RECHECK };
 
 struct job {
 	struct job *next;
@@ -156,13 +171,19 @@ struct job {
 	struct ws *ws;
 	char project_id[UUID_STR_LEN];
 	char user_id[UUID_STR_LEN];
-	const char *token;	/* JOB_AUTH */
+	const char *token;	/* JOB_AUTH, JOB_SUBSCRIBE: checked again */
+	int64_t exp_ms;		/* JOB_AUTH: the token's expiry */
 	bool has_after;		/* JOB_SUBSCRIBE */
 	int64_t after;		/* JOB_SUBSCRIBE: the client's; JOB_FETCH: read after this */
 	int rc;			/* result: 0 or a negative error kind */
+	int auth_rc;		/* JOB_SUBSCRIBE: the token's check (0 or negative) */
 	int64_t seq;		/* JOB_SUBSCRIBE: the project's head */
 	struct fetched *events; /* JOB_FETCH */
 	int nevents;
+	/* JOB_RECHECK: user_id's tokens (arena) and, as the result, each one's check */
+	const char **tokens;
+	int *rcs;
+	int ntokens;
 };
 
 struct worker {
@@ -194,6 +215,7 @@ struct hub {
 	int nsockets, max_sockets;
 	struct waiter *waiters;
 	int64_t last_sweep_ms;
+	int64_t last_revoke_ms; /* a user's tokens were revoked then (hub thread) */
 	struct worker worker;
 };
 
@@ -214,6 +236,15 @@ void fanout_post_dirty(struct hub *h);
 /* Hub thread, lock not held: a catch-up job's result. */
 void fanout_fetched(struct hub *h, struct job *j);
 
+/* Hub thread, lock not held: EVENT_NOTE_USER_REVOKED for user_id: re-check the tokens of
+ * every live channel of the user on the worker (wake the user's parked polls: they check
+ * their token when they resume), and apply the result (JOB_RECHECK). */
+void fanout_user_revoked(struct hub *h, const char *user_id);
+void fanout_rechecked(struct hub *h, struct job *j);
+void live_token_release(struct live_token *t);
+/* Why a refused token ends a channel: "token_expired", "unavailable" or "unauthenticated". */
+const char *live_token_reason(int rc);
+
 /* websocket.c (hub thread) */
 void ws_adopt(struct hub *h, struct adopt *ad);
 void ws_on_ready(struct hub *h, struct ws *w, uint32_t events);
@@ -227,12 +258,17 @@ void ws_send_json(struct ws *w, json_t *o); /* o is stolen */
 size_t ws_queued(const struct ws *w);
 void ws_sub_remove(struct ws *w, struct sub *s); /* lock held */
 void ws_job_done(struct hub *h, struct job *j);
+/* A re-check refused the connection's token (rc < 0): close it (4001, or 1013 when the
+ * check could not be made). */
+void ws_token_refused(struct ws *w, int rc);
 
 /* sse.c (lock held) */
 void sse_deliver(struct hub *h, struct hub_stream *st, const struct fetched *e);
 void sse_end(struct hub_stream *st, const char *event_json);
 void sse_heartbeats(struct hub *h, int64_t now);
 void sse_end_all(struct hub *h);
+/* End the streams whose token expired (reason token_expired). */
+void sse_expire(struct hub *h, int64_t now);
 
 /* longpoll.c (lock held) */
 void poll_wake(struct hub *h, struct waiter *w);

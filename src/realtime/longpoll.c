@@ -11,6 +11,7 @@
 #include "http/request.h"
 #include "realtime/hub_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 void poll_wake(struct hub *h, struct waiter *w)
@@ -41,8 +42,8 @@ void poll_wake_all(struct hub *h)
 		poll_wake(h, h->waiters);
 }
 
-bool hub_park(struct hub *h, struct request *req, const char *project_id, int64_t after,
-	      int64_t deadline_ms)
+bool hub_park(struct hub *h, struct request *req, const char *project_id, const char *user_id,
+	      int64_t after, int64_t deadline_ms)
 {
 	pthread_mutex_lock(&h->lock);
 	if (atomic_load(&h->draining)) {
@@ -53,6 +54,8 @@ bool hub_park(struct hub *h, struct request *req, const char *project_id, int64_
 	w->sub.kind = SUB_POLL;
 	w->sub.owner = w;
 	w->sub.last = after;
+	w->sub.admitted = 0; /* any removal of its user wakes it: it reads the feed again */
+	snprintf(w->sub.user_id, sizeof(w->sub.user_id), "%s", user_id);
 	w->req = req;
 	w->deadline_ms = deadline_ms;
 	w->next_all = h->waiters;

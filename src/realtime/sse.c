@@ -94,6 +94,21 @@ void sse_heartbeats(struct hub *h, int64_t now)
 			}
 }
 
+void sse_expire(struct hub *h, int64_t now)
+{
+	for (int b = 0; b < TOPIC_BUCKETS; b++)
+		for (struct topic *t = h->topics[b]; t; t = t->next) {
+			struct sub *s = t->subs;
+			while (s) {
+				struct sub *next = s->next; /* sub_end unlinks s */
+				struct hub_stream *st = s->owner;
+				if (s->kind == SUB_SSE && st->tok.exp_ms && now >= st->tok.exp_ms)
+					sub_end(h, s, "token_expired");
+				s = next;
+			}
+		}
+}
+
 void sse_end_all(struct hub *h)
 {
 	for (int b = 0; b < TOPIC_BUCKETS; b++)
@@ -106,15 +121,18 @@ void sse_end_all(struct hub *h)
 				}
 }
 
-struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const char *user_id,
-				   int64_t after)
+struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const struct hub_who *who,
+				   int64_t after, int64_t admitted)
 {
 	struct hub_stream *st = xcalloc(1, sizeof(*st));
 	st->hub = h;
 	st->sub.kind = SUB_SSE;
 	st->sub.owner = st;
 	st->sub.last = after;
-	snprintf(st->sub.user_id, sizeof(st->sub.user_id), "%s", user_id);
+	st->sub.admitted = admitted;
+	snprintf(st->sub.user_id, sizeof(st->sub.user_id), "%s", who->user_id);
+	st->tok.token = xstrdup(who->token);
+	st->tok.exp_ms = who->exp_ms;
 	st->last_beat_ms = time_now_ms();
 	stream_append(st, ": tandem event stream\nretry: 2000\n\n", 35);
 	pthread_mutex_lock(&h->lock);
@@ -161,6 +179,7 @@ void hub_stream_release(void *stream)
 	pthread_mutex_lock(&h->lock);
 	sub_detach(&st->sub);
 	pthread_mutex_unlock(&h->lock);
+	live_token_release(&st->tok);
 	free(st->buf);
 	free(st);
 }
