@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "core/timeutil.h"
 #include "core/uuid.h"
+#include "services/notify.h"
 #include "services/tx.h"
 #include "services/validate.h"
 #include "store/store.h"
@@ -152,7 +153,9 @@ int auth_change_password(const struct auth *au, struct store *st, struct arena *
 	/* A new token version ends every access token; the refresh tokens go too. */
 	if ((rc = store_user_set_password(c, me->id, hash, true, now, err)) < 0)
 		goto out;
-	rc = store_refresh_revoke_user(c, me->id, now, err);
+	if ((rc = store_refresh_revoke_user(c, me->id, now, err)) == 0)
+		notify_pending(me->id, 0,
+			       EVENT_NOTE_USER_REVOKED); /* live channels, after commit */
 out:
 	return tx_finish(c, rc, err);
 }
