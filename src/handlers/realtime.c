@@ -28,7 +28,7 @@
 struct upgrade_ctx {
 	struct hub *hub;
 	char user_id[UUID_STR_LEN];
-	const char *token; /* the request's: it outlives the upgrade callback */
+	const char *token; /* the request's header: hub_adopt_websocket copies it in time */
 	int64_t exp_ms;
 };
 

@@ -321,6 +321,11 @@ void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_
 		memcpy(a->extra, extra, extra_len); /* `extra` is in libmicrohttpd's pool */
 		a->extra_len = extra_len;
 	}
+	if (who) { /* copied now: the request (and its headers) go with the connection below */
+		snprintf(a->user_id, sizeof(a->user_id), "%s", who->user_id);
+		a->tok.token = xstrdup(who->token);
+		a->tok.exp_ms = who->exp_ms;
+	}
 	/*
 	 * Keep the socket, give libmicrohttpd the connection back now: its memory pool (the
 	 * configured connection memory), the connection and our request are freed at once
@@ -338,13 +343,9 @@ void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_
 	if (a->fd < 0) {
 		log_warn("cannot keep an upgraded WebSocket: dup: %s", strerror(errno));
 		free(a->extra);
+		live_token_release(&a->tok);
 		free(a);
 		return;
-	}
-	if (who) {
-		snprintf(a->user_id, sizeof(a->user_id), "%s", who->user_id);
-		a->tok.token = xstrdup(who->token);
-		a->tok.exp_ms = who->exp_ms;
 	}
 	pthread_mutex_lock(&h->lock);
 	/* In arrival order: over the socket cap it is the newest WebSocket that is refused,
