@@ -24,7 +24,7 @@ import jwt
 import pytest
 
 from harness import assert_problem
-from rtkit import LongPoll, Sse, Ws, wait_until
+from rtkit import RECV_TIMEOUT, LongPoll, Sse, Ws, wait_until
 from rtkit import close_clients  # noqa: F401 - autouse: closes the test's clients
 from taskkit import PASSWORD, Team, add_member, last_seq
 
@@ -56,9 +56,12 @@ def errors_on(body, field):
 
 
 def sse_end(sse):
-    """Read the stream to its end: the data of its `unsubscribed` record (None if none)."""
+    """Read the stream to its end: the data of its `unsubscribed` record (None if none).
+    Heartbeats keep a stream that never ends alive: the read has an overall deadline."""
     last = None
+    deadline = time.monotonic() + RECV_TIMEOUT
     while True:
+        assert time.monotonic() < deadline, "the stream did not end"
         rec = sse.record()
         if rec is None:
             return last
