@@ -177,7 +177,15 @@ int handle_events_stream(struct request *req)
 
 struct poll_state {
 	int64_t deadline_ms; /* the wait's end, or the token's expiry if that comes first */
+	int64_t checked_us;  /* the last token check began then (time_mono_us) */
 };
+
+/* Check the token again (a revocation may have come since the last check). */
+static int poll_recheck(struct request *req, struct poll_state *ps)
+{
+	ps->checked_us = time_mono_us();
+	return handlers_authenticate(req);
+}
 
 /*
  * A long poll's checks: `after` is not beyond the project's last event (a poll parked there
@@ -226,7 +234,7 @@ int handle_events_list(struct request *req)
 		return error_set(&req->err, ERR_NOT_FOUND, "no such project");
 	struct poll_state *ps = req->state;
 	/* Resumed: the token may have expired or been revoked while the poll was parked. */
-	if (ps && (rc = handlers_authenticate(req)) < 0)
+	if (ps && (rc = poll_recheck(req, ps)) < 0)
 		return rc;
 	if (!ps) {
 		long wait = 0;
@@ -242,6 +250,7 @@ int handle_events_list(struct request *req)
 		}
 		ps = arena_alloc(&req->arena, sizeof(*ps));
 		ps->deadline_ms = time_now_ms() + wait * 1000;
+		ps->checked_us = req->start_us; /* the router checked the token after this */
 		if (wait > 0 && (rc = poll_admit(req, id, ps)) < 0)
 			return rc;
 		req->state = ps;
@@ -252,8 +261,14 @@ int handle_events_list(struct request *req)
 		return rc;
 	if (json_array_size(json_object_get(out, "data")) == 0 && time_now_ms() < ps->deadline_ms) {
 		json_int_t after = json_integer_value(json_object_get(out, "next_after"));
-		if (hub_park(req->app->hub, req, id, req->user->id, (int64_t)after,
-			     ps->deadline_ms))
+		int parked;
+		/* A revocation of the user handled since the token was checked found no poll to
+		 * wake: check again before parking (each check moves checked_us on). */
+		while ((parked = hub_park(req->app->hub, req, id, req->user->id, (int64_t)after,
+					  ps->deadline_ms, ps->checked_us)) == HUB_PARK_RECHECK)
+			if ((rc = poll_recheck(req, ps)) < 0)
+				return rc;
+		if (parked == HUB_PARKED)
 			return 0; /* parked: called again on news, at the deadline or at shutdown */
 	}
 	return reply_json(req, 200, json_incref(out)); /* out is the arena's */

@@ -189,6 +189,11 @@ void fanout_note(struct hub *h, const struct note *n)
 {
 	if (n->kind == EVENT_NOTE_USER_REVOKED) {
 		h->last_revoke_ms = time_now_ms();
+		pthread_mutex_lock(&h->lock);
+		unsigned i = (unsigned)(h->nrevoked++ % REVOKED_RECENT);
+		snprintf(h->revoked[i].user_id, UUID_STR_LEN, "%s", n->project_id);
+		h->revoked[i].at_us = time_mono_us();
+		pthread_mutex_unlock(&h->lock);
 		fanout_user_revoked(h, n->project_id);
 		return;
 	}

@@ -91,10 +91,13 @@ void hub_stream_release(void *stream);
  * Long poll: park `req` of user_id until project_id has an event after `after`, or until
  * deadline_ms (wall clock), or shutdown, or the user's removal from the project or a
  * revocation of the user's tokens (the handler checks its token again when it resumes).
- * Returns false when the hub is draining (answer at once).
+ * checked_us (time_mono_us) is when the request's token check began: a revocation of the
+ * user handled since then may have found nothing to wake. Returns HUB_PARKED, HUB_PARK_DRAINING
+ * (answer at once) or HUB_PARK_RECHECK (nothing parked: check the token again, then retry).
  */
-bool hub_park(struct hub *h, struct request *req, const char *project_id, const char *user_id,
-	      int64_t after, int64_t deadline_ms);
+enum { HUB_PARKED, HUB_PARK_DRAINING, HUB_PARK_RECHECK };
+int hub_park(struct hub *h, struct request *req, const char *project_id, const char *user_id,
+	     int64_t after, int64_t deadline_ms, int64_t checked_us);
 
 /* True once hub_drain() has begun. */
 bool hub_draining(const struct hub *h);

@@ -48,6 +48,7 @@
 #define WS_CTX_LINGER_MS  1000	/* an unused wslay context is freed after this */
 #define WORKER_THREADS	  2
 #define CLOSE_GRACE_MS	  2000 /* a closing WebSocket that takes no byte for this long is dropped */
+#define REVOKED_RECENT	  64
 
 enum sub_kind { SUB_WS, SUB_SSE, SUB_POLL };
 
@@ -216,6 +217,13 @@ struct hub {
 	struct waiter *waiters;
 	int64_t last_sweep_ms;
 	int64_t last_revoke_ms; /* a user's tokens were revoked then (hub thread) */
+	/* The last REVOKED_RECENT revocations handled (a ring, under lock): what a long poll
+	 * checks as it parks (hub_park). */
+	struct {
+		char user_id[UUID_STR_LEN];
+		int64_t at_us; /* time_mono_us */
+	} revoked[REVOKED_RECENT];
+	uint64_t nrevoked;
 	struct worker worker;
 };
 
