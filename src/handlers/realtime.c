@@ -29,13 +29,13 @@ struct upgrade_ctx {
 	struct hub *hub;
 	char user_id[UUID_STR_LEN];
 	const char *token; /* the request's header: hub_adopt_websocket copies it in time */
-	int64_t exp_ms;
+	int64_t exp_ms, checked_us;
 };
 
 static void upgraded(void *cls, int fd, const char *extra, size_t extra_len, void *handle)
 {
 	struct upgrade_ctx *u = cls;
-	struct hub_who who = {u->user_id, u->token, u->exp_ms};
+	struct hub_who who = {u->user_id, u->token, u->exp_ms, u->checked_us};
 	hub_adopt_websocket(u->hub, fd, extra, extra_len, handle, u->user_id[0] ? &who : NULL);
 	free(u);
 }
@@ -62,6 +62,7 @@ static int live_who(struct request *req, struct hub_who *who)
 	who->user_id = req->user->id;
 	who->token = h;
 	who->exp_ms = claims.exp * 1000;
+	who->checked_us = req->start_us; /* the router checked the token after this */
 	return 0;
 }
 
@@ -117,6 +118,7 @@ int handle_realtime(struct request *req)
 		memcpy(u->user_id, req->user->id, UUID_STR_LEN);
 		u->token = who.token;
 		u->exp_ms = who.exp_ms;
+		u->checked_us = who.checked_us;
 	}
 	char *accept = arena_alloc(&req->arena, WS_ACCEPT_KEY_SIZE); /* the reply keeps it */
 	ws_accept_key(key, accept);
@@ -163,9 +165,9 @@ int handle_events_stream(struct request *req)
 	if (hub_draining(req->app->hub))
 		return error_set(&req->err, ERR_UNAVAILABLE, "shutting down");
 	struct hub_stream *st = hub_stream_open(req->app->hub, id, &who, after, seq);
-	/* Checked again now that the stream is attached: a revocation the hub handled between
-	 * the router's check and the attachment found no stream to end. */
-	if ((rc = handlers_authenticate(req)) < 0) {
+	/* Checked again now that the stream is attached when a revocation of the user, handled
+	 * between the router's check and the attachment, found no stream to end. */
+	if (hub_stream_recheck(st) && (rc = handlers_authenticate(req)) < 0) {
 		hub_stream_release(st);
 		return rc;
 	}

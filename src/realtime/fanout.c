@@ -188,7 +188,6 @@ static void project_deleted(struct hub *h, const char *project_id)
 void fanout_note(struct hub *h, const struct note *n)
 {
 	if (n->kind == EVENT_NOTE_USER_REVOKED) {
-		h->last_revoke_ms = time_now_ms();
 		pthread_mutex_lock(&h->lock);
 		unsigned i = (unsigned)(h->nrevoked++ % REVOKED_RECENT);
 		snprintf(h->revoked[i].user_id, UUID_STR_LEN, "%s", n->project_id);
@@ -300,6 +299,20 @@ void fanout_fetched(struct hub *h, struct job *j)
 }
 
 /* ---- the tokens of live channels ---- */
+
+bool revoked_since(const struct hub *h, const char *user_id, int64_t since_us)
+{
+	uint64_t n = h->nrevoked < REVOKED_RECENT ? h->nrevoked : REVOKED_RECENT;
+	for (uint64_t k = 0; k < n; k++) {
+		unsigned i = (unsigned)((h->nrevoked - 1 - k) % REVOKED_RECENT);
+		if (h->revoked[i].at_us < since_us)
+			return false; /* newest first: the rest is older */
+		if (!strcmp(h->revoked[i].user_id, user_id))
+			return true;
+	}
+	/* Every entry is recent: older ones, overwritten, may have been too. */
+	return h->nrevoked > REVOKED_RECENT;
+}
 
 void live_token_release(struct live_token *t)
 {

@@ -325,6 +325,7 @@ void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_
 		snprintf(a->user_id, sizeof(a->user_id), "%s", who->user_id);
 		a->tok.token = xstrdup(who->token);
 		a->tok.exp_ms = who->exp_ms;
+		a->checked_us = who->checked_us;
 	}
 	/*
 	 * Keep the socket, give libmicrohttpd the connection back now: its memory pool (the

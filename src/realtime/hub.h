@@ -65,6 +65,7 @@ struct hub_who {
 	const char *user_id;
 	const char *token;
 	int64_t exp_ms;
+	int64_t checked_us; /* the token's check began then (time_mono_us) */
 };
 
 /*
@@ -83,6 +84,9 @@ void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_
 struct hub_stream;
 struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const struct hub_who *who,
 				   int64_t after, int64_t admitted);
+/* A revocation of the stream's user was handled since its token was checked (and before the
+ * stream was attached, where it would have found it): check the token again. */
+bool hub_stream_recheck(const struct hub_stream *st);
 /* The stream's reader (see reply_stream) and release. */
 long hub_stream_read(void *stream, struct request *req, char *buf, size_t max);
 void hub_stream_release(void *stream);

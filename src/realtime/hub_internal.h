@@ -126,6 +126,7 @@ struct hub_stream {
 	size_t len, off, cap;
 	int64_t last_beat_ms;
 	struct live_token tok;
+	bool recheck; /* see hub_stream_recheck */
 };
 
 struct waiter {
@@ -142,6 +143,7 @@ struct adopt {
 	size_t extra_len;
 	char user_id[UUID_STR_LEN];
 	struct live_token tok; /* moved to the connection */
+	int64_t checked_us;    /* its token check began then (time_mono_us) */
 };
 
 struct note {
@@ -174,6 +176,7 @@ struct job {
 	char user_id[UUID_STR_LEN];
 	const char *token;	/* JOB_AUTH, JOB_SUBSCRIBE: checked again */
 	int64_t exp_ms;		/* JOB_AUTH: the token's expiry */
+	int64_t checked_us;	/* JOB_AUTH: the check began then (time_mono_us) */
 	bool has_after;		/* JOB_SUBSCRIBE */
 	int64_t after;		/* JOB_SUBSCRIBE: the client's; JOB_FETCH: read after this */
 	int rc;			/* result: 0 or a negative error kind */
@@ -216,9 +219,7 @@ struct hub {
 	int nsockets, max_sockets;
 	struct waiter *waiters;
 	int64_t last_sweep_ms;
-	int64_t last_revoke_ms; /* a user's tokens were revoked then (hub thread) */
-	/* The last REVOKED_RECENT revocations handled (a ring, under lock): what a long poll
-	 * checks as it parks (hub_park). */
+	/* The last REVOKED_RECENT revocations handled (a ring, under lock): see revoked_since. */
 	struct {
 		char user_id[UUID_STR_LEN];
 		int64_t at_us; /* time_mono_us */
@@ -250,6 +251,13 @@ void fanout_fetched(struct hub *h, struct job *j);
 void fanout_user_revoked(struct hub *h, const char *user_id);
 void fanout_rechecked(struct hub *h, struct job *j);
 void live_token_release(struct live_token *t);
+/*
+ * Lock held. A revocation of user_id was handled at or after since_us (time_mono_us), or so
+ * many that the ring no longer tells: a token checked since then may have been revoked
+ * without the note finding its channel (it was not attached yet). Such a channel checks its
+ * token again once attached, where the next note finds it.
+ */
+bool revoked_since(const struct hub *h, const char *user_id, int64_t since_us);
 /* Why a refused token ends a channel: "token_expired", "unavailable" or "unauthenticated". */
 const char *live_token_reason(int rc);
 

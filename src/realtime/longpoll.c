@@ -7,14 +7,12 @@
  * timers) or in hub_drain; all of it under hub->lock. A waiter is freed when woken.
  */
 #include "core/log.h"
-#include "core/timeutil.h"
 #include "core/xalloc.h"
 #include "http/request.h"
 #include "realtime/hub_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 void poll_wake(struct hub *h, struct waiter *w)
 {
@@ -42,22 +40,6 @@ void poll_wake_all(struct hub *h)
 {
 	while (h->waiters)
 		poll_wake(h, h->waiters);
-}
-
-/* A revocation of user_id was handled at or after since_us (or so many that the ring no
- * longer tells): one the poll's token check may have missed. Lock held. */
-static bool revoked_since(const struct hub *h, const char *user_id, int64_t since_us)
-{
-	uint64_t n = h->nrevoked < REVOKED_RECENT ? h->nrevoked : REVOKED_RECENT;
-	for (uint64_t k = 0; k < n; k++) {
-		unsigned i = (unsigned)((h->nrevoked - 1 - k) % REVOKED_RECENT);
-		if (h->revoked[i].at_us < since_us)
-			return false; /* newest first: the rest is older */
-		if (!strcmp(h->revoked[i].user_id, user_id))
-			return true;
-	}
-	/* Every entry is recent: older ones, overwritten, may have been too. */
-	return h->nrevoked > REVOKED_RECENT;
 }
 
 int hub_park(struct hub *h, struct request *req, const char *project_id, const char *user_id,

@@ -141,10 +141,16 @@ struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const 
 	} else {
 		sub_attach(h, &st->sub, project_id);
 		st->subscribed = true;
+		st->recheck = revoked_since(h, who->user_id, who->checked_us);
 	}
 	pthread_mutex_unlock(&h->lock);
 	hub_wake(h);
 	return st;
+}
+
+bool hub_stream_recheck(const struct hub_stream *st)
+{
+	return st->recheck; /* set once, before the stream was handed out */
 }
 
 long hub_stream_read(void *stream, struct request *req, char *buf, size_t max)

@@ -359,18 +359,24 @@ static void ws_stash_free(struct ws *w)
 
 /* ---- the connection's token (issue 14) ---- */
 
-/* A revocation note was handled so recently that it may have missed a token being checked
- * at the same time (an upgrade's bearer header, a first auth message): check it again. */
-#define REVOKE_RACE_MS 10000
-
-static void ws_token_set(struct ws *w, const char *token, int64_t exp_ms)
+/* A revocation of the user handled since the token was checked (from checked_us on) found
+ * no channel of this connection: check the token again now that it is in place. */
+static void ws_revoked_since(struct ws *w, int64_t checked_us)
 {
 	struct hub *h = w->hub;
+	pthread_mutex_lock(&h->lock);
+	bool again = revoked_since(h, w->user_id, checked_us);
+	pthread_mutex_unlock(&h->lock);
+	if (again)
+		fanout_user_revoked(h, w->user_id);
+}
+
+static void ws_token_set(struct ws *w, const char *token, int64_t exp_ms, int64_t checked_us)
+{
 	live_token_release(&w->tok);
 	w->tok.token = xstrdup(token);
 	w->tok.exp_ms = exp_ms;
-	if (h->last_revoke_ms && time_now_ms() - h->last_revoke_ms < REVOKE_RACE_MS)
-		fanout_user_revoked(h, w->user_id);
+	ws_revoked_since(w, checked_us);
 }
 
 void ws_token_refused(struct ws *w, int rc)
@@ -398,7 +404,7 @@ static void ws_reauthenticated(struct ws *w, struct job *j)
 						   : "the token is not valid");
 		return;
 	}
-	ws_token_set(w, j->token, j->exp_ms);
+	ws_token_set(w, j->token, j->exp_ms, j->checked_us);
 	ws_send_json(w, json_pack("{s:s, s:s}", "type", "authenticated", "user_id", w->user_id));
 }
 
@@ -418,7 +424,7 @@ void ws_job_done(struct hub *h, struct job *j)
 		else if (j->rc == 0 && !w->closing && !w->dead) {
 			memcpy(w->user_id, j->user_id, UUID_STR_LEN);
 			w->authed = true;
-			ws_token_set(w, j->token, j->exp_ms);
+			ws_token_set(w, j->token, j->exp_ms, j->checked_us);
 			ws_send_json(w, json_pack("{s:s, s:s}", "type", "authenticated", "user_id",
 						  j->user_id));
 		} else {
@@ -686,9 +692,8 @@ void ws_adopt(struct hub *h, struct adopt *ad)
 		/* libmicrohttpd no longer counts this connection (hub_adopt_websocket): bound the
 		 * descriptors WebSockets hold here. */
 		ws_close(w, 1013, "too many connections");
-	else if (w->authed && h->last_revoke_ms &&
-		 time_now_ms() - h->last_revoke_ms < REVOKE_RACE_MS)
-		fanout_user_revoked(h, w->user_id); /* see ws_token_set */
+	else if (w->authed)
+		ws_revoked_since(w, ad->checked_us);
 	w->rx_budget = WS_RX_BUDGET;
 	if (w->extra && ws_ctx(w) && wslay_event_recv(w->ctx) != 0) {
 		wslay_event_send(w->ctx); /* the close wslay queued for a broken frame, if any */

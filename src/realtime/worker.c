@@ -10,6 +10,7 @@
  * frees it. Each worker thread has its own store connection (store_conn is per thread).
  */
 #include "core/error.h"
+#include "core/timeutil.h"
 #include "core/xalloc.h"
 #include "realtime/hub_internal.h"
 #include "services/sessions.h"
@@ -56,6 +57,7 @@ static int check_token(struct hub *h, struct arena *a, const char *token, char *
 
 static void run_auth(struct hub *h, struct job *j)
 {
+	j->checked_us = time_mono_us();
 	j->rc = check_token(h, &j->arena, j->token, j->user_id, &j->exp_ms);
 }
 
