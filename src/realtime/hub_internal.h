@@ -6,7 +6,8 @@
  *                timers, start and shutdown
  *   websocket.c  the WebSocket: handshake key, wslay glue, input tracking, socket lifecycle,
  *                the client's messages
- *   fanout.c     topics and subscriptions, delivery of events, catch-up from the log
+ *   fanout.c     topics and subscriptions, delivery of events, catch-up from the log, and
+ *                the tokens of live channels (re-checks on a user's revocation)
  *   sse.c        Server-Sent Event streams
  *   longpoll.c   parked long polls
  *   worker.c     the threads that do the hub's database work and token checks
