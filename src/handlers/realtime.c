@@ -19,6 +19,7 @@
 #include "realtime/websocket.h"
 #include "services/auth.h"
 #include "services/events.h"
+#include "services/token.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -30,14 +31,43 @@ struct upgrade_ctx {
 	struct hub *hub;
 	char user_id[UUID_STR_LEN];
 	char ip[64];
+	const char *token; /* the request's header: hub_adopt_websocket copies it in time */
+	int64_t exp_ms, checked_us;
 };
 
 static void upgraded(void *cls, int fd, const char *extra, size_t extra_len, void *handle)
 {
 	struct upgrade_ctx *u = cls;
-	hub_adopt_websocket(u->hub, fd, extra, extra_len, handle, u->user_id[0] ? u->user_id : NULL,
+	struct hub_who who = {u->user_id, u->token, u->exp_ms, u->checked_us};
+	hub_adopt_websocket(u->hub, fd, extra, extra_len, handle, u->user_id[0] ? &who : NULL,
 			    u->ip);
 	free(u);
+}
+
+/*
+ * Who the (authenticated) request is, for a live channel: its user, its bearer token and the
+ * token's expiry, which the channel keeps (issue 14: it ends at the expiry and is re-checked
+ * when the user's tokens are revoked).
+ */
+static int live_who(struct request *req, struct hub_who *who)
+{
+	const char *h = request_header(req, "Authorization");
+	struct access_claims claims;
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return error_set(&req->err, ERR_UNAUTHENTICATED,
+				 "this request needs a bearer token");
+	h += 7;
+	while (*h == ' ')
+		h++;
+	/* Verified by the router a moment ago: the thread's token cache answers. */
+	int rc = token_verify(&req->arena, &req->app->auth->key, h, &claims, &req->err);
+	if (rc < 0)
+		return rc;
+	who->user_id = req->user->id;
+	who->token = h;
+	who->exp_ms = claims.exp * 1000;
+	who->checked_us = req->start_us; /* the router checked the token after this */
+	return 0;
 }
 
 /* The client address as the caps on live channels count it (http/clientkey.h: an IPv6
@@ -98,12 +128,18 @@ int handle_realtime(struct request *req)
 	/* A bearer header is checked now (401 before the upgrade); without one the client
 	 * authenticates with its first message. Tokens in the URL are never read. */
 	if (request_header(req, "Authorization")) {
+		struct hub_who who;
 		int rc = handlers_authenticate(req);
+		if (rc == 0)
+			rc = live_who(req, &who);
 		if (rc < 0) {
 			free(u);
 			return rc;
 		}
 		memcpy(u->user_id, req->user->id, UUID_STR_LEN);
+		u->token = who.token;
+		u->exp_ms = who.exp_ms;
+		u->checked_us = who.checked_us;
 	}
 	snprintf(u->ip, sizeof(u->ip), "%s", stream_key(req));
 	if (!hub_ws_admissible(u->hub, u->user_id[0] ? u->user_id : NULL, u->ip)) {
@@ -118,11 +154,15 @@ int handle_realtime(struct request *req)
 	return reply_upgrade(req, upgraded, u);
 }
 
-/* GET /v1/projects/{id}/events/stream (Last-Event-ID) -> 200 text/event-stream | 404 | 429 */
+/*
+ * GET /v1/projects/{id}/events/stream (Last-Event-ID) -> 200 text/event-stream | 404 |
+ * 422 (Last-Event-ID beyond the project's last event) | 429
+ */
 int handle_events_stream(struct request *req)
 {
 	const char *id = param_uuid(req, "id");
 	const char *last = request_header(req, "Last-Event-ID");
+	struct hub_who who;
 	int64_t seq, after;
 	int rc;
 	if (!id)
@@ -137,14 +177,29 @@ int handle_events_stream(struct request *req)
 		if (!*last || *end || v < 0)
 			return error_set(&req->err, ERR_BAD_REQUEST,
 					 "Last-Event-ID must be an event seq");
+		if (v > seq) {
+			/* It would never see the events up to it, a removal among them. */
+			error_field(&req->err, "Last-Event-ID", "out_of_range",
+				    "must not be beyond the project's last event (seq %lld)",
+				    (long long)seq);
+			return -ERR_VALIDATION_FAILED;
+		}
 		after = v;
 	}
+	if ((rc = live_who(req, &who)) < 0)
+		return rc;
 	if (hub_draining(req->app->hub))
 		return error_set(&req->err, ERR_UNAVAILABLE, "shutting down");
 	struct hub_stream *st =
-	    hub_stream_open(req->app->hub, id, req->user->id, stream_key(req), after);
+	    hub_stream_open(req->app->hub, id, &who, stream_key(req), after, seq);
 	if (!st)
 		return too_many_streams(req);
+	/* Checked again now that the stream is attached when a revocation of the user, handled
+	 * between the router's check and the attachment, found no stream to end. */
+	if (hub_stream_recheck(st) && (rc = handlers_authenticate(req)) < 0) {
+		hub_stream_release(st);
+		return rc;
+	}
 	reply_header(req, "Cache-Control", "no-store");
 	reply_header(req, "X-Accel-Buffering", "no");
 	return reply_stream(req, "text/event-stream; charset=utf-8", hub_stream_read,
@@ -152,10 +207,54 @@ int handle_events_stream(struct request *req)
 }
 
 struct poll_state {
-	int64_t deadline_ms;
+	int64_t deadline_ms; /* the wait's end, or the token's expiry if that comes first */
+	int64_t checked_us;  /* the last token check began then (time_mono_us) */
 };
 
-/* GET /v1/projects/{id}/events?after=&limit=&wait= -> 200 {data, next_after, has_more} | 429 */
+/* Check the token again (a revocation may have come since the last check). */
+static int poll_recheck(struct request *req, struct poll_state *ps)
+{
+	ps->checked_us = time_mono_us();
+	return handlers_authenticate(req);
+}
+
+/*
+ * A long poll's checks: `after` is not beyond the project's last event (a poll parked there
+ * would wait past events it never sees), and the wait ends no later than the token.
+ */
+static int poll_admit(struct request *req, const char *id, struct poll_state *ps)
+{
+	const char *after_s = request_query(req, "after");
+	struct hub_who who;
+	int64_t seq;
+	int rc;
+	if ((rc = live_who(req, &who)) < 0)
+		return rc;
+	if (who.exp_ms < ps->deadline_ms)
+		ps->deadline_ms = who.exp_ms;
+	if (!after_s)
+		return 0;
+	char *end;
+	long long after = strtoll(after_s, &end, 10);
+	if (!*after_s || *end || after < 0)
+		return 0; /* events_feed says what is wrong with it */
+	if ((rc = events_head(req->app->store, &req->arena, req->user->id, id, &seq, &req->err)) <
+	    0)
+		return rc;
+	if (after > seq) {
+		error_field(&req->err, "after", "out_of_range",
+			    "must not be beyond the project's last event (seq %lld)",
+			    (long long)seq);
+		return -ERR_VALIDATION_FAILED;
+	}
+	return 0;
+}
+
+/*
+ * GET /v1/projects/{id}/events?after=&limit=&wait= -> 200 {data, next_after, has_more} | 401
+ * (the token expired or was revoked while the poll waited) | 422 (a wait with `after` beyond
+ * the project's last event) | 429
+ */
 int handle_events_list(struct request *req)
 {
 	const char *id = param_uuid(req, "id");
@@ -165,6 +264,9 @@ int handle_events_list(struct request *req)
 	if (!id)
 		return error_set(&req->err, ERR_NOT_FOUND, "no such project");
 	struct poll_state *ps = req->state;
+	/* Resumed: the token may have expired or been revoked while the poll was parked. */
+	if (ps && (rc = poll_recheck(req, ps)) < 0)
+		return rc;
 	if (!ps) {
 		long wait = 0;
 		if (wait_s) {
@@ -179,6 +281,9 @@ int handle_events_list(struct request *req)
 		}
 		ps = arena_alloc(&req->arena, sizeof(*ps));
 		ps->deadline_ms = time_now_ms() + wait * 1000;
+		ps->checked_us = req->start_us; /* the router checked the token after this */
+		if (wait > 0 && (rc = poll_admit(req, id, ps)) < 0)
+			return rc;
 		req->state = ps;
 	}
 	if ((rc = events_feed(req->app->store, &req->arena, req->user, id,
@@ -187,11 +292,17 @@ int handle_events_list(struct request *req)
 		return rc;
 	if (json_array_size(json_object_get(out, "data")) == 0 && time_now_ms() < ps->deadline_ms) {
 		json_int_t after = json_integer_value(json_object_get(out, "next_after"));
-		rc = hub_park(req->app->hub, req, id, req->user->id, stream_key(req),
-			      (int64_t)after, ps->deadline_ms);
-		if (rc == 0)
+		int parked;
+		/* A revocation of the user handled since the token was checked found no poll to
+		 * wake: check again before parking (each check moves checked_us on). */
+		while ((parked = hub_park(req->app->hub, req, id, req->user->id, stream_key(req),
+					  (int64_t)after, ps->deadline_ms, ps->checked_us)) ==
+		       HUB_PARK_RECHECK)
+			if ((rc = poll_recheck(req, ps)) < 0)
+				return rc;
+		if (parked == HUB_PARKED)
 			return 0; /* parked: called again on news, at the deadline or at shutdown */
-		if (rc == -ERR_RATE_LIMITED)
+		if (parked == HUB_PARK_LIMITED)
 			return too_many_streams(req);
 	}
 	return reply_json(req, 200, json_incref(out)); /* out is the arena's */

@@ -1,6 +1,7 @@
 /* bus.c — see bus.h. */
 #include "realtime/bus.h"
 #include "core/log.h"
+#include "core/uuid.h"
 #include "core/xalloc.h"
 #include "realtime/hub.h"
 #include "redis/redis.h"
@@ -32,28 +33,63 @@ void bus_publish(void *cls, const char *project_id, int64_t seq, enum event_note
 	if (!b->redis)
 		return;
 	char msg[96];
-	snprintf(msg, sizeof(msg), "%c:%s:%lld", note == EVENT_NOTE_PROJECT_DELETED ? 'd' : 'e',
-		 project_id, (long long)seq);
+	char letter = note == EVENT_NOTE_PROJECT_DELETED ? 'd'
+		      : note == EVENT_NOTE_USER_REVOKED	 ? 'u'
+							 : 'e';
+	if (note == EVENT_NOTE_RESYNC)
+		return; /* local only: what a subscriber asks of its own hub */
+	snprintf(msg, sizeof(msg), "%c:%s:%lld", letter, project_id, (long long)seq);
 	const char *argv[] = {"PUBLISH", BUS_CHANNEL, msg};
 	redisReply *r = redis_command(b->redis, 3, argv, NULL);
 	if (r)
 		freeReplyObject(r); /* a lost message is caught up by the hub's sweep */
 }
 
+int bus_parse(const char *m, size_t len, char id[UUID_STR_LEN], int64_t *seq, enum event_note *note)
+{
+	/* <letter>:<36-character id>:<seq>, the seq 1 to 18 digits (no sign, no space). */
+	if (len < 2 + 36 + 2 || len > 2 + 36 + 1 + 18 || m[1] != ':' || m[38] != ':')
+		return -1;
+	switch (m[0]) {
+	case 'e':
+		*note = EVENT_NOTE_APPENDED;
+		break;
+	case 'd':
+		*note = EVENT_NOTE_PROJECT_DELETED;
+		break;
+	case 'u':
+		*note = EVENT_NOTE_USER_REVOKED;
+		break;
+	default:
+		return -1;
+	}
+	char raw[UUID_STR_LEN];
+	memcpy(raw, m + 2, 36);
+	raw[36] = '\0';
+	if (!uuid_normalize(raw, id))
+		return -1;
+	int64_t v = 0;
+	for (size_t i = 39; i < len; i++) {
+		if (m[i] < '0' || m[i] > '9')
+			return -1;
+		v = v * 10 + (m[i] - '0');
+	}
+	*seq = v;
+	return 0;
+}
+
 static void handle_message(struct bus *b, redisReply *r)
 {
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-	    r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "message"))
+	    r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "message") ||
+	    r->element[2]->type != REDIS_REPLY_STRING)
 		return;
-	const char *m = r->element[2]->str;
-	if (!m || strlen(m) < 40 || m[1] != ':')
+	char id[UUID_STR_LEN];
+	int64_t seq;
+	enum event_note note;
+	if (bus_parse(r->element[2]->str, r->element[2]->len, id, &seq, &note) < 0)
 		return;
-	char pid[37];
-	memcpy(pid, m + 2, 36);
-	pid[36] = '\0';
-	long long seq = atoll(m + 39);
-	hub_notify(b->hub, pid, seq,
-		   m[0] == 'd' ? EVENT_NOTE_PROJECT_DELETED : EVENT_NOTE_APPENDED);
+	hub_notify(b->hub, id, seq, note);
 }
 
 /* A connection of the subscriber thread's own, logged in by the redis module like every

@@ -11,8 +11,10 @@
 #ifndef TANDEM_REALTIME_BUS_H
 #define TANDEM_REALTIME_BUS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+#include "core/uuid.h"
 #include "services/notify.h"
 
 struct bus;
@@ -24,5 +26,13 @@ struct bus *bus_create(struct hub *hub, struct redis *redis);
 /* The notify sink: publish after commit. */
 void bus_publish(void *bus, const char *project_id, int64_t seq, enum event_note note);
 void bus_free(struct bus *b);
+
+/*
+ * A bus message, "<letter>:<id>:<seq>": 'e' a project has events up to seq, 'd' a project was
+ * deleted, 'u' a user's tokens were revoked (the id is the user's, seq 0). Strict: anything
+ * else on the channel is refused (-1). id is normalised; pure and thread-safe.
+ */
+int bus_parse(const char *m, size_t len, char id[UUID_STR_LEN], int64_t *seq,
+	      enum event_note *note);
 
 #endif

@@ -14,6 +14,7 @@
 #include "core/xalloc.h"
 #include "realtime/hub_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -189,8 +190,25 @@ static void deliver(struct hub *h, struct sub *s, struct fetched *e)
 		poll_wake(h, s->owner);
 		return;
 	}
-	if (e->removed_user && !strcmp(e->removed_user, s->user_id))
-		sub_end(h, s, "membership_removed");
+}
+
+/*
+ * member.removed of a user ends every subscription of that user on the topic that was
+ * admitted before it, whatever its position: one that has seen less gets no more events of
+ * the project, one that claims to have seen more (or is paused, or waits for a read of its
+ * own) ends all the same. A subscription admitted after the removal (the user came back)
+ * stays. Every removal is read by some catch-up: the lowest `last` of the topic is at most
+ * the head when its subscriber was admitted.
+ */
+static void removal(struct hub *h, struct topic *t, const struct fetched *e)
+{
+	struct sub *s = t->subs;
+	while (s) {
+		struct sub *next = s->next; /* sub_end unlinks s */
+		if (s->admitted < e->seq && !strcmp(e->removed_user, s->user_id))
+			sub_end(h, s, "membership_removed");
+		s = next;
+	}
 }
 
 static void project_deleted(struct hub *h, const char *project_id)
@@ -204,6 +222,15 @@ static void project_deleted(struct hub *h, const char *project_id)
 
 void fanout_note(struct hub *h, const struct note *n)
 {
+	if (n->kind == EVENT_NOTE_USER_REVOKED) {
+		pthread_mutex_lock(&h->lock);
+		unsigned i = (unsigned)(h->nrevoked++ % REVOKED_RECENT);
+		snprintf(h->revoked[i].user_id, UUID_STR_LEN, "%s", n->project_id);
+		h->revoked[i].at_us = time_mono_us();
+		pthread_mutex_unlock(&h->lock);
+		fanout_user_revoked(h, n->project_id);
+		return;
+	}
 	if (n->kind == EVENT_NOTE_PROJECT_DELETED) {
 		project_deleted(h, n->project_id);
 		return;
@@ -313,6 +340,8 @@ void fanout_fetched(struct hub *h, struct job *j)
 				deliver(h, s, e);
 			s = next;
 		}
+		if (e->removed_user)
+			removal(h, t, e);
 		free(e->ws);
 		e->ws = NULL;
 	}
@@ -339,5 +368,124 @@ void fanout_fetched(struct hub *h, struct job *j)
 			}
 		}
 	}
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* ---- the tokens of live channels ---- */
+
+bool revoked_since(const struct hub *h, const char *user_id, int64_t since_us)
+{
+	uint64_t n = h->nrevoked < REVOKED_RECENT ? h->nrevoked : REVOKED_RECENT;
+	for (uint64_t k = 0; k < n; k++) {
+		unsigned i = (unsigned)((h->nrevoked - 1 - k) % REVOKED_RECENT);
+		if (h->revoked[i].at_us < since_us)
+			return false; /* newest first: the rest is older */
+		if (!strcmp(h->revoked[i].user_id, user_id))
+			return true;
+	}
+	/* Every entry is recent: older ones, overwritten, may have been too. */
+	return h->nrevoked > REVOKED_RECENT;
+}
+
+void live_token_release(struct live_token *t)
+{
+	free(t->token);
+	t->token = NULL;
+	t->exp_ms = 0;
+}
+
+const char *live_token_reason(int rc)
+{
+	if (rc == -ERR_TOKEN_EXPIRED)
+		return "token_expired";
+	if (rc == -ERR_UNAVAILABLE)
+		return "unavailable";
+	return "unauthenticated";
+}
+
+static void add_token(struct job *j, int *cap, const char *token)
+{
+	if (!token)
+		return;
+	for (int i = 0; i < j->ntokens; i++)
+		if (!strcmp(j->tokens[i], token))
+			return;
+	if (j->ntokens == *cap) {
+		int ncap = *cap ? *cap * 2 : 8;
+		const char **nt = arena_alloc(&j->arena, sizeof(*nt) * (size_t)ncap);
+		if (j->ntokens)
+			memcpy(nt, j->tokens, sizeof(*nt) * (size_t)j->ntokens);
+		j->tokens = nt;
+		*cap = ncap;
+	}
+	j->tokens[j->ntokens++] = arena_strdup(&j->arena, token);
+}
+
+void fanout_user_revoked(struct hub *h, const char *user_id)
+{
+	struct job *j = job_create(JOB_RECHECK);
+	int cap = 0;
+	snprintf(j->user_id, sizeof(j->user_id), "%s", user_id);
+	for (struct ws *w = h->sockets; w; w = w->next)
+		if (w->authed && !strcmp(w->user_id, user_id))
+			add_token(j, &cap, w->tok.token);
+	pthread_mutex_lock(&h->lock);
+	for (int b = 0; b < TOPIC_BUCKETS; b++)
+		for (struct topic *t = h->topics[b]; t; t = t->next) {
+			struct sub *s = t->subs;
+			while (s) {
+				struct sub *next = s->next; /* poll_wake unlinks s */
+				if (!strcmp(s->user_id, user_id)) {
+					if (s->kind == SUB_SSE)
+						add_token(
+						    j, &cap,
+						    ((struct hub_stream *)s->owner)->tok.token);
+					else if (s->kind == SUB_POLL)
+						poll_wake(h, s->owner); /* it checks on resuming */
+				}
+				s = next;
+			}
+		}
+	pthread_mutex_unlock(&h->lock);
+	if (!j->ntokens) {
+		job_free(j);
+		return;
+	}
+	j->rcs = arena_alloc(&j->arena, sizeof(*j->rcs) * (size_t)j->ntokens);
+	for (int i = 0; i < j->ntokens; i++)
+		j->rcs[i] = -ERR_UNAVAILABLE; /* what a job that never runs answers */
+	worker_post(h, j);
+}
+
+static int refused(const struct job *j, const char *token)
+{
+	for (int i = 0; token && i < j->ntokens; i++)
+		if (!strcmp(j->tokens[i], token))
+			return j->rcs[i];
+	return 0;
+}
+
+void fanout_rechecked(struct hub *h, struct job *j)
+{
+	int rc;
+	/* A channel that moved to another token since (a WebSocket's re-auth) is not
+	 * concerned: the check of that token is its own. */
+	for (struct ws *w = h->sockets; w; w = w->next)
+		if (w->authed && !strcmp(w->user_id, j->user_id) &&
+		    (rc = refused(j, w->tok.token)) < 0)
+			ws_token_refused(w, rc);
+	pthread_mutex_lock(&h->lock);
+	for (int b = 0; b < TOPIC_BUCKETS; b++)
+		for (struct topic *t = h->topics[b]; t; t = t->next) {
+			struct sub *s = t->subs;
+			while (s) {
+				struct sub *next = s->next; /* sub_end unlinks s */
+				if (s->kind == SUB_SSE && !strcmp(s->user_id, j->user_id) &&
+				    (rc = refused(j, ((struct hub_stream *)s->owner)->tok.token)) <
+					0)
+					sub_end(h, s, live_token_reason(rc));
+				s = next;
+			}
+		}
 	pthread_mutex_unlock(&h->lock);
 }

@@ -118,6 +118,7 @@ static void timers(struct hub *h, int64_t now)
 	ws_timers(h, now);
 	pthread_mutex_lock(&h->lock);
 	poll_expire(h, now);
+	sse_expire(h, now);
 	sse_heartbeats(h, now);
 	if (now - h->last_sweep_ms >= SWEEP_INTERVAL_MS) {
 		/* Catch up even when no notification came (lost pub/sub message, Redis down). */
@@ -134,6 +135,9 @@ static void job_done(struct hub *h, struct job *j)
 {
 	if (j->kind == JOB_FETCH) {
 		fanout_fetched(h, j);
+		job_free(j);
+	} else if (j->kind == JOB_RECHECK) {
+		fanout_rechecked(h, j);
 		job_free(j);
 	} else {
 		ws_job_done(h, j); /* frees j */
@@ -307,7 +311,7 @@ void hub_free(struct hub *h)
 	while (h->done) {
 		struct job *j = h->done;
 		h->done = j->next;
-		if (j->kind != JOB_FETCH) {
+		if (j->kind == JOB_AUTH || j->kind == JOB_SUBSCRIBE) {
 			assert(j->ws->orphan);
 			free(j->ws);
 		}
@@ -323,6 +327,7 @@ void hub_free(struct hub *h)
 		h->adopts = a->next;
 		close(a->fd);
 		free(a->extra);
+		live_token_release(&a->tok);
 		free(a);
 	}
 	for (int b = 0; b < TOPIC_BUCKETS; b++) {
@@ -361,6 +366,19 @@ void hub_notify(struct hub *h, const char *project_id, int64_t seq, enum event_n
 	pthread_mutex_lock(&h->lock);
 	if (kind == EVENT_NOTE_RESYNC) {
 		h->resync_all = true;
+	} else if (kind == EVENT_NOTE_USER_REVOKED) {
+		/* Never dropped, whoever listens (the hub knows which channels are the user's);
+		 * one pending note per user is enough. */
+		bool pending = false;
+		for (struct note *n = h->notes; n && !pending; n = n->next)
+			pending = n->kind == kind && !strcmp(n->project_id, project_id);
+		if (!pending) {
+			struct note *n = xcalloc(1, sizeof(*n));
+			snprintf(n->project_id, sizeof(n->project_id), "%s", project_id);
+			n->kind = kind;
+			*h->notes_tail = n;
+			h->notes_tail = &n->next;
+		}
 	} else if (kind == EVENT_NOTE_PROJECT_DELETED || topic_get(h, project_id, false)) {
 		struct note *n = xcalloc(1, sizeof(*n));
 		snprintf(n->project_id, sizeof(n->project_id), "%s", project_id);
@@ -379,7 +397,7 @@ void hub_notify(struct hub *h, const char *project_id, int64_t seq, enum event_n
 }
 
 void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_len, void *handle,
-			 const char *user_id, const char *ip)
+			 const struct hub_who *who, const char *ip)
 {
 	struct adopt *a = xcalloc(1, sizeof(*a));
 	if (extra_len) {
@@ -387,6 +405,14 @@ void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_
 		memcpy(a->extra, extra, extra_len); /* `extra` is in libmicrohttpd's pool */
 		a->extra_len = extra_len;
 	}
+	if (who) { /* copied now: the request (and its headers) go with the connection below */
+		snprintf(a->user_id, sizeof(a->user_id), "%s", who->user_id);
+		a->tok.token = xstrdup(who->token);
+		a->tok.exp_ms = who->exp_ms;
+		a->checked_us = who->checked_us;
+	}
+	if (ip)
+		snprintf(a->ip, sizeof(a->ip), "%s", ip);
 	/*
 	 * Keep the socket, give libmicrohttpd the connection back now: its memory pool (the
 	 * configured connection memory), the connection and our request are freed at once
@@ -404,13 +430,10 @@ void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_
 	if (a->fd < 0) {
 		log_warn("cannot keep an upgraded WebSocket: dup: %s", strerror(errno));
 		free(a->extra);
+		live_token_release(&a->tok);
 		free(a);
 		return;
 	}
-	if (user_id)
-		snprintf(a->user_id, sizeof(a->user_id), "%s", user_id);
-	if (ip)
-		snprintf(a->ip, sizeof(a->ip), "%s", ip);
 	pthread_mutex_lock(&h->lock);
 	/* In arrival order: over the socket cap it is the newest WebSocket that is refused,
 	 * never one admitted earlier. */

@@ -52,18 +52,33 @@ void hub_free(struct hub *h);
 
 /*
  * Project `project_id` has news up to `seq` (0 if unknown), or was deleted; EVENT_NOTE_RESYNC
- * (project_id ignored): re-read every topic. Thread-safe; a hint, never data.
+ * (project_id ignored): re-read every topic; EVENT_NOTE_USER_REVOKED (a user id in place of
+ * project_id): re-check the tokens of every live channel of that user. Thread-safe; a
+ * hint, never data — except a user note, which is never dropped.
  */
 void hub_notify(struct hub *h, const char *project_id, int64_t seq, enum event_note kind);
 
 /*
- * Adopt an upgraded WebSocket connection. user_id NULL: the client must authenticate with
+ * Who a live channel belongs to: the user and the access token it was opened with (borrowed;
+ * the hub keeps a copy), and that token's expiry (wall clock, ms). The channel ends at the
+ * expiry, and its token is checked again on every WebSocket subscribe and whenever the user's
+ * tokens are revoked (EVENT_NOTE_USER_REVOKED).
+ */
+struct hub_who {
+	const char *user_id;
+	const char *token;
+	int64_t exp_ms;
+	int64_t checked_us; /* the token's check began then (time_mono_us) */
+};
+
+/*
+ * Adopt an upgraded WebSocket connection. who NULL: the client must authenticate with
  * its first message. Call it from the upgrade handler: it keeps a duplicate of `fd` and hands
  * the connection back to libmicrohttpd at once with http_upgrade_close(handle), so that
  * libmicrohttpd frees its per-connection memory. Thread-safe.
  */
 void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_len, void *handle,
-			 const char *user_id, const char *ip);
+			 const struct hub_who *who, const char *ip);
 
 /*
  * Live channels (WebSockets, SSE streams, parked long polls) are capped per user and per
@@ -76,24 +91,32 @@ void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_
 bool hub_ws_admissible(struct hub *h, const char *user_id, const char *ip);
 
 /*
- * SSE: open a stream of project_id's events after `after` for user_id (already authorised)
- * from client address ip. NULL when the user or the address is at its cap (answer 429).
+ * SSE: open a stream of project_id's events after `after` for who from client address ip
+ * (already authorised when the project's head was `admitted`: a removal of the user after
+ * that ends the stream). NULL when the user or the address is at its cap (answer 429).
  */
 struct hub_stream;
-struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const char *user_id,
-				   const char *ip, int64_t after);
+struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const struct hub_who *who,
+				   const char *ip, int64_t after, int64_t admitted);
+/* A revocation of the stream's user was handled since its token was checked (and before the
+ * stream was attached, where it would have found it): check the token again. */
+bool hub_stream_recheck(const struct hub_stream *st);
 /* The stream's reader (see reply_stream) and release. */
 long hub_stream_read(void *stream, struct request *req, char *buf, size_t max);
 void hub_stream_release(void *stream);
 
 /*
  * Long poll: park `req` of user_id from client address ip until project_id has an event after
- * `after`, or until deadline_ms (wall clock), or shutdown. Returns 0 when parked,
- * -ERR_UNAVAILABLE when the hub is draining (answer at once), -ERR_RATE_LIMITED when the user
- * or the address is at its cap (answer 429).
+ * `after`, or until deadline_ms (wall clock), or shutdown, or the user's removal from the
+ * project or a revocation of the user's tokens (the handler checks its token again when it
+ * resumes). checked_us (time_mono_us) is when the request's token check began: a revocation
+ * of the user handled since then may have found nothing to wake. Returns HUB_PARKED,
+ * HUB_PARK_DRAINING (answer at once), HUB_PARK_RECHECK (nothing parked: check the token
+ * again, then retry) or HUB_PARK_LIMITED (the user or the address is at its cap: answer 429).
  */
+enum { HUB_PARKED, HUB_PARK_DRAINING, HUB_PARK_RECHECK, HUB_PARK_LIMITED };
 int hub_park(struct hub *h, struct request *req, const char *project_id, const char *user_id,
-	     const char *ip, int64_t after, int64_t deadline_ms);
+	     const char *ip, int64_t after, int64_t deadline_ms, int64_t checked_us);
 
 /* True once hub_drain() has begun. */
 bool hub_draining(const struct hub *h);

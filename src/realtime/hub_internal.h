@@ -6,7 +6,8 @@
  *                timers, start and shutdown
  *   websocket.c  the WebSocket: handshake key, wslay glue, input tracking, socket lifecycle,
  *                the client's messages
- *   fanout.c     topics and subscriptions, delivery of events, catch-up from the log
+ *   fanout.c     topics and subscriptions, delivery of events, catch-up from the log, and
+ *                the tokens of live channels (re-checks on a user's revocation)
  *   sse.c        Server-Sent Event streams
  *   longpoll.c   parked long polls
  *   worker.c     the threads that do the hub's database work and token checks
@@ -60,6 +61,7 @@
 #define CLOSE_GRACE_MS	  2000 /* a closing WebSocket that takes no byte for this long is dropped */
 #define CAP_BUCKETS	  1024
 #define CAP_KEY_LEN	  64 /* a client address key: an IPv4 address or an IPv6 /64 */
+#define REVOKED_RECENT	  64
 
 enum sub_kind { SUB_WS, SUB_SSE, SUB_POLL };
 
@@ -72,12 +74,24 @@ struct cap {
 	char key[];
 };
 
+/*
+ * The access token a live channel runs on: kept to re-check it (subscribe, a revocation note
+ * for its user) and to end the channel at its expiry. `token` is malloc'd.
+ */
+struct live_token {
+	char *token;
+	int64_t exp_ms; /* wall clock; 0: none known */
+};
+
 struct sub {
 	struct sub *next, *prev; /* in the topic */
 	struct topic *topic;
 	enum sub_kind kind;
 	int64_t last;  /* the seq this subscriber has seen */
 	bool catching; /* served by the topic's catch-up reads, not its live ones */
+	/* The project's head when the subscriber's access was checked (read before the check):
+	 * a member.removed of its user with a higher seq ends it, wherever `last` stands. */
+	int64_t admitted;
 	char user_id[UUID_STR_LEN];
 	void *owner;		/* struct ws, hub_stream or waiter */
 	struct sub *owner_next; /* in the WebSocket's own list */
@@ -129,6 +143,7 @@ struct ws {
 	int64_t tokens, tokens_ms; /* the message budget, in thousandths of a message */
 	int over;		   /* messages refused since the last one within the budget */
 	bool rate_closed;	   /* over the budget for good: 1008 once the queue is sent */
+	struct live_token tok;	   /* the token it authenticated with (authed only) */
 };
 
 struct hub_stream {
@@ -142,6 +157,8 @@ struct hub_stream {
 	char *buf;
 	size_t len, off, cap;
 	int64_t last_beat_ms;
+	struct live_token tok;
+	bool recheck; /* see hub_stream_recheck */
 };
 
 struct waiter {
@@ -160,6 +177,8 @@ struct adopt {
 	size_t extra_len;
 	char user_id[UUID_STR_LEN];
 	char ip[CAP_KEY_LEN];
+	struct live_token tok; /* moved to the connection */
+	int64_t checked_us;    /* its token check began then (time_mono_us) */
 };
 
 struct note {
@@ -180,7 +199,7 @@ struct fetched {
 	size_t ws_len;
 };
 
-enum job_kind { JOB_AUTH, JOB_SUBSCRIBE, JOB_FETCH };
+enum job_kind { JOB_AUTH, JOB_SUBSCRIBE, JOB_FETCH, JOB_RECHECK };
 
 struct job {
 	struct job *next;
@@ -190,14 +209,21 @@ struct job {
 	struct ws *ws;
 	char project_id[UUID_STR_LEN];
 	char user_id[UUID_STR_LEN];
-	const char *token;	/* JOB_AUTH */
+	const char *token;	/* JOB_AUTH, JOB_SUBSCRIBE: checked again */
+	int64_t exp_ms;		/* JOB_AUTH: the token's expiry */
+	int64_t checked_us;	/* JOB_AUTH: the check began then (time_mono_us) */
 	bool has_after;		/* JOB_SUBSCRIBE */
 	int64_t after;		/* JOB_SUBSCRIBE: the client's; JOB_FETCH: read after this */
 	bool catchup;		/* JOB_FETCH: a topic's catch-up read (else its live read) */
 	int rc;			/* result: 0 or a negative error kind */
+	int auth_rc;		/* JOB_SUBSCRIBE: the token's check (0 or negative) */
 	int64_t seq;		/* JOB_SUBSCRIBE: the project's head */
 	struct fetched *events; /* JOB_FETCH */
 	int nevents;
+	/* JOB_RECHECK: user_id's tokens (arena) and, as the result, each one's check */
+	const char **tokens;
+	int *rcs;
+	int ntokens;
 };
 
 struct worker {
@@ -232,6 +258,12 @@ struct hub {
 	struct waiter *waiters;
 	struct cap *caps[CAP_BUCKETS]; /* open live channels per user and per client address */
 	int64_t last_sweep_ms;
+	/* The last REVOKED_RECENT revocations handled (a ring, under lock): see revoked_since. */
+	struct {
+		char user_id[UUID_STR_LEN];
+		int64_t at_us; /* time_mono_us */
+	} revoked[REVOKED_RECENT];
+	uint64_t nrevoked;
 	struct worker worker;
 };
 
@@ -262,6 +294,22 @@ void fanout_fetched(struct hub *h, struct job *j);
 /* Queued bytes below which a catching-up client gets its next page. */
 size_t catchup_low_water(const struct hub *h);
 
+/* Hub thread, lock not held: EVENT_NOTE_USER_REVOKED for user_id: re-check the tokens of
+ * every live channel of the user on the worker (wake the user's parked polls: they check
+ * their token when they resume), and apply the result (JOB_RECHECK). */
+void fanout_user_revoked(struct hub *h, const char *user_id);
+void fanout_rechecked(struct hub *h, struct job *j);
+void live_token_release(struct live_token *t);
+/*
+ * Lock held. A revocation of user_id was handled at or after since_us (time_mono_us), or so
+ * many that the ring no longer tells: a token checked since then may have been revoked
+ * without the note finding its channel (it was not attached yet). Such a channel checks its
+ * token again once attached, where the next note finds it.
+ */
+bool revoked_since(const struct hub *h, const char *user_id, int64_t since_us);
+/* Why a refused token ends a channel: "token_expired", "unavailable" or "unauthenticated". */
+const char *live_token_reason(int rc);
+
 /* websocket.c (hub thread) */
 void ws_adopt(struct hub *h, struct adopt *ad);
 void ws_on_ready(struct hub *h, struct ws *w, uint32_t events);
@@ -275,12 +323,17 @@ void ws_send_json(struct ws *w, json_t *o); /* o is stolen */
 size_t ws_queued(const struct ws *w);
 void ws_sub_remove(struct ws *w, struct sub *s); /* lock held */
 void ws_job_done(struct hub *h, struct job *j);
+/* A re-check refused the connection's token (rc < 0): close it (4001, or 1013 when the
+ * check could not be made). */
+void ws_token_refused(struct ws *w, int rc);
 
 /* sse.c (lock held) */
 void sse_deliver(struct hub *h, struct hub_stream *st, const struct fetched *e);
 void sse_end(struct hub_stream *st, const char *event_json);
 void sse_heartbeats(struct hub *h, int64_t now);
 void sse_end_all(struct hub *h);
+/* End the streams whose token expired (reason token_expired). */
+void sse_expire(struct hub *h, int64_t now);
 
 /* longpoll.c (lock held) */
 void poll_wake(struct hub *h, struct waiter *w);

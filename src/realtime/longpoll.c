@@ -46,16 +46,20 @@ void poll_wake_all(struct hub *h)
 }
 
 int hub_park(struct hub *h, struct request *req, const char *project_id, const char *user_id,
-	     const char *ip, int64_t after, int64_t deadline_ms)
+	     const char *ip, int64_t after, int64_t deadline_ms, int64_t checked_us)
 {
 	pthread_mutex_lock(&h->lock);
 	if (atomic_load(&h->draining)) {
 		pthread_mutex_unlock(&h->lock);
-		return -ERR_UNAVAILABLE;
+		return HUB_PARK_DRAINING;
+	}
+	if (revoked_since(h, user_id, checked_us)) {
+		pthread_mutex_unlock(&h->lock);
+		return HUB_PARK_RECHECK;
 	}
 	if (!caps_take(h, user_id, ip)) {
 		pthread_mutex_unlock(&h->lock);
-		return -ERR_RATE_LIMITED;
+		return HUB_PARK_LIMITED;
 	}
 	struct waiter *w = xcalloc(1, sizeof(*w));
 	w->held = true;
@@ -64,6 +68,8 @@ int hub_park(struct hub *h, struct request *req, const char *project_id, const c
 	w->sub.kind = SUB_POLL;
 	w->sub.owner = w;
 	w->sub.last = after;
+	w->sub.admitted = 0; /* any removal of its user wakes it: it reads the feed again */
+	snprintf(w->sub.user_id, sizeof(w->sub.user_id), "%s", user_id);
 	w->req = req;
 	w->deadline_ms = deadline_ms;
 	w->next_all = h->waiters;
@@ -80,5 +86,5 @@ int hub_park(struct hub *h, struct request *req, const char *project_id, const c
 		log_json(
 		    LOG_DEBUG, "long poll parked",
 		    json_pack("{s:s, s:I}", "project_id", project_id, "after", (json_int_t)after));
-	return 0;
+	return HUB_PARKED;
 }

@@ -94,6 +94,21 @@ void sse_heartbeats(struct hub *h, int64_t now)
 			}
 }
 
+void sse_expire(struct hub *h, int64_t now)
+{
+	for (int b = 0; b < TOPIC_BUCKETS; b++)
+		for (struct topic *t = h->topics[b]; t; t = t->next) {
+			struct sub *s = t->subs;
+			while (s) {
+				struct sub *next = s->next; /* sub_end unlinks s */
+				struct hub_stream *st = s->owner;
+				if (s->kind == SUB_SSE && st->tok.exp_ms && now >= st->tok.exp_ms)
+					sub_end(h, s, "token_expired");
+				s = next;
+			}
+		}
+}
+
 void sse_end_all(struct hub *h)
 {
 	for (int b = 0; b < TOPIC_BUCKETS; b++)
@@ -106,8 +121,8 @@ void sse_end_all(struct hub *h)
 				}
 }
 
-struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const char *user_id,
-				   const char *ip, int64_t after)
+struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const struct hub_who *who,
+				   const char *ip, int64_t after, int64_t admitted)
 {
 	struct hub_stream *st = xcalloc(1, sizeof(*st));
 	st->hub = h;
@@ -115,8 +130,11 @@ struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const 
 	st->sub.owner = st;
 	st->sub.last = after;
 	st->sub.catching = true; /* its first read tells whether it is behind (fanout.c) */
-	snprintf(st->sub.user_id, sizeof(st->sub.user_id), "%s", user_id);
+	st->sub.admitted = admitted;
+	snprintf(st->sub.user_id, sizeof(st->sub.user_id), "%s", who->user_id);
 	snprintf(st->ip, sizeof(st->ip), "%s", ip ? ip : "");
+	st->tok.token = xstrdup(who->token);
+	st->tok.exp_ms = who->exp_ms;
 	st->last_beat_ms = time_now_ms();
 	stream_append(st, ": tandem event stream\nretry: 2000\n\n", 35);
 	pthread_mutex_lock(&h->lock);
@@ -124,6 +142,7 @@ struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const 
 		st->ended = true;
 	} else if (!caps_take(h, st->sub.user_id, st->ip)) {
 		pthread_mutex_unlock(&h->lock);
+		live_token_release(&st->tok);
 		free(st->buf);
 		free(st);
 		return NULL;
@@ -131,10 +150,16 @@ struct hub_stream *hub_stream_open(struct hub *h, const char *project_id, const 
 		st->held = true;
 		sub_attach(h, &st->sub, project_id);
 		st->subscribed = true;
+		st->recheck = revoked_since(h, who->user_id, who->checked_us);
 	}
 	pthread_mutex_unlock(&h->lock);
 	hub_wake(h);
 	return st;
+}
+
+bool hub_stream_recheck(const struct hub_stream *st)
+{
+	return st->recheck; /* set once, before the stream was handed out */
 }
 
 long hub_stream_read(void *stream, struct request *req, char *buf, size_t max)
@@ -179,6 +204,7 @@ void hub_stream_release(void *stream)
 	if (st->held)
 		caps_put(h, st->sub.user_id, st->ip);
 	pthread_mutex_unlock(&h->lock);
+	live_token_release(&st->tok);
 	free(st->buf);
 	free(st);
 }

@@ -195,6 +195,10 @@ static void ws_start_job(struct ws *w, struct job *j)
 static void ws_authenticate(struct ws *w, json_t *msg)
 {
 	const char *token = json_string_value(json_object_get(msg, "token"));
+	if (!token && w->authed) {
+		ws_error(w, "validation_failed", "an auth message needs a string \"token\"");
+		return;
+	}
 	if (!token) {
 		ws_close(w, 4001, "unauthenticated");
 		return;
@@ -230,6 +234,7 @@ static void ws_subscribe(struct ws *w, json_t *msg)
 	struct job *j = job_create(JOB_SUBSCRIBE);
 	memcpy(j->project_id, pid, UUID_STR_LEN);
 	memcpy(j->user_id, w->user_id, UUID_STR_LEN);
+	j->token = arena_strdup(&j->arena, w->tok.token ? w->tok.token : "");
 	j->has_after = after && json_is_integer(after);
 	j->after = j->has_after ? json_integer_value(after) : 0;
 	ws_start_job(w, j);
@@ -238,12 +243,25 @@ static void ws_subscribe(struct ws *w, json_t *msg)
 static void ws_subscribed(struct ws *w, struct job *j)
 {
 	struct hub *h = w->hub;
+	if (j->auth_rc < 0) {
+		ws_token_refused(w, j->auth_rc);
+		return;
+	}
 	if (j->rc < 0 && j->rc != -ERR_NOT_FOUND) {
 		ws_error(w, "unavailable", "the service is temporarily unavailable; retry later");
 		return;
 	}
 	if (j->rc < 0) {
 		ws_error(w, "not_found", "no such project");
+		return;
+	}
+	if (j->has_after && j->after > j->seq) {
+		/* A resume point past the head would never see the events before it, a removal
+		 * among them (issue 14). */
+		ws_send_json(w, json_pack("{s:s, s:s, s:s, s:s, s:I}", "type", "error", "code",
+					  "validation_failed", "message",
+					  "after is beyond the project's last event", "project_id",
+					  j->project_id, "seq", (json_int_t)j->seq));
 		return;
 	}
 	/* Reply first: events with seq > after follow it, then live ones, from the log. Nothing
@@ -266,6 +284,7 @@ static void ws_subscribed(struct ws *w, struct job *j)
 	s->last = j->has_after ? j->after : j->seq;
 	/* Behind the head: it catches up on pages of its own, at its own pace (fanout.c). */
 	s->catching = s->last < j->seq;
+	s->admitted = j->seq;
 	sub_attach(h, s, j->project_id);
 	pthread_mutex_unlock(&h->lock);
 }
@@ -320,7 +339,7 @@ static void ws_handle(struct ws *w, uint8_t opcode, const char *data, size_t len
 	} else if (!strcmp(type, "ping")) {
 		ws_send_json(w, json_pack("{s:s}", "type", "pong"));
 	} else if (!strcmp(type, "auth")) {
-		ws_error(w, "bad_request", "already authenticated");
+		ws_authenticate(w, msg); /* a new token before the current one expires */
 	} else {
 		ws_error(w, "unknown_type", "unknown message type");
 	}
@@ -347,6 +366,57 @@ static void ws_stash_free(struct ws *w)
 	}
 }
 
+/* ---- the connection's token (issue 14) ---- */
+
+/* A revocation of the user handled since the token was checked (from checked_us on) found
+ * no channel of this connection: check the token again now that it is in place. */
+static void ws_revoked_since(struct ws *w, int64_t checked_us)
+{
+	struct hub *h = w->hub;
+	pthread_mutex_lock(&h->lock);
+	bool again = revoked_since(h, w->user_id, checked_us);
+	pthread_mutex_unlock(&h->lock);
+	if (again)
+		fanout_user_revoked(h, w->user_id);
+}
+
+static void ws_token_set(struct ws *w, const char *token, int64_t exp_ms, int64_t checked_us)
+{
+	live_token_release(&w->tok);
+	w->tok.token = xstrdup(token);
+	w->tok.exp_ms = exp_ms;
+	ws_revoked_since(w, checked_us);
+}
+
+void ws_token_refused(struct ws *w, int rc)
+{
+	if (rc == -ERR_UNAVAILABLE)
+		ws_close(w, 1013, "try again later"); /* it could not be checked */
+	else
+		ws_close(w, 4001, live_token_reason(rc));
+}
+
+/* The answer to an auth message on an authenticated connection: a token of the same user
+ * replaces the current one (and its expiry); anything else is refused and the connection
+ * goes on with the token it has. */
+static void ws_reauthenticated(struct ws *w, struct job *j)
+{
+	if (w->closing || w->dead)
+		return;
+	if (j->rc == 0 && strcmp(j->user_id, w->user_id) != 0) {
+		ws_error(w, "forbidden", "the token is another user's");
+		return;
+	}
+	if (j->rc < 0) {
+		ws_error(w, error_code(-j->rc),
+			 j->rc == -ERR_UNAVAILABLE ? "the token could not be checked; retry later"
+						   : "the token is not valid");
+		return;
+	}
+	ws_token_set(w, j->token, j->exp_ms, j->checked_us);
+	ws_send_json(w, json_pack("{s:s, s:s}", "type", "authenticated", "user_id", w->user_id));
+}
+
 void ws_job_done(struct hub *h, struct job *j)
 {
 	struct ws *w = j->ws;
@@ -358,9 +428,12 @@ void ws_job_done(struct hub *h, struct job *j)
 	}
 	switch (j->kind) {
 	case JOB_AUTH:
-		if (j->rc == 0 && !w->closing && !w->dead) {
+		if (w->authed)
+			ws_reauthenticated(w, j);
+		else if (j->rc == 0 && !w->closing && !w->dead) {
 			memcpy(w->user_id, j->user_id, UUID_STR_LEN);
 			w->authed = true;
+			ws_token_set(w, j->token, j->exp_ms, j->checked_us);
 			pthread_mutex_lock(&h->lock);
 			if (!w->held_user)
 				w->held_user = caps_take(h, w->user_id, NULL);
@@ -372,7 +445,8 @@ void ws_job_done(struct hub *h, struct job *j)
 			ws_send_json(w, json_pack("{s:s, s:s}", "type", "authenticated", "user_id",
 						  j->user_id));
 		} else {
-			ws_close(w, 4001, "unauthenticated");
+			ws_close(w, 4001,
+				 j->rc == -ERR_TOKEN_EXPIRED ? "token_expired" : "unauthenticated");
 		}
 		break;
 	case JOB_SUBSCRIBE:
@@ -380,6 +454,7 @@ void ws_job_done(struct hub *h, struct job *j)
 			ws_subscribed(w, j);
 		break;
 	case JOB_FETCH:
+	case JOB_RECHECK:
 		break;
 	}
 	job_free(j);
@@ -590,6 +665,7 @@ void ws_destroy(struct hub *h, struct ws *w)
 	if (w->ctx)
 		wslay_event_context_free(w->ctx);
 	w->ctx = NULL;
+	live_token_release(&w->tok);
 	close(w->fd);
 	h->nsockets--;
 	free(w->extra);
@@ -676,6 +752,8 @@ void ws_adopt(struct hub *h, struct adopt *ad)
 	if (ad->user_id[0]) {
 		memcpy(w->user_id, ad->user_id, UUID_STR_LEN);
 		w->authed = true;
+		w->tok = ad->tok; /* moved */
+		ad->tok.token = NULL;
 	}
 	memcpy(w->ip, ad->ip, CAP_KEY_LEN);
 	w->tokens = (int64_t)h->lim.msg_burst * 1000;
@@ -706,6 +784,8 @@ void ws_adopt(struct hub *h, struct adopt *ad)
 		w->held_ip = ok;
 		if (!ok)
 			ws_close(w, 1013, "too many connections");
+		else if (w->authed)
+			ws_revoked_since(w, ad->checked_us);
 	}
 	w->rx_budget = WS_RX_BUDGET;
 	if (w->extra && ws_ctx(w) && wslay_event_recv(w->ctx) != 0) {
@@ -723,6 +803,8 @@ void ws_timers(struct hub *h, int64_t now)
 			w->dead = true;
 		else if (!w->authed && now - w->opened_ms > (int64_t)h->lim.auth_timeout_s * 1000)
 			ws_close(w, 4001, "authentication timeout");
+		else if (w->authed && w->tok.exp_ms && now >= w->tok.exp_ms && !w->closing)
+			ws_close(w, 4001, "token_expired"); /* no new auth message came in time */
 		else if (w->full_since_ms && !w->closing &&
 			 now - w->full_since_ms > (int64_t)h->lim.ping_interval_s * 1000) {
 			/* It took not even half its queue in a ping interval (our pings are stuck

@@ -11,10 +11,12 @@
  */
 #include "core/error.h"
 #include "core/log.h"
+#include "core/timeutil.h"
 #include "core/xalloc.h"
 #include "realtime/hub_internal.h"
 #include "services/sessions.h"
 #include "services/events.h"
+#include "services/token.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -37,21 +39,53 @@ void job_free(struct job *j)
 	free(j);
 }
 
-static void run_auth(struct hub *h, struct job *j)
+/* The token's user (the rule REST applies: auth_token_user) and its expiry. */
+static int check_token(struct hub *h, struct arena *a, const char *token, char *user_id,
+		       int64_t *exp_ms)
 {
 	struct error err = ERROR_INIT;
+	struct access_claims claims;
 	struct user u;
-	j->rc = auth_token_user(h->auth, h->store, &j->arena, j->token, &u, &err);
-	if (j->rc == 0)
-		memcpy(j->user_id, u.id, UUID_STR_LEN);
+	int rc = auth_token_user(h->auth, h->store, a, token, &u, &err);
+	if (rc == 0 && user_id)
+		memcpy(user_id, u.id, UUID_STR_LEN);
+	/* Verified just now, so this is the thread's token cache answering. */
+	if (rc == 0 && exp_ms && (rc = token_verify(a, &h->auth->key, token, &claims, &err)) == 0)
+		*exp_ms = claims.exp * 1000;
 	error_release(&err);
+	return rc;
+}
+
+static void run_auth(struct hub *h, struct job *j)
+{
+	j->checked_us = time_mono_us();
+	j->rc = check_token(h, &j->arena, j->token, j->user_id, &j->exp_ms);
 }
 
 static void run_subscribe(struct hub *h, struct job *j)
 {
 	struct error err = ERROR_INIT;
+	char user_id[UUID_STR_LEN];
+	/* The token is checked again on every subscribe: it may have been revoked since. */
+	j->auth_rc = check_token(h, &j->arena, j->token, user_id, NULL);
+	if (j->auth_rc == 0 && strcmp(user_id, j->user_id) != 0)
+		j->auth_rc = -ERR_UNAUTHENTICATED; /* cannot happen: one token, one user */
+	if (j->auth_rc < 0) {
+		j->rc = j->auth_rc;
+		return;
+	}
 	j->rc = events_head(h->store, &j->arena, j->user_id, j->project_id, &j->seq, &err);
 	error_release(&err);
+}
+
+static void run_recheck(struct hub *h, struct job *j)
+{
+	for (int i = 0; i < j->ntokens; i++) {
+		char user_id[UUID_STR_LEN];
+		j->rcs[i] = check_token(h, &j->arena, j->tokens[i], user_id, NULL);
+		if (j->rcs[i] == 0 && strcmp(user_id, j->user_id) != 0)
+			j->rcs[i] = -ERR_UNAUTHENTICATED;
+	}
 }
 
 static const char *removed_user_of(struct arena *a, const struct event *e, json_t *ej)
@@ -144,6 +178,9 @@ static void *worker_main(void *arg)
 			break;
 		case JOB_FETCH:
 			run_fetch(h, j);
+			break;
+		case JOB_RECHECK:
+			run_recheck(h, j);
 			break;
 		}
 		if (j->kind == JOB_FETCH && j->catchup) {

@@ -46,9 +46,21 @@ int events_head(struct store *st, struct arena *a, const char *user_id, const ch
 	struct db_conn *c = store_conn(st, err);
 	if (!c)
 		return -ERR_UNAVAILABLE;
+	/*
+	 * The head first, then the access check: a removal that commits between them has a
+	 * seq above *seq, so real-time delivery (which ends what was admitted before a removal
+	 * of its user) ends what this admits. The other order could admit at a head that already
+	 * holds the removal, and nothing would end it.
+	 */
+	rc = store_project_seq(c, a, project_id, seq, err);
+	if (rc == -ERR_NOT_FOUND) {
+		error_release(err); /* the access check says "not found" its own way */
+		*seq = 0;
+	} else if (rc < 0)
+		return rc;
 	if ((rc = access_project(c, a, project_id, user_id, ACCESS_READ, NULL, err)) < 0)
 		return rc;
-	return store_project_seq(c, a, project_id, seq, err);
+	return 0;
 }
 
 int events_after(struct store *st, struct arena *a, const char *project_id, int64_t after,

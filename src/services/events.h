@@ -38,7 +38,9 @@ int events_feed(struct store *st, struct arena *a, const struct user *me, const 
 
 /*
  * user_id may read project_id's events (the REST rule: access_project, ACCESS_READ); *seq is
- * the project's current (highest) seq. -ERR_NOT_FOUND for a non-member or no such project.
+ * the project's current (highest) seq, read before the access check (so a removal of the user
+ * committed after the check has a higher seq). -ERR_NOT_FOUND for a non-member or no such
+ * project.
  */
 int events_head(struct store *st, struct arena *a, const char *user_id, const char *project_id,
 		int64_t *seq, struct error *err);

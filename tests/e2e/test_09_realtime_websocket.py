@@ -147,11 +147,13 @@ def test_an_authenticated_connection_is_not_timed_out_for_auth(team):
     assert ws.events(1)[0]["seq"] == 4
 
 
-def test_second_auth_message_is_an_error_and_the_connection_stays(team):
+def test_second_auth_message_of_another_user_is_an_error_and_the_connection_stays(team):
+    # A second auth message re-authenticates (issue 14: test_11_realtime_access.py), with a
+    # token of the same user only.
     ws = Ws(team.server, team.owner.token, first_message=True)
     ws.send({"type": "auth", "token": team.member.token})
     err = ws.expect("error")
-    assert err["code"] == "bad_request" and isinstance(err["message"], str)
+    assert err["code"] == "forbidden" and isinstance(err["message"], str)
     ws.send({"type": "ping"})
     assert ws.recv() == {"type": "pong"}
 
