@@ -241,7 +241,7 @@ void fanout_note(struct hub *h, const struct note *n)
 		/* The note says how far the log goes: when every subscriber has that already (it
 		 * came from an earlier read, or this instance's own note arrived again through
 		 * Redis), there is nothing to read. */
-		bool behind = n->seq <= 0;
+		bool behind = n->seq <= 0 || n->seq > t->seen;
 		for (struct sub *s = t->subs; s && !behind; s = s->next)
 			behind = !s->catching && s->last < n->seq;
 		t->dirty = behind;
@@ -273,6 +273,19 @@ void fanout_post_dirty(struct hub *h)
 				for (struct sub *s = t->subs; s; s = s->next)
 					if (s->last < from && !s->catching && !sub_paused(s))
 						from = s->last;
+				/*
+				 * None (every subscriber catches up or is paused): read past what
+				 * the topic has read all the same, so that a new event is read at
+				 * once whatever the pace of the catch-ups; a member.removed among
+				 * them ends its user's subscriptions now (removal), not when a
+				 * catch-up reaches it.
+				 */
+				if (from == INT64_MAX && t->subs) {
+					from = t->seen;
+					for (struct sub *s = t->subs; s; s = s->next)
+						if (s->last > from)
+							from = s->last;
+				}
 				if (from != INT64_MAX) {
 					jobs = fetch_job(t, from, false, jobs);
 					t->fetching = true;
@@ -331,6 +344,8 @@ void fanout_fetched(struct hub *h, struct job *j)
 	for (int i = 0; i < j->nevents; i++) {
 		struct fetched *e = &j->events[i];
 		struct sub *s = t->subs;
+		if (e->seq > t->seen)
+			t->seen = e->seq;
 		while (s) {
 			struct sub *next = s->next; /* deliver may unlink s */
 			/* The batch holds every event after j->after: a subscriber that has seen

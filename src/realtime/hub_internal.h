@@ -105,6 +105,7 @@ struct topic {
 	bool catchup_dirty; /* ... or some catching-up subscriber lacks */
 	bool fetching;	    /* a live read is out (hub thread only) */
 	bool catching_up;   /* a catch-up read is out (hub thread only) */
+	int64_t seen;	    /* the highest seq a read of the topic returned */
 };
 
 /* A client message that came while the connection's job was out. */
