@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "store/db.h"
 
+#include <sanitizer/common_interface_defs.h>
 #include <string.h>
 
 struct store;
@@ -112,4 +113,12 @@ char *fuzz_string(const uint8_t *data, size_t size)
 		memcpy(s, data, size);
 	s[size] = '\0';
 	return s;
+}
+
+void fuzz_fail(const char *file, int line, const char *what)
+{
+	char msg[512];
+	snprintf(msg, sizeof(msg), "property failed at %s:%d: %s", file, line, what);
+	__sanitizer_report_error_summary(msg);
+	abort();
 }

@@ -21,14 +21,17 @@ struct error;
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
+/*
+ * A property: when it does not hold, say which (through the sanitizer's report stream, which
+ * libFuzzer keeps open under -close_fd_mask) and abort like a sanitizer finding.
+ */
 #define FUZZ_CHECK(cond)                                                                           \
 	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: property failed: %s\n", __FILE__, __LINE__,        \
-				#cond);                                                            \
-			abort();                                                                   \
-		}                                                                                  \
+		if (!(cond))                                                                       \
+			fuzz_fail(__FILE__, __LINE__, #cond);                                      \
 	} while (0)
+
+__attribute__((noreturn)) void fuzz_fail(const char *file, int line, const char *what);
 
 /* The input as a NUL-terminated string (malloc'd; embedded NULs cut it short). */
 char *fuzz_string(const uint8_t *data, size_t size);

@@ -72,15 +72,15 @@ static bool has_string(json_t *body, const char *key, size_t min, size_t max)
  * One service call's outcome. `reached`: the call ran a statement, so validation let the
  * body through.
  */
-static void check(int rc, struct error *err, bool reached, bool body_ok)
+static void check(int rc, struct error *err, bool reached, bool body_ok, const char *call)
 {
 	FUZZ_CHECK(rc < 0); /* no statement ever succeeds here */
 	FUZZ_CHECK(-rc > ERR_OK && -rc < ERR__COUNT);
 	FUZZ_CHECK(err->kind == -rc);
 	if (rc == -ERR_VALIDATION_FAILED)
 		FUZZ_CHECK(error_field_count(err) > 0 || err->detail[0]);
-	if (reached)
-		FUZZ_CHECK(body_ok);
+	if (reached && !body_ok)
+		fuzz_fail(__FILE__, __LINE__, call); /* validation let a bad body through */
 	error_release(err);
 }
 
@@ -88,7 +88,7 @@ static void check(int rc, struct error *err, bool reached, bool body_ok)
 	do {                                                                                       \
 		unsigned long before = fuzz_fake_queries();                                        \
 		int rc_ = (expr);                                                                  \
-		check(rc_, &err, fuzz_fake_queries() != before, (body_ok));                        \
+		check(rc_, &err, fuzz_fake_queries() != before, (body_ok), #expr);                 \
 	} while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -12,8 +12,9 @@
  * the "extra" bytes read with the handshake, its answers go to one end of a socketpair, and
  * its jobs (token checks, subscribes: worker_post is wrapped with -Wl,--wrap) are answered
  * here, in order, one at a time, as the worker would. Then the same bytes go through
- * ws_input_track in pieces whose sizes the input also picks: where the tracker stands must
- * not depend on how the stream was cut, and its header buffer never overflows.
+ * ws_input_track, whole and in pieces whose sizes the input also picks: where the tracker
+ * stands must be where a reading of the whole buffer by RFC 6455 5.2 says, whatever the cuts,
+ * and its header buffer never overflows.
  */
 #include "fuzz.h"
 #include "core/error.h"
@@ -133,8 +134,45 @@ static void connection(const uint8_t *data, size_t size)
 	close(sv[1]);
 }
 
+/*
+ * The oracle: where RFC 6455 5.2 says the stream stands after `n` bytes, read as a whole
+ * (offsets into the buffer, where the tracker keeps a running state).
+ */
+static void reference(const uint8_t *p, size_t n, struct ws_input *out)
+{
+	size_t off = 0;
+	memset(out, 0, sizeof(*out));
+	while (off < n) {
+		size_t avail = n - off;
+		unsigned len7 = avail >= 2 ? p[off + 1] & 0x7fu : 0;
+		size_t ext = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
+		size_t head = avail >= 2 ? 2 + ext + (p[off + 1] & 0x80u ? 4 : 0) : 2;
+		if (avail < head) {
+			out->head_len = (uint8_t)avail;
+			memcpy(out->head, p + off, avail);
+			return;
+		}
+		uint64_t len = len7;
+		if (ext) {
+			len = 0;
+			for (size_t i = 0; i < ext; i++)
+				len = len << 8 | p[off + 2 + i];
+		}
+		if ((p[off] & 0x0fu) < 0x8)
+			out->fragmented = !(p[off] & 0x80u);
+		off += head;
+		if (len > n - off) {
+			out->payload = len - (n - off);
+			return;
+		}
+		off += (size_t)len;
+	}
+}
+
 static void tracker(const uint8_t *cuts, size_t ncuts, const uint8_t *data, size_t size)
 {
+	struct ws_input ref;
+	reference(data, size, &ref);
 	struct ws_input whole, pieces;
 	memset(&whole, 0, sizeof(whole));
 	memset(&pieces, 0, sizeof(pieces));
@@ -149,6 +187,9 @@ static void tracker(const uint8_t *cuts, size_t ncuts, const uint8_t *data, size
 		FUZZ_CHECK(pieces.head_len < sizeof(pieces.head));
 		off += n;
 	}
+	FUZZ_CHECK(whole.payload == ref.payload && whole.head_len == ref.head_len &&
+		   whole.fragmented == ref.fragmented &&
+		   memcmp(whole.head, ref.head, ref.head_len) == 0);
 	FUZZ_CHECK(whole.payload == pieces.payload && whole.head_len == pieces.head_len &&
 		   whole.fragmented == pieces.fragmented &&
 		   memcmp(whole.head, pieces.head, whole.head_len) == 0);
