@@ -106,14 +106,8 @@ int handle_events_stream(struct request *req)
 	    0)
 		return rc;
 	after = seq; /* without Last-Event-ID: only what happens from now on */
-	if (last) {
-		char *end;
-		long long v = strtoll(last, &end, 10);
-		if (!*last || *end || v < 0)
-			return error_set(&req->err, ERR_BAD_REQUEST,
-					 "Last-Event-ID must be an event seq");
-		after = v;
-	}
+	if (last && !events_seq_parse(last, &after))
+		return error_set(&req->err, ERR_BAD_REQUEST, "Last-Event-ID must be an event seq");
 	if (hub_draining(req->app->hub))
 		return error_set(&req->err, ERR_UNAVAILABLE, "shutting down");
 	struct hub_stream *st = hub_stream_open(req->app->hub, id, req->user->id, after);
