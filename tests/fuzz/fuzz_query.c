@@ -3,12 +3,16 @@
  * (http/router.c) and the list parameters (the task filters and sorts of services/tasks.c,
  * ?limit= of services/paging.c, the cursors and ?q= of the project and member lists).
  *
+ * Also the event seq of ?after= and of the SSE Last-Event-ID header (services/events.c),
+ * given here as the query key Last-Event-ID.
+ *
  * Input: "METHOD PATH\nk=v&k=v...". libmicrohttpd splits and percent-decodes the query string
  * before our code sees it, so the harness hands values over as they are (any byte but NUL).
  * The lists run against the fake store (fake_store.c): their parsing runs for real, the
  * database never answers. Properties beyond the sanitizers: a route found rebuilds to the
  * path it matched; a 405 names the methods allowed; ?limit= is accepted exactly when it is
- * a number from 1 to 200 in plain digits; a list refuses with 400 or 422 (a field named) or
+ * a number from 1 to 200 in plain digits; a seq exactly when it is plain digits within int64,
+ * read back as written; a list refuses with 400 or 422 (a field named) or
  * reaches the store, never anything else.
  */
 #include "fuzz.h"
@@ -17,6 +21,7 @@
 #include "core/uuid.h"
 #include "http/request.h"
 #include "http/router.h"
+#include "services/events.h"
 #include "services/members.h"
 #include "services/paging.h"
 #include "services/projects.h"
@@ -98,6 +103,22 @@ static void limit(const char *s)
 	error_release(&err);
 }
 
+static void seq(const char *s)
+{
+	int64_t v = -1;
+	bool digits = *s && strspn(s, "0123456789") == strlen(s);
+	if (events_seq_parse(s, &v)) {
+		FUZZ_CHECK(digits && v >= 0);
+		char back[32];
+		snprintf(back, sizeof(back), "%lld", (long long)v);
+		size_t zeros = strspn(s, "0");
+		FUZZ_CHECK(!strcmp(back, s[zeros] ? s + zeros : "0"));
+	} else {
+		/* Refused: not plain digits, or more than int64 holds (19 digits at least). */
+		FUZZ_CHECK(!digits || strlen(s + strspn(s, "0")) >= 19);
+	}
+}
+
 static void lists(char *query)
 {
 	struct task_query q;
@@ -105,6 +126,8 @@ static void lists(char *query)
 	struct error err = ERROR_INIT;
 	struct task_page tp;
 	struct page page;
+	const char *after = NULL, *last_event_id = NULL;
+	json_t *feed;
 	memset(&q, 0, sizeof(q));
 	arena_init(&a);
 	/* The last value of a repeated key wins, as with MHD_lookup_connection_value's first
@@ -138,11 +161,20 @@ static void lists(char *query)
 			slot = &q.cursor;
 		else if (!strcmp(kv, "limit"))
 			slot = &q.limit;
+		else if (!strcmp(kv, "after"))
+			slot = &after;
+		else if (!strcmp(kv, "Last-Event-ID"))
+			slot = &last_event_id;
 		if (slot)
 			*slot = v;
 	}
 	if (q.limit)
 		limit(q.limit);
+	if (after)
+		seq(after);
+	if (last_event_id)
+		seq(last_event_id);
+	check(events_feed(NULL, &a, &me, PROJECT, after, q.limit, &feed, &err), &err);
 	check(task_list(NULL, &a, &me, &q, false, &tp, &err), &err);
 	q.project_id = PROJECT;
 	check(task_list(NULL, &a, &me, &q, true, &tp, &err), &err);
