@@ -184,6 +184,27 @@ def websockets():
     write("websocket", b"\x03" + auth[:5])
 
 
+def requests():
+    seeds = [
+        "H Content-Type: application/json; charset=utf-8\nH If-Match: \"3\"\nP /v1/tasks/x\n"
+        'B{"title":"x"}',
+        "H content-type: Application/JSON;charset=\"UTF8\"\nH If-None-Match: W/\"2\", \"3\"\n"
+        "B[1]",
+        "H Content-Type: text/plain\nH If-Match: *\nB{}",
+        "H Content-Type: application/json\nH If-Match: \"0\"\nB{\"a\":1,\"a\":2}",
+        "H Content-Type: application/jsonx\nH If-Match: \"99999999999999999999\"\nB",
+        "P /v1/projects/" + PROJECT + "/tasks\nQ status=todo,done\nQ q=fix login\nQ cursor=old\n"
+        "Q flag\nQ \u00e9=\u00fc&x",
+        "P /v1/a%2Fb c\nQ limit=5",
+        "A 10.0.0.1\nH X-Forwarded-For: 203.0.113.9, 10.0.0.2\nH X-Forwarded-For: 10.0.0.3",
+        "A ::1\nH X-Forwarded-For: 2001:db8::1,  fd00::5 ,::1",
+        "A 127.0.0.1\nH X-Forwarded-For: ,,, \nH x-forwarded-for: 127.0.0.1",
+        "A 198.51.100.1\nH X-Forwarded-For: 1.2.3.4",
+    ]
+    for s in seeds:
+        write("request", s)
+
+
 if __name__ == "__main__":
     bodies()
     cursors()
@@ -191,3 +212,4 @@ if __name__ == "__main__":
     ratelimits()
     settings()
     websockets()
+    requests()
