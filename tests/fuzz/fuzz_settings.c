@@ -60,8 +60,20 @@ static void redis_url(const char *text)
 			const char *pw = colon ? colon + 1 : rest;
 			char *secret = strndup(pw, (size_t)(at - pw));
 			if (strlen(secret) >= 4 && count(text, secret) == 1) {
-				FUZZ_CHECK(!strstr(why, secret));
 				FUZZ_CHECK(!strstr(red, secret));
+				/* A message may hold the same letters by chance ("atabas" is in
+				 * "database"): then the same URL with another password says so
+				 * too. */
+				if (strstr(why, secret)) {
+					char *other = strdup(text), why2[200];
+					struct redis_url u2;
+					memset(other + (pw - text), 'Z', strlen(secret));
+					why2[0] = '\0';
+					redis_url_parse(other, &u2, why2, sizeof(why2));
+					redis_url_release(&u2);
+					FUZZ_CHECK(strstr(why2, secret) != NULL);
+					free(other);
+				}
 			}
 			free(secret);
 		}
