@@ -9,9 +9,9 @@
  * real and then meets a store whose every statement fails. What validation and storage do
  * together (a member found by e-mail, an assignee who must be a member) is out of reach here;
  * the e2e suite covers it. Properties checked beyond the sanitizers: every call fails with a
- * known error kind that matches its return code, a validation failure names at least one
- * field or says why, and a body that reached the database has the required fields, of the
- * right type and length.
+ * known error kind that matches its return code and leaves no transaction open, a validation
+ * failure names at least one field or says why, and a body that reached the database has the
+ * required fields, of the right type and length.
  */
 #include "fuzz.h"
 #include "core/arena.h"
@@ -23,6 +23,7 @@
 #include "services/sessions.h"
 #include "services/tasks.h"
 #include "services/validate.h"
+#include "store/db.h"
 #include "store/users.h"
 
 #include <jansson.h>
@@ -77,6 +78,8 @@ static void check(int rc, struct error *err, bool reached, bool body_ok, const c
 	FUZZ_CHECK(rc < 0); /* no statement ever succeeds here */
 	FUZZ_CHECK(-rc > ERR_OK && -rc < ERR__COUNT);
 	FUZZ_CHECK(err->kind == -rc);
+	/* Every transaction begun was ended (tx_finish): the connection is reusable. */
+	FUZZ_CHECK(fuzz_fake_conn()->tx_depth == 0);
 	if (rc == -ERR_VALIDATION_FAILED)
 		FUZZ_CHECK(error_field_count(err) > 0 || err->detail[0]);
 	if (reached && !body_ok)

@@ -26,6 +26,7 @@
 #include "services/paging.h"
 #include "services/projects.h"
 #include "services/tasks.h"
+#include "store/db.h"
 #include "store/users.h"
 
 #include <string.h>
@@ -84,6 +85,7 @@ static void check(int rc, struct error *err)
 	FUZZ_CHECK(rc == -ERR_BAD_REQUEST || rc == -ERR_VALIDATION_FAILED ||
 		   rc == -ERR_UNAVAILABLE || rc == -ERR_NOT_FOUND);
 	FUZZ_CHECK(err->kind == -rc);
+	FUZZ_CHECK(fuzz_fake_conn()->tx_depth == 0);
 	if (rc == -ERR_VALIDATION_FAILED)
 		FUZZ_CHECK(error_field_count(err) > 0);
 	error_release(err);
