@@ -59,21 +59,23 @@ static void redis_url(const char *text)
 			const char *colon = memchr(rest, ':', (size_t)(at - rest));
 			const char *pw = colon ? colon + 1 : rest;
 			char *secret = strndup(pw, (size_t)(at - pw));
-			if (strlen(secret) >= 4 && count(text, secret) == 1) {
-				FUZZ_CHECK(!strstr(red, secret));
-				/* A message may hold the same letters by chance ("atabas" is in
-				 * "database"): then the same URL with another password says so
-				 * too. */
-				if (strstr(why, secret)) {
-					char *other = strdup(text), why2[200];
-					struct redis_url u2;
-					memset(other + (pw - text), 'Z', strlen(secret));
-					why2[0] = '\0';
-					redis_url_parse(other, &u2, why2, sizeof(why2));
-					redis_url_release(&u2);
+			if (strlen(secret) >= 4 && count(text, secret) == 1 &&
+			    (strstr(why, secret) || strstr(red, secret))) {
+				/* Shown, or the same letters by chance ("atabas" is in "database";
+				 * "*@and" is the mask and the host in "***@and"): then the same URL
+				 * with another password shows them too. */
+				char *other = strdup(text), why2[200], red2[512];
+				struct redis_url u2;
+				memset(other + (pw - text), 'Z', strlen(secret));
+				why2[0] = '\0';
+				redis_url_parse(other, &u2, why2, sizeof(why2));
+				redis_url_release(&u2);
+				redis_url_redact(other, red2, sizeof(red2));
+				if (strstr(why, secret))
 					FUZZ_CHECK(strstr(why2, secret) != NULL);
-					free(other);
-				}
+				if (strstr(red, secret))
+					FUZZ_CHECK(strstr(red2, secret) != NULL);
+				free(other);
 			}
 			free(secret);
 		}
