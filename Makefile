@@ -4,12 +4,18 @@
 #   make build                                   build/tandem only
 #   make bench                                   bench/run (reports numbers, never fails the build;
 #                                                settings: bench/README.md)
-#   make format                                  clang-format -i over src/ and tests/unit/
+#   make fuzz [FUZZ_TIME=300] [HARNESS="bodies query"]
+#                                                the libFuzzer harnesses of tests/fuzz, long
+#                                                (FUZZ_TIME seconds each); what they find is kept
+#                                                in build-fuzz/corpus/ for the next run
+#   make format                                  clang-format -i over src/, tests/unit/, tests/fuzz/
 
 ARGS ?=
-FORMAT_FILES = $(shell find src tests/unit -type f \( -name '*.c' -o -name '*.h' \) | sort)
+FUZZ_TIME ?= 300
+HARNESS ?=
+FORMAT_FILES = $(shell find src tests/unit tests/fuzz -type f \( -name '*.c' -o -name '*.h' \) | sort)
 
-.PHONY: all run test build bench format clean
+.PHONY: all run test build bench fuzz format clean
 
 all: build
 
@@ -28,8 +34,12 @@ bench:
 	./scripts/deps test
 	bench/run
 
+fuzz:
+	./scripts/deps test
+	FUZZ_TIME=$(FUZZ_TIME) FUZZ_CORPUS=$(CURDIR)/build-fuzz/corpus ./scripts/fuzz $(HARNESS)
+
 format:
 	clang-format -i $(FORMAT_FILES)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

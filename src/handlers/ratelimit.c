@@ -149,9 +149,15 @@ const char *client_ip(struct request *req, const struct limits *l)
 	const char *xff = request_header_all(req, "X-Forwarded-For");
 	if (!xff)
 		return peer;
+	return forwarded_client(&req->arena, l, peer, xff);
+}
+
+const char *forwarded_client(struct arena *a, const struct limits *l, const char *peer,
+			     const char *xff)
+{
 	/* Walk from the right: entries added by our own proxies are trusted; the first one
 	 * that is not is the client. Anything further left was written by the client. */
-	char *list = arena_strdup(&req->arena, xff);
+	char *list = arena_strdup(a, xff);
 	const char *client = peer;
 	for (;;) {
 		char *comma = strrchr(list, ',');

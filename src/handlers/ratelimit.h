@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct arena;
 struct config;
 struct limits;
 struct redis;
@@ -30,5 +31,9 @@ int handlers_rate_limit(struct request *req);
 /* The client address: the TCP peer, or the right-most untrusted X-Forwarded-For entry when
  * the peer is a trusted proxy. In the request arena. */
 const char *client_ip(struct request *req, const struct limits *l);
+/* The X-Forwarded-For walk of client_ip() for a peer that is a trusted proxy: `xff` is every
+ * line of the header joined with ", "; the answer is in `a` (or is `peer`). Pure (fuzzed). */
+const char *forwarded_client(struct arena *a, const struct limits *l, const char *peer,
+			     const char *xff);
 
 #endif

@@ -172,9 +172,8 @@ int handle_events_stream(struct request *req)
 		return rc;
 	after = seq; /* without Last-Event-ID: only what happens from now on */
 	if (last) {
-		char *end;
-		long long v = strtoll(last, &end, 10);
-		if (!*last || *end || v < 0)
+		int64_t v;
+		if (!events_seq_parse(last, &v))
 			return error_set(&req->err, ERR_BAD_REQUEST,
 					 "Last-Event-ID must be an event seq");
 		if (v > seq) {
@@ -234,9 +233,8 @@ static int poll_admit(struct request *req, const char *id, struct poll_state *ps
 		ps->deadline_ms = who.exp_ms;
 	if (!after_s)
 		return 0;
-	char *end;
-	long long after = strtoll(after_s, &end, 10);
-	if (!*after_s || *end || after < 0)
+	int64_t after;
+	if (!events_seq_parse(after_s, &after))
 		return 0; /* events_feed says what is wrong with it */
 	if ((rc = events_head(req->app->store, &req->arena, req->user->id, id, &seq, &req->err)) <
 	    0)

@@ -61,6 +61,10 @@ struct url_build {
 static void url_append(struct url_build *b, const char *s, bool encode)
 {
 	static const char hex[] = "0123456789ABCDEF";
+	if (!b->cap) { /* the terminator needs room even when s is empty */
+		b->cap = 256;
+		b->buf = arena_alloc(&b->req->arena, b->cap);
+	}
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 		bool plain = !encode || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||

@@ -594,7 +594,8 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
 		m->next = NULL;
 		m->len = arg->msg_length;
 		m->opcode = arg->opcode;
-		memcpy(m->data, arg->msg, arg->msg_length);
+		if (arg->msg_length) /* an empty message comes with msg NULL */
+			memcpy(m->data, arg->msg, arg->msg_length);
 		struct ws_msg **pp = &w->stash;
 		while (*pp)
 			pp = &(*pp)->next;

@@ -8,6 +8,7 @@
 #include "services/paging.h"
 #include "store/store.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,19 +80,30 @@ int events_after(struct store *st, struct arena *a, const char *project_id, int6
 	return 0;
 }
 
+bool events_seq_parse(const char *s, int64_t *out)
+{
+	char *end;
+	if (!*s || strspn(s, "0123456789") != strlen(s))
+		return false;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno == ERANGE)
+		return false;
+	*out = v;
+	return true;
+}
+
 int events_feed(struct store *st, struct arena *a, const struct user *me, const char *project_id,
 		const char *after_s, const char *limit_s, json_t **out, struct error *err)
 {
 	struct event *items;
 	int limit, count, rc;
-	long long after = 0;
+	int64_t after = 0;
 
 	if ((rc = paging_limit(limit_s, &limit, err)) < 0)
 		return rc;
 	if (after_s) {
-		char *end;
-		after = strtoll(after_s, &end, 10);
-		if (!*after_s || *end || after < 0) {
+		if (!events_seq_parse(after_s, &after)) {
 			error_field(err, "after", "invalid", "must be a whole number >= 0");
 			return -ERR_VALIDATION_FAILED;
 		}

@@ -8,6 +8,7 @@
 #define TANDEM_SERVICES_EVENTS_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "services/notify.h" /* enum event_note */
@@ -31,6 +32,12 @@ int events_append(struct db_conn *c, struct arena *a, const char *project_id, co
  * Record, for after commit, that project_id is being deleted (its events go with it).
  */
 void events_project_deleted(const char *project_id);
+
+/*
+ * An event seq as a client writes one (?after=, Last-Event-ID): decimal digits only, no sign
+ * or space, within int64. False for anything else. Pure.
+ */
+bool events_seq_parse(const char *s, int64_t *out);
 
 /* GET /v1/projects/{id}/events?after=&limit= -> {data, next_after, has_more} (new ref). */
 int events_feed(struct store *st, struct arena *a, const struct user *me, const char *project_id,

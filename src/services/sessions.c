@@ -101,7 +101,7 @@ static void rehash(const struct auth *au, struct db_conn *c, const struct user *
 	}
 	if (rc < 0)
 		log_warn("could not upgrade the password hash of user %s: %s", u->id,
-			 err.detail ? err.detail : "unknown error");
+			 err.detail[0] ? err.detail : "unknown error");
 	error_release(&err);
 }
 
