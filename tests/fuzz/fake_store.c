@@ -10,9 +10,11 @@ struct store;
 
 static unsigned long queries;
 
-static int fake_connect(const char *url, struct db_conn **out, struct error *err)
+static int fake_connect(const char *url, struct db_backoff *backoff, struct db_conn **out,
+			struct error *err)
 {
 	(void)url;
+	(void)backoff;
 	*out = NULL;
 	return error_set(err, ERR_UNAVAILABLE, "fuzz: no database");
 }

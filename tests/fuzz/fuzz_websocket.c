@@ -19,6 +19,7 @@
 #include "fuzz.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/timeutil.h"
 #include "realtime/hub_internal.h"
 
 #include <string.h>
@@ -53,7 +54,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 				      .idle_timeout_s = 90,
 				      .auth_timeout_s = 10,
 				      .sse_heartbeat_s = 15,
-				      .max_sockets = 16};
+				      .max_sockets = 16,
+				      .msg_rate = 20,
+				      .msg_burst = 100};
 	hub.max_sockets = 16;
 	hub.epfd = epoll_create1(EPOLL_CLOEXEC);
 	hub.evfd = -1;
@@ -69,12 +72,16 @@ static void answer(void)
 	case JOB_AUTH:
 		FUZZ_CHECK(j->token != NULL);
 		j->rc = scene & 2 ? 0 : -ERR_UNAUTHENTICATED;
-		if (j->rc == 0)
+		if (j->rc == 0) {
 			memcpy(j->user_id, USER, UUID_STR_LEN);
+			j->exp_ms = time_now_ms() + 3600 * 1000;
+		}
 		break;
 	case JOB_SUBSCRIBE:
 		FUZZ_CHECK(uuid_valid(j->project_id) && !strcmp(j->user_id, USER));
 		FUZZ_CHECK(!j->has_after || j->after >= 0);
+		FUZZ_CHECK(j->token != NULL); /* checked again on every subscribe */
+		j->auth_rc = 0;
 		switch ((scene >> 2) & 3) {
 		case 2:
 			j->rc = -ERR_NOT_FOUND;
@@ -89,6 +96,10 @@ static void answer(void)
 		break;
 	case JOB_FETCH:
 		FUZZ_CHECK(!"a WebSocket message started a catch-up job");
+		break;
+	case JOB_RECHECK:
+		FUZZ_CHECK(!"a WebSocket message started a revocation re-check");
+		break;
 	}
 	ws_job_done(&hub, j);
 }
@@ -103,8 +114,11 @@ static void connection(const uint8_t *data, size_t size)
 		ad.extra = malloc(size);
 		memcpy(ad.extra, data, size);
 	}
-	if (scene & 1)
+	if (scene & 1) {
 		memcpy(ad.user_id, USER, UUID_STR_LEN);
+		ad.tok.token = strdup("header.token.sig"); /* moved to the connection */
+		ad.tok.exp_ms = time_now_ms() + 3600 * 1000;
+	}
 	ws_adopt(&hub, &ad);
 	/* The hub's loop, for this one connection: answer its jobs, let it read what is left. */
 	for (int turn = 0; turn < 10000; turn++) {
