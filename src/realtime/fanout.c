@@ -278,13 +278,18 @@ void fanout_post_dirty(struct hub *h)
 				 * the topic has read all the same, so that a new event is read at
 				 * once whatever the pace of the catch-ups; a member.removed among
 				 * them ends its user's subscriptions now (removal), not when a
-				 * catch-up reaches it.
+				 * catch-up reaches it. Only a removal after a subscriber's
+				 * admission ends it: the read starts there at the earliest, not at
+				 * a catching subscriber's position (a read from there would hand it
+				 * the history at the speed of the log, not its client's, and reach
+				 * the removal only after all of it).
 				 */
 				if (from == INT64_MAX && t->subs) {
-					from = t->seen;
+					int64_t admitted = INT64_MAX;
 					for (struct sub *s = t->subs; s; s = s->next)
-						if (s->last > from)
-							from = s->last;
+						if (s->admitted < admitted)
+							admitted = s->admitted;
+					from = t->seen > admitted ? t->seen : admitted;
 				}
 				if (from != INT64_MAX) {
 					jobs = fetch_job(t, from, false, jobs);

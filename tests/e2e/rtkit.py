@@ -374,9 +374,15 @@ class RawWs:
 class Sse:
     """GET /v1/projects/{pid}/events/stream over plain HTTP/1.1."""
 
-    def __init__(self, server, token, pid, last_event_id=None, headers=None):
+    def __init__(self, server, token, pid, last_event_id=None, headers=None, rcvbuf=None):
         self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=RECV_TIMEOUT)
         _open.append(self)
+        if rcvbuf:  # a small receive window: the server's writes block sooner
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.settimeout(RECV_TIMEOUT)
+            sock.connect(("127.0.0.1", server.port))
+            self.conn.sock = sock
         h = {"Accept": "text/event-stream"}
         if token:
             h["Authorization"] = f"Bearer {token}"

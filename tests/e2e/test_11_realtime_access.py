@@ -24,9 +24,9 @@ import jwt
 import pytest
 
 from harness import assert_problem
-from rtkit import RECV_TIMEOUT, LongPoll, Sse, Ws, wait_until
+from rtkit import DEBUG_LOG, RECV_TIMEOUT, LongPoll, RawWs, Sse, Ws, wait_parked, wait_until
 from rtkit import close_clients  # noqa: F401 - autouse: closes the test's clients
-from taskkit import PASSWORD, Team, add_member, last_seq
+from taskkit import PASSWORD, Team, add_history, add_member, last_seq
 
 SECRET = "realtime-access-test-secret-0123456789abcdef"
 NEW_PASSWORD = "a brand new password 42"
@@ -113,9 +113,10 @@ def test_long_poll_after_beyond_the_head_is_422(team):
     assert r.status_code == 200 and r.json()["data"] == [], r.text
 
 
-def test_a_member_who_came_back_keeps_a_replaying_subscription(team):
+def test_a_member_who_came_back_keeps_a_replaying_subscription(tandem_server):
     # The viewer was removed (seq 4) and added again (seq 5): a subscription made after that
     # replays the old removal, and must not be ended by it.
+    team = Team(tandem_server(env={"TANDEM_JWT_SECRET": SECRET, **DEBUG_LOG}))
     r = team.owner.api.delete(f"/v1/projects/{team.pid}/members/{team.viewer.id}")
     assert r.status_code == 204, r.text
     add_member(team.owner.api, team.pid, team.viewer, "viewer")
@@ -130,6 +131,9 @@ def test_a_member_who_came_back_keeps_a_replaying_subscription(team):
     other.subscribe(team.pid)
     sse = Sse(team.server, team.viewer.token, team.pid)
     poll = LongPoll(team.viewer.api, team.pid, after=6, wait=30)
+    # Parked first: a poll still being read when the removal commits may answer with the
+    # member.removed event itself, which is right too, but not what this checks.
+    wait_parked(team.server, team.pid)
     r = team.owner.api.delete(f"/v1/projects/{team.pid}/members/{team.viewer.id}")
     assert r.status_code == 204, r.text
     for w in (ws, other):
@@ -267,3 +271,43 @@ def test_password_change_on_a_closes_the_users_channels_on_b(pair):
     assert sse_end(sse)["reason"] == "unauthenticated"
     bystander.send({"type": "ping"})
     assert bystander.recv() == {"type": "pong"}
+
+
+# ---------------------------------------------------------------------------------------
+# finding 1: a removal ends subscriptions that are still catching up on a long history
+
+
+def test_a_removal_ends_channels_that_catch_up_alone_at_once(team):
+    # The member's WebSocket and SSE stream start from the beginning of a long history and
+    # take nothing: their catch-ups are paced by what they take, and nobody else listens to
+    # the project. A removal must end them at once, not once a paced catch-up reaches it:
+    # the member must not be served the project's history after it.
+    head = add_history(team, 10000, pad=2000)
+    ws = RawWs(team.server, team.member.token, rcvbuf=4096)
+    ws.send_json({"type": "subscribe", "project_id": team.pid, "after": 0})
+    assert ws.recv()["type"] == "subscribed"
+    sse = Sse(team.server, team.member.token, team.pid, last_event_id=0, rcvbuf=4096)
+    assert sse.status == 200
+    r = team.owner.api.delete(f"/v1/projects/{team.pid}/members/{team.member.id}")
+    assert r.status_code == 204, r.text
+    # Now they read: a part of the history (what was under way), in order, then the end.
+    seqs = []
+    while True:
+        msg = ws.recv()
+        if msg["type"] != "event":
+            break
+        seqs.append(msg["event"]["seq"])
+    assert msg == {"type": "unsubscribed", "project_id": team.pid,
+                   "reason": "membership_removed"}, msg
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert len(seqs) < head // 2, f"{len(seqs)} of {head} events after the removal"
+    seqs, end = [], None
+    while (rec := sse.record()) is not None:
+        if rec.get("event") == "unsubscribed":
+            end = json.loads(rec["data"])
+        elif "data" in rec:
+            seqs.append(int(rec["id"]))
+    assert end == {"type": "unsubscribed", "project_id": team.pid,
+                   "reason": "membership_removed"}, end
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert len(seqs) < head // 2, f"{len(seqs)} of {head} events after the removal"

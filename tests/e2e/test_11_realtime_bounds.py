@@ -18,7 +18,7 @@ from rtkit import (OP_PING, OP_TEXT, LongPoll, RawWs, Sse, Ws, assert_healthy, a
                    parked_polls, server_side_state, slow_consumer_closed, wait_until, DEBUG_LOG)
 from rtkit import close_clients  # noqa: F401 - autouse: closes the test's clients
 from harness import assert_problem
-from taskkit import Team, db_exec, event_feed, last_seq
+from taskkit import Team, add_history, event_feed, last_seq
 
 
 # ---------------------------------------------------------------------------------------
@@ -176,29 +176,6 @@ def test_a_websocket_past_its_message_budget_gets_an_error_then_1008(tandem_serv
 
 # ---------------------------------------------------------------------------------------
 # finding 10: catch-up on a long history
-
-
-def add_history(team, n, pad=1000):
-    """Append n events of about `pad` bytes to the project's log, straight into the database
-    (n requests would take minutes); returns the new head. Their data is not a task's: read
-    them through the WebSocket only (the feed's answers are checked against the schema)."""
-    head = last_seq(team.owner.api, team.pid)
-    first = team.store.query(
-        f"SELECT actor_id, created_at FROM events WHERE project_id = '{team.pid}' AND seq = 1")[0]
-    lo, hi = head + 1, head + n
-    if team.store.backend == "postgres":
-        rows = (f"SELECT '{team.pid}'::uuid, i, 'task.updated', '{first['actor_id']}'::uuid, "
-                f"{first['created_at']}, '{{\"n\":' || i || ',\"pad\":\"' || repeat('x', {pad}) "
-                f"|| '\"}}' FROM generate_series({lo}, {hi}) i")
-    else:
-        rows = (f"WITH RECURSIVE s(i) AS (SELECT {lo} UNION ALL SELECT i + 1 FROM s WHERE i < {hi}) "
-                f"SELECT '{team.pid}', i, 'task.updated', '{first['actor_id']}', "
-                f"{first['created_at']}, '{{\"n\":' || i || ',\"pad\":\"' || "
-                f"replace(hex(zeroblob({pad // 2})), '0', 'x') || '\"}}' FROM s")
-    db_exec(team.store, "INSERT INTO events (project_id, seq, type, actor_id, created_at, data) "
-            + rows)
-    db_exec(team.store, f"UPDATE projects SET event_seq = {hi} WHERE id = '{team.pid}'")
-    return hi
 
 
 def test_a_long_catch_up_does_not_hold_back_live_events_of_the_same_project(tandem_server):
