@@ -195,12 +195,13 @@ def last_seq(client, pid):
 
 
 def db_exec(store, sql):
+    """Change the database directly, behind tandem's back (one or several statements)."""
     if store.backend == "postgres":
         store.cluster.psql(sql, dbname=store.dbname)
         return
     con = sqlite3.connect(str(store.sqlite_path), timeout=30)
     try:
-        con.execute(sql)
+        con.executescript(sql)
         con.commit()
     finally:
         con.close()

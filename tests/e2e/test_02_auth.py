@@ -18,7 +18,6 @@ import os
 import re
 import select
 import socket
-import sqlite3
 import stat
 import threading
 import time
@@ -28,6 +27,7 @@ import jwt
 import pytest
 
 from harness import assert_problem
+from taskkit import db_exec
 
 SECRET = "e2e-test-secret-0123456789abcdef-0123456789"  # 43 bytes, >= 32
 PASSWORD = "correct horse battery staple"
@@ -73,19 +73,6 @@ def resign(claims, header):
     signing_input = f"{b64url(header)}.{b64url(claims)}".encode()
     sig = hmac.new(SECRET.encode(), signing_input, hashlib.sha256).digest()
     return f"{signing_input.decode()}.{b64url(sig)}"
-
-
-def db_exec(store, sql):
-    """Change the database directly (there is no HTTP endpoint for some changes yet)."""
-    if store.backend == "postgres":
-        store.cluster.psql(sql, dbname=store.dbname)
-        return
-    con = sqlite3.connect(str(store.sqlite_path), timeout=30)
-    try:
-        con.execute(sql)
-        con.commit()
-    finally:
-        con.close()
 
 
 def user_rows(store):

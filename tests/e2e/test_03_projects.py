@@ -16,14 +16,13 @@ The permission matrix (every route x every role) is in test_04_authz.py.
 
 import json
 import re
-import sqlite3
 import threading
 import uuid
 
 import pytest
 
 from harness import assert_problem
-from taskkit import failing_event_insert, idempotency_rows
+from taskkit import db_exec, failing_event_insert, idempotency_rows
 
 PASSWORD = "correct horse battery staple"
 JSON = {"Content-Type": "application/json"}
@@ -78,19 +77,6 @@ def users(srv):
     for u in made:
         u.api.close()
     base.close()
-
-
-def db_exec(store, sql):
-    """Change the database directly, behind tandem's back."""
-    if store.backend == "postgres":
-        store.cluster.psql(sql, dbname=store.dbname)
-        return
-    con = sqlite3.connect(str(store.sqlite_path), timeout=30)
-    try:
-        con.executescript(sql)
-        con.commit()
-    finally:
-        con.close()
 
 
 def snapshot(store):

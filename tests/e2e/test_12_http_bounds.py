@@ -15,13 +15,12 @@
 """
 import json
 import socket
-import sqlite3
 import time
 
 from harness import assert_problem
 from rtkit import DEBUG_LOG, LongPoll, Sse, wait_parked
 from rtkit import close_clients  # noqa: F401 - autouse: closes the test's clients
-from taskkit import Team, register
+from taskkit import Team, db_exec, register
 
 
 def raw(server):
@@ -179,25 +178,14 @@ def test_one_client_holds_at_most_its_connection_limit(tandem_server):
         s.close()
 
 
-def sql(store, script):
-    if store.backend == "postgres":
-        store.cluster.psql(script, dbname=store.dbname)
-        return
-    con = sqlite3.connect(str(store.sqlite_path), timeout=30)
-    try:
-        con.executescript(script)
-    finally:
-        con.close()
-
-
 def fail_storing_answers(store):
     if store.backend == "postgres":
-        sql(store, """CREATE FUNCTION fail_update() RETURNS trigger LANGUAGE plpgsql AS $f$
+        db_exec(store, """CREATE FUNCTION fail_update() RETURNS trigger LANGUAGE plpgsql AS $f$
                       BEGIN RAISE EXCEPTION 'injected failure'; END $f$;
                       CREATE TRIGGER fail_update BEFORE UPDATE ON idempotency_keys
                       FOR EACH ROW EXECUTE FUNCTION fail_update();""")
     else:
-        sql(store, """CREATE TRIGGER fail_update BEFORE UPDATE ON idempotency_keys
+        db_exec(store, """CREATE TRIGGER fail_update BEFORE UPDATE ON idempotency_keys
                       BEGIN SELECT RAISE(ABORT, 'injected failure'); END;""")
 
 
@@ -212,7 +200,7 @@ def test_a_change_and_its_idempotent_answer_commit_together(server):
     assert "Location" not in r.headers
     assert store.query("SELECT count(*) AS n FROM projects")[0]["n"] == 0
     assert store.query("SELECT count(*) AS n FROM idempotency_keys")[0]["n"] == 0
-    sql(store, "DROP TRIGGER fail_update" + (" ON idempotency_keys" if store.backend ==
+    db_exec(store, "DROP TRIGGER fail_update" + (" ON idempotency_keys" if store.backend ==
                                               "postgres" else ""))
     # The retry runs (the key was not left claimed), once; its repeat is a replay.
     first = owner.api.post("/v1/projects", **post)
@@ -243,7 +231,7 @@ def test_expired_keys_and_dead_refresh_tokens_are_purged(tandem_server):
     uid = owner.id
     # Rows that must stay: a live stored answer and a live refresh token; and one that must
     # go although it has not expired: a refresh token revoked long ago.
-    sql(store, f"""
+    db_exec(store, f"""
         INSERT INTO idempotency_keys (user_id, key, method, path, request_hash, status,
             response_headers, response_body, created_at, expires_at)
         VALUES ('{uid}', 'live', 'POST', '/v1/projects', 'h', 201, '{{}}', '', {now}, {far});

@@ -6,13 +6,12 @@ Every test runs on SQLite and PostgreSQL (the harness's backends). Policies are 
 ("1/h,burst=3") so that counts are exact; nothing here asserts how long anything took.
 """
 
-import os
-import time
 
 import jwt
 import pytest
 
 from harness import assert_problem
+from taskkit import db_exec
 
 SECRET = "sessions-test-secret-0123456789abcdef-0123"
 PASSWORD = "correct horse battery staple"
@@ -36,19 +35,6 @@ def refresh(api, token):
 
 def sid_of(session):
     return jwt.decode(session["access_token"], options={"verify_signature": False})["sid"]
-
-
-def db_exec(store, sql):
-    if store.backend == "postgres":
-        store.cluster.psql(sql, dbname=store.dbname)
-        return
-    import sqlite3
-    con = sqlite3.connect(str(store.sqlite_path), timeout=30)
-    try:
-        con.execute(sql)
-        con.commit()
-    finally:
-        con.close()
 
 
 @pytest.fixture
