@@ -89,6 +89,11 @@ static void drain(struct app *app)
 	hub_drain(app->hub);
 }
 
+static bool trusted_peer(const struct app *app, const char *ip)
+{
+	return limits_trusted_peer(app->limits, ip);
+}
+
 static int cmd_serve(struct config *cfg)
 {
 	struct store *store;
@@ -166,7 +171,8 @@ static int cmd_serve(struct config *cfg)
 			  .store = store,
 			  .limits = limits,
 			  .redis = redis,
-			  .rate_limit = limits ? handlers_rate_limit : NULL,
+			  .rate_limit = limits_on(limits) ? handlers_rate_limit : NULL,
+			  .trusted_peer = trusted_peer,
 			  .auth = &auth,
 			  .version = TANDEM_VERSION,
 			  .authenticate = handlers_authenticate,

@@ -124,11 +124,10 @@ int limits_create(const struct config *cfg, struct redis *redis, struct limits *
 		}
 		free(list);
 	}
-	if (!cfg->rate_limit) {
-		free(l);
-		return 0;
-	}
-	l->rl = ratelimit_create(cfg->rate_limit_max_keys, redis);
+	/* Off: no limiter, but the trusted proxies still say who the client is (the per-client
+	 * caps of live channels and connections key on it). */
+	if (cfg->rate_limit)
+		l->rl = ratelimit_create(cfg->rate_limit_max_keys, redis);
 	*out = l;
 	return 0;
 }
@@ -139,6 +138,16 @@ void limits_free(struct limits *l)
 		return;
 	ratelimit_free(l->rl);
 	free(l);
+}
+
+bool limits_trusted_peer(const struct limits *l, const char *ip)
+{
+	return l && l->nproxies && trusted(l, ip);
+}
+
+bool limits_on(const struct limits *l)
+{
+	return l && l->rl;
 }
 
 const char *client_ip(struct request *req, const struct limits *l)
@@ -219,7 +228,7 @@ int handlers_rate_limit(struct request *req)
 	int n = 0;
 	bool strict = false;
 
-	if (!l || (req->route && (req->route->flags & ROUTE_UNLIMITED)))
+	if (!l || !l->rl || (req->route && (req->route->flags & ROUTE_UNLIMITED)))
 		return 0;
 	/* Per-IP buckets key on client_key(): one IPv6 client holds a whole /64. */
 	char ip[CLIENT_KEY_LEN];

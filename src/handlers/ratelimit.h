@@ -17,10 +17,15 @@ struct request;
 
 /*
  * Build the limiter from the configuration. Returns NULL with a one-line message on stderr
- * for an invalid policy or proxy list; *out is NULL (no limiting) when rate limiting is off.
+ * for an invalid policy or proxy list. With rate limiting off *out still holds the trusted
+ * proxies (client_ip() needs them) and limits nothing (limits_on() is false).
  */
 int limits_create(const struct config *cfg, struct redis *redis, struct limits **out);
 void limits_free(struct limits *l);
+/* Whether rate limiting is on. */
+bool limits_on(const struct limits *l);
+/* Whether ip (numeric text) is one of the trusted proxies (--trusted-proxies). */
+bool limits_trusted_peer(const struct limits *l, const char *ip);
 
 /*
  * Check the request (after authentication, so req->user is known where there is one). Adds

@@ -124,14 +124,17 @@ struct conn *conns_open(struct conns *t, const char *key, int fd, int64_t now_us
 	atomic_init(&c->phase, PHASE_IDLE);
 	atomic_init(&c->deadline_us, now_us + t->idle_us + t->request_us);
 	pthread_mutex_lock(&t->lock);
-	struct client **p = find(t, key);
-	if (!*p) {
-		*p = xcalloc(1, sizeof(**p));
-		memcpy((*p)->key, key, strnlen(key, CLIENT_KEY_LEN - 1));
+	*over = false;
+	if (key) {
+		struct client **p = find(t, key);
+		if (!*p) {
+			*p = xcalloc(1, sizeof(**p));
+			memcpy((*p)->key, key, strnlen(key, CLIENT_KEY_LEN - 1));
+		}
+		c->client = *p;
+		c->client->count++;
+		c->over = *over = t->per_client && c->client->count > t->per_client;
 	}
-	c->client = *p;
-	c->client->count++;
-	c->over = *over = t->per_client && c->client->count > t->per_client;
 	c->next = t->head;
 	if (t->head)
 		t->head->prev = c;

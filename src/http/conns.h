@@ -42,7 +42,8 @@ void conns_refuse(struct conns *t, int fd, int64_t now_us);
 /*
  * Record a connection that libmicrohttpd started (fd is its socket). *over is set when the
  * client now holds more than its limit (connections accepted in a burst): answer its first
- * request with 429 and close. Returns the entry, to be given to conns_close().
+ * request with 429 and close. key NULL: not counted (a trusted proxy's connection carries many
+ * clients). Returns the entry, to be given to conns_close().
  */
 struct conn *conns_open(struct conns *t, const char *key, int fd, int64_t now_us, bool *over);
 /* Whether the connection was over its client's limit when it opened. */

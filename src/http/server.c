@@ -97,6 +97,25 @@ static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
 	return req;
 }
 
+/*
+ * Whether the TCP peer is a trusted proxy (app->trusted_peer): behind a load balancer every
+ * connection comes from it, so the per-client connection limit must not count them (the
+ * rate limits and live-channel caps key on the forwarded client instead).
+ */
+static bool from_proxy(const struct server *s, const struct sockaddr *sa)
+{
+	char ip[INET6_ADDRSTRLEN];
+	if (!s->app->trusted_peer || !sa)
+		return false;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
+	else
+		return false;
+	return s->app->trusted_peer(s->app, ip);
+}
+
 /* Connections enter the table when libmicrohttpd starts them and leave it before it closes
  * their socket (the two notifications pair up, unlike MHD_add_connection's outcome). */
 static void connection_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -110,9 +129,10 @@ static void connection_notify(void *cls, struct MHD_Connection *conn, void **soc
 		    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 		char key[CLIENT_KEY_LEN];
 		bool over;
-		client_key_addr(addr ? addr->client_addr : NULL, key);
-		*socket_context =
-		    conns_open(s->conns, key, fd ? fd->connect_fd : -1, time_mono_us(), &over);
+		const struct sockaddr *sa = addr ? addr->client_addr : NULL;
+		client_key_addr(sa, key);
+		*socket_context = conns_open(s->conns, from_proxy(s, sa) ? NULL : key,
+					     fd ? fd->connect_fd : -1, time_mono_us(), &over);
 	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
 		conns_close(s->conns, *socket_context);
 		*socket_context = NULL;
@@ -520,7 +540,7 @@ static void *acceptor_main(void *arg)
 		 * reaching libmicrohttpd. */
 		char key[CLIENT_KEY_LEN];
 		client_key_addr((struct sockaddr *)&peer, key);
-		if (!conns_has_room(s->conns, key)) {
+		if (!from_proxy(s, (struct sockaddr *)&peer) && !conns_has_room(s->conns, key)) {
 			conns_refuse(s->conns, fd, time_mono_us());
 			continue;
 		}

@@ -24,7 +24,7 @@ struct app {
 	const struct config *cfg;
 	struct store *store;
 	struct auth *auth;
-	struct limits *limits; /* NULL: rate limiting off */
+	struct limits *limits; /* rate limits and trusted proxies (handlers/ratelimit.h) */
 	struct redis *redis;   /* NULL: no Redis configured */
 	const char *version;
 	/*
@@ -37,6 +37,12 @@ struct app {
 	struct hub *hub; /* real-time delivery */
 	/* Rate limiting, after authentication: 0 or -ERR_RATE_LIMITED (headers added). */
 	int (*rate_limit)(struct request *req);
+	/*
+	 * Whether a TCP peer (numeric address) is a trusted proxy: its connections carry many
+	 * clients (X-Forwarded-For), so the per-client connection limit does not count them.
+	 * NULL: none is.
+	 */
+	bool (*trusted_peer)(const struct app *app, const char *ip);
 	/* Runs the handler of a ROUTE_IDEMPOTENT route under its Idempotency-Key. */
 	int (*idempotent)(struct request *req, int (*handler)(struct request *));
 };

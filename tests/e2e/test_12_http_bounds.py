@@ -178,6 +178,36 @@ def test_one_client_holds_at_most_its_connection_limit(tandem_server):
         s.close()
 
 
+def test_a_trusted_proxy_is_not_held_to_one_client_s_connection_limit(tandem_server):
+    # Behind a load balancer every connection comes from it: the per-client limit counts
+    # clients, not the proxy, or the whole service would stop at the limit.
+    srv = tandem_server(env={"TANDEM_MAX_CONNECTIONS_PER_IP": "2",
+                             "TANDEM_TRUSTED_PROXIES": "127.0.0.1"})
+    held = []
+    for _ in range(4):
+        s = raw(srv)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 192.0.2.9\r\n\r\n")
+        got = s.recv(65536)
+        assert got.startswith(b"HTTP/1.1 200"), got  # served, and kept open
+        held.append(s)
+    for s in held:
+        s.close()
+
+
+def test_live_channel_caps_key_on_the_forwarded_client_with_rate_limiting_off(tandem_server):
+    srv = tandem_server(env={"TANDEM_RATE_LIMIT": "off", "TANDEM_TRUSTED_PROXIES": "127.0.0.1",
+                             "TANDEM_MAX_STREAMS_PER_IP": "1"})
+    team = Team(srv)
+    one = Sse(srv, team.owner.token, team.pid, headers={"X-Forwarded-For": "192.0.2.1"})
+    assert one.status == 200
+    other = Sse(srv, team.member.token, team.pid, headers={"X-Forwarded-For": "192.0.2.2"})
+    assert other.status == 200  # another client behind the same proxy
+    again = Sse(srv, team.member.token, team.pid, headers={"X-Forwarded-For": "192.0.2.2"})
+    assert again.status == 429
+    body = again.json()
+    assert body["code"] == "rate_limited", body
+
+
 def fail_storing_answers(store):
     if store.backend == "postgres":
         db_exec(store, """CREATE FUNCTION fail_update() RETURNS trigger LANGUAGE plpgsql AS $f$
