@@ -118,8 +118,11 @@ def jwt_secret():
 
 
 def server_env(extra=None):
+    # The load generator is one client with 1,000 connections: the per-client connection
+    # limit (default 64) would refuse most of them.
     e = {"TANDEM_RATE_LIMIT": env("BENCH_RATE_LIMIT", "off"),
-         "TANDEM_ACCESS_LOG": env("BENCH_ACCESS_LOG", "true")}
+         "TANDEM_ACCESS_LOG": env("BENCH_ACCESS_LOG", "true"),
+         "TANDEM_MAX_CONNECTIONS_PER_IP": "0"}
     if env("BENCH_TANDEM_THREADS", ""):
         e["TANDEM_THREADS"] = env("BENCH_TANDEM_THREADS", "")
     e.update(extra or {})
