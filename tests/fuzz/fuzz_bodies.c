@@ -27,6 +27,7 @@
 #include "store/users.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char PROJECT[] = "01900000-0000-7000-8000-000000000001";
@@ -47,7 +48,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	au.refresh_ttl_s = 86400;
 	au.bcrypt_cost = 4;
 	/* Not a bcrypt hash: password_verify() says no at once (no 2^cost rounds per input). */
-	strcpy(au.dummy_hash, "*0");
+	snprintf(au.dummy_hash, sizeof(au.dummy_hash), "%s", "*0");
 	me = (struct user){.id = OTHER,
 			   .username = "alice",
 			   .email = "alice@example.com",
