@@ -20,6 +20,7 @@ import socket
 import struct
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 import websocket
@@ -559,3 +560,33 @@ def sse_stream_fell_behind(server, pid):
     """The server has ended an SSE stream of `pid` whose reader fell behind."""
     return any(e.get("msg") == "sse stream ended: its reader fell behind" and
                e.get("project_id") == pid for e in server.logs())
+
+
+# ---------------------------------------------------------------------------------------
+# several instances joined through Redis
+
+BUS_CHANNEL = "tandem:events"
+
+
+def bus_subscribers(redis):
+    """How many instances listen on the event bus's Redis channel."""
+    _name, n = redis.command("PUBSUB", "NUMSUB", BUS_CHANNEL)
+    return int(n)
+
+
+def bus_publishes(redis):
+    """How many PUBLISH commands Redis has run."""
+    stat = redis.info("commandstats").get("cmdstat_publish", "calls=0")
+    return int(stat.split(",")[0].split("=")[1])
+
+
+def instance_pair(tandem_server, store, redis_server, env=None):
+    """Two instances on one database, joined through a new Redis, both subscribed:
+    (a, b, redis, team made on a)."""
+    from taskkit import Team
+    redis = redis_server()
+    env = dict(env or {}, TANDEM_REDIS_URL=redis.url)
+    a = tandem_server(env=env, store=store)
+    b = tandem_server(env=env, store=store)
+    wait_until(lambda: bus_subscribers(redis) == 2, what="both instances subscribing to Redis")
+    return SimpleNamespace(a=a, b=b, redis=redis, team=Team(a))

@@ -16,55 +16,35 @@ grows) and that it arrived well within the sweep interval.
 import threading
 import time
 from contextlib import contextmanager
-from types import SimpleNamespace
 
 import pytest
 
-from rtkit import LongPoll, Sse, Ws, wait_until
+from rtkit import (LongPoll, Sse, Ws, bus_publishes, bus_subscribers, instance_pair,
+                   wait_until)
 from rtkit import close_clients  # noqa: F401 - autouse: closes the test's clients
 from taskkit import Team, event_feed, last_seq
 
 SECRET = "realtime-cluster-test-secret-0123456789abcdef"
-CHANNEL = "tandem:events"
-
-
-def subscribers(redis):
-    _name, n = redis.command("PUBSUB", "NUMSUB", CHANNEL)
-    return int(n)
-
-
 # The hub's periodic sweep reads the log every 5 s whatever Redis does; a push through Redis
 # takes milliseconds. Well below the sweep, with room for a slow (sanitizer) build.
 THROUGH_REDIS_S = 2.0
-
-
-def publishes(redis):
-    """How many PUBLISH commands Redis has run."""
-    stat = redis.info("commandstats").get("cmdstat_publish", "calls=0")
-    return int(stat.split(",")[0].split("=")[1])
 
 
 @contextmanager
 def through_redis(redis, what):
     """The block (a change on one instance and its arrival on the other) went through Redis:
     at least one PUBLISH, and quicker than the sweep could have been."""
-    before = publishes(redis)
+    before = bus_publishes(redis)
     start = time.monotonic()
     yield
     took = time.monotonic() - start
-    assert publishes(redis) > before, f"{what}: nothing was published to Redis"
+    assert bus_publishes(redis) > before, f"{what}: nothing was published to Redis"
     assert took < THROUGH_REDIS_S, f"{what}: took {took:.1f}s, as long as the sweep"
 
 
 @pytest.fixture
 def pair(tandem_server, store, redis_server):
-    redis = redis_server()
-    env = {"TANDEM_JWT_SECRET": SECRET, "TANDEM_REDIS_URL": redis.url}
-    a = tandem_server(env=env, store=store)
-    b = tandem_server(env=env, store=store)
-    wait_until(lambda: subscribers(redis) == 2, what="both instances subscribing to Redis")
-    team = Team(a)
-    return SimpleNamespace(a=a, b=b, redis=redis, team=team)
+    return instance_pair(tandem_server, store, redis_server, {"TANDEM_JWT_SECRET": SECRET})
 
 
 def test_a_change_through_a_reaches_subscribers_on_b(pair):
@@ -155,7 +135,7 @@ def test_redis_stopped_and_restarted_mid_stream_loses_and_repeats_nothing(pair):
         redis.stop()  # an outage, mid-stream
         receive_at_least(len(got) + 30)  # B reads the log by itself
         redis.start()  # same port: both instances resubscribe on their own
-        wait_until(lambda: subscribers(redis) == 2, timeout=30,
+        wait_until(lambda: bus_subscribers(redis) == 2, timeout=30,
                    what="both instances subscribing to Redis again")
         receive_at_least(len(got) + 30)
     finally:

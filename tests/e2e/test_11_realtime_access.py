@@ -18,13 +18,12 @@ claims copied from a real one: the server cannot tell them from its own.
 
 import json
 import time
-from types import SimpleNamespace
 
 import jwt
 import pytest
 
 from harness import assert_problem
-from rtkit import DEBUG_LOG, RECV_TIMEOUT, LongPoll, RawWs, Sse, Ws, wait_parked, wait_until
+from rtkit import DEBUG_LOG, RECV_TIMEOUT, LongPoll, RawWs, Sse, Ws, instance_pair, wait_parked
 from rtkit import close_clients  # noqa: F401 - autouse: closes the test's clients
 from taskkit import PASSWORD, Team, add_history, add_member, last_seq
 
@@ -246,16 +245,7 @@ def test_subscribe_checks_the_token_again(tandem_server, store):
 
 @pytest.fixture
 def pair(tandem_server, store, redis_server):
-    redis = redis_server()
-    env = {"TANDEM_JWT_SECRET": SECRET, "TANDEM_REDIS_URL": redis.url}
-    a = tandem_server(env=env, store=store)
-    b = tandem_server(env=env, store=store)
-
-    def subscribers():
-        _name, n = redis.command("PUBSUB", "NUMSUB", "tandem:events")
-        return int(n)
-    wait_until(lambda: subscribers() == 2, what="both instances subscribing to Redis")
-    return SimpleNamespace(a=a, b=b, redis=redis, team=Team(a))
+    return instance_pair(tandem_server, store, redis_server, {"TANDEM_JWT_SECRET": SECRET})
 
 
 def test_password_change_on_a_closes_the_users_channels_on_b(pair):

@@ -24,7 +24,7 @@ import requests
 
 from harness import StoreTarget, assert_problem
 from pg_cluster import PgCluster
-from rtkit import Ws, wait_until
+from rtkit import Ws, bus_publishes, bus_subscribers, wait_until
 from rtkit import close_clients  # noqa: F401 - autouse: closes the test's clients
 from taskkit import Team, event_feed
 
@@ -177,7 +177,6 @@ def test_postgres_crash_under_concurrent_writers(backend, fault_cluster, tandem_
 
 
 SECRET = "faults-test-secret-0123456789abcdef0123456789"
-CHANNEL = "tandem:events"
 ANON_BURST = 4
 
 
@@ -187,16 +186,6 @@ def redis_env(redis):
             "TANDEM_RATE_LIMIT_ANON": f"1/h,burst={ANON_BURST}",
             # The writers share one user: their budget is not what this test is about.
             "TANDEM_RATE_LIMIT_USER": "100000/min,burst=100000"}
-
-
-def subscribers(redis):
-    _name, n = redis.command("PUBSUB", "NUMSUB", CHANNEL)
-    return int(n)
-
-
-def publishes(redis):
-    stat = redis.info("commandstats").get("cmdstat_publish", "calls=0")
-    return int(stat.split(",")[0].split("=")[1])
 
 
 def shared_budget_holds(a, b, ip):
@@ -215,7 +204,7 @@ def test_redis_killed_and_restarted_under_load(tandem_server, store, redis_serve
     redis = redis_server()
     a = tandem_server(env=redis_env(redis), store=store)
     b = tandem_server(env=redis_env(redis), store=store)
-    wait_until(lambda: subscribers(redis) == 2, what="both instances subscribing to Redis")
+    wait_until(lambda: bus_subscribers(redis) == 2, what="both instances subscribing to Redis")
     team = Team(a)
     anon_a, anon_b = a.api(), b.api()
     assert shared_budget_holds(anon_a, anon_b, "203.0.113.1")
@@ -250,14 +239,14 @@ def test_redis_killed_and_restarted_under_load(tandem_server, store, redis_serve
 
     # Cross-instance delivery works again: a change on A reaches a WebSocket on B through
     # Redis (published there, and well before B's own 5 s sweep of the log).
-    wait_until(lambda: subscribers(redis) == 2, what="both instances subscribing again")
+    wait_until(lambda: bus_subscribers(redis) == 2, what="both instances subscribing again")
     ws_b = Ws(b, team.viewer.token)
     ws_b.subscribe(team.pid)
-    before, start = publishes(redis), time.monotonic()
+    before, start = bus_publishes(redis), time.monotonic()
     t = team.create(title="after the outage")
     got = ws_b.events(1)
     assert got[0]["data"] == t, got
-    assert time.monotonic() - start < 2.0 and publishes(redis) > before
+    assert time.monotonic() - start < 2.0 and bus_publishes(redis) > before
     assert event_feed(team.owner.api, team.pid)[-1]["data"] == t
 
 
