@@ -14,6 +14,7 @@ the `postgres` user (runuser) in directories that user owns. Clients (psql, tand
 as the database superuser `postgres` with trust authentication over the socket.
 """
 
+import contextlib
 import json
 import os
 import pwd
@@ -215,6 +216,17 @@ class PgCluster:
             c._own_socket_dir = state["own_socket_dir"]
             c.run_as = state["run_as"]
         return c
+
+
+@contextlib.contextmanager
+def started_cluster():
+    """A new cluster, started; destroyed (stopped, its directory removed) on the way out."""
+    cluster = PgCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
 
 
 def main(argv):

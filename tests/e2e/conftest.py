@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import (  # noqa: E402
     BACKENDS, SANITIZER, TANDEM_BIN, StoreTarget, TandemServer, base_env, run_tandem)
-from pg_cluster import PgCluster  # noqa: E402
+from pg_cluster import started_cluster  # noqa: E402
 from redis_server import RedisServers  # noqa: E402
 
 import contract  # noqa: E402
@@ -87,12 +87,8 @@ def pytest_terminal_summary(terminalreporter):
 @pytest.fixture(scope="session")
 def pg_cluster():
     """The session's throwaway PostgreSQL cluster (Unix socket only)."""
-    cluster = PgCluster()
-    try:
-        cluster.start()
+    with started_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.fixture(params=BACKENDS)

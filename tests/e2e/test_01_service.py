@@ -22,7 +22,7 @@ import requests
 
 from harness import (REPO, TANDEM_BIN, StoreTarget, assert_problem, base_env,
                      check_sanitizer, expected_migrations, non_json_lines, parse_log_lines)
-from pg_cluster import PgCluster
+from pg_cluster import started_cluster
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 UUIDV7_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -637,12 +637,8 @@ def test_serve_migrates_at_start_unless_told_not_to(tandem_server, new_store, ba
 @pytest.fixture
 def own_cluster():
     """A PostgreSQL cluster of this test's own, so stopping it disturbs no other test."""
-    cluster = PgCluster()
-    try:
-        cluster.start()
+    with started_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.mark.parametrize("backend", ["postgres"])

@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from harness import StoreTarget, assert_problem
-from pg_cluster import PgCluster
+from pg_cluster import started_cluster
 from rtkit import Ws, bus_publishes, bus_subscribers, wait_until
 from rtkit import close_clients  # noqa: F401 - autouse: closes the test's clients
 from taskkit import Team, event_feed
@@ -33,12 +33,8 @@ WRITERS = 6
 
 @pytest.fixture(scope="module")
 def fault_cluster():
-    cluster = PgCluster()
-    try:
-        cluster.start()
+    with started_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 class Writers:
