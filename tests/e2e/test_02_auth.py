@@ -977,9 +977,9 @@ def test_password_change_kills_every_earlier_token(srv, client):
     # Every access token issued before (this one and the other device's) is dead at once.
     for tok in (s["access_token"], second["access_token"]):
         assert_problem(me(client, tok), 401, "unauthenticated")
-    # As is every refresh token.
+    # As is every refresh token: its session was ended (log in again).
     for tok in (s["refresh_token"], second["refresh_token"]):
-        assert_problem(refresh(client, tok), 401, "unauthenticated")
+        assert_problem(refresh(client, tok), 401, "session_revoked")
     assert all(t["revoked_at"] is not None for t in refresh_rows(srv.store))
     row = user_row(srv.store, uid)
     assert row["token_version"] == 2
