@@ -77,6 +77,9 @@ static const struct setting settings[] = {
      315360000,
      "absolute lifetime of a login session in seconds: refreshing never extends it past this "
      "(then log in again); its access tokens stop working with it"},
+    {"refresh-grace", "TANDEM_REFRESH_GRACE", K_INT, OFF(refresh_grace_s), "10", 0, 300,
+     "seconds in which a refresh token already rotated, shown again (two tabs refreshing at "
+     "once), gets the same new pair instead of ending the session as stolen (0: off)"},
     {"bcrypt-cost", "TANDEM_BCRYPT_COST", K_INT, OFF(bcrypt_cost), "12", 4, 31,
      "bcrypt work factor for password hashes"},
     {"rate-limit", "TANDEM_RATE_LIMIT", K_BOOL, OFF(rate_limit), "on", 0, 0,

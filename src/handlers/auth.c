@@ -73,13 +73,29 @@ int handle_auth_refresh(struct request *req)
 	return reply_json(req, 200, session_json(&s));
 }
 
-/* POST /v1/auth/logout {refresh_token} -> 204 | 422 */
+/*
+ * No body and no Content-Type (a client that sent only its bearer header) is an empty object,
+ * so that the answer names the missing `refresh_token` (422) instead of a Content-Type the
+ * client never meant to set. Anything else goes through request_json as on every route: a
+ * body that is not JSON is 415, an empty body declared as JSON is 400.
+ */
+static int json_or_nothing(struct request *req, json_t **out)
+{
+	const char *ct = request_header(req, "Content-Type");
+	if (req->body_len == 0 && (!ct || !*ct)) {
+		*out = arena_json(&req->arena, json_object());
+		return 0;
+	}
+	return request_json(req, out);
+}
+
+/* POST /v1/auth/logout {refresh_token} -> 204 | 415 | 422 (also with no body) */
 int handle_auth_logout(struct request *req)
 {
 	json_t *body;
 	int rc;
 	no_store(req);
-	if ((rc = request_json(req, &body)) < 0 ||
+	if ((rc = json_or_nothing(req, &body)) < 0 ||
 	    (rc = auth_logout(req->app->auth, req->app->store, &req->arena, body, &req->err)) < 0)
 		return rc;
 	return reply_empty(req, 204);

@@ -22,20 +22,39 @@ json_t *session_json(const struct session *s)
 }
 
 /*
+ * The access token that goes with refresh-token row `t`, made from the row alone: its id is
+ * the `jti`, its creation the `iat`, and it never outlives the row. So the pair a rotation
+ * issued can be issued again, byte for byte, inside the grace window (auth_refresh()).
+ * *exp_s is its expiry (Unix seconds).
+ */
+static const char *access_for(const struct auth *au, struct arena *a, const struct refresh_token *t,
+			      int64_t *exp_s)
+{
+	int64_t iat = t->created_at / 1000, left = (t->expires_at - t->created_at) / 1000;
+	int64_t ttl = au->access_ttl_s < left ? au->access_ttl_s : (left > 0 ? left : 1);
+	*exp_s = iat + ttl;
+	return token_issue_at(a, &au->key, t->user_id, t->token_version, t->family_id, t->id, iat,
+			      *exp_s);
+}
+
+/*
  * Issue an access token and a new refresh token (inside the caller's tx): in a new family, or
- * in the family of `prev`, the token this refresh rotates. A family never outlives
- * au->session_max_age_s from its login, and its access tokens never outlive it; the refresh
- * token carries the user's token version, so one issued under a version that a concurrent
- * password change has just raised can never be used (store_refresh_claim checks).
+ * in the family of `prev`, the token this refresh rotates, whose text is `presented`. A
+ * rotation's new refresh token is derived from the one presented (token_refresh_next), so the
+ * grace window can find it again. A family never outlives au->session_max_age_s from its
+ * login, and its access tokens never outlive it; the refresh token carries the user's token
+ * version, so one issued under a version that a concurrent password change has just raised
+ * can never be used (store_refresh_claim checks).
  */
 static int new_session(const struct auth *au, struct db_conn *c, struct arena *a,
-		       const struct user *u, const struct refresh_token *prev, struct session *out,
-		       struct error *err)
+		       const struct user *u, const struct refresh_token *prev,
+		       const char *presented, struct session *out, struct error *err)
 {
 	char id[UUID_STR_LEN];
-	int64_t now = time_now_ms();
+	int64_t now = time_now_ms(), exp;
 	uuid_v7(id);
-	const char *refresh = token_refresh_new(a);
+	const char *refresh =
+	    prev ? token_refresh_next(a, &au->key, presented) : token_refresh_new(a);
 	int64_t began = prev ? prev->family_created_at : now;
 	int64_t ends = began + au->session_max_age_s * 1000;
 	struct refresh_token t = {
@@ -52,16 +71,13 @@ static int new_session(const struct auth *au, struct db_conn *c, struct arena *a
 		t.expires_at = ends;
 	if (t.expires_at <= now) /* the claim just checked it: only a clock step gets here */
 		return error_set(err, ERR_UNAUTHENTICATED, "the session has ended");
-	int64_t ttl = au->access_ttl_s;
-	if (ttl > (t.expires_at - now) / 1000)
-		ttl = (t.expires_at - now) / 1000 > 0 ? (t.expires_at - now) / 1000 : 1;
 	int rc = store_refresh_insert(c, &t, err);
 	if (rc < 0)
 		return rc;
 	out->user = *u;
 	out->refresh_token = refresh;
-	out->access_token = token_issue(a, &au->key, u->id, u->token_version, t.family_id, ttl);
-	out->expires_in = ttl;
+	out->access_token = access_for(au, a, &t, &exp);
+	out->expires_in = exp - now / 1000;
 	return 0;
 }
 
@@ -77,7 +93,7 @@ int auth_register(const struct auth *au, struct store *st, struct arena *a, json
 		return rc;
 	if ((rc = account_create(au, c, a, body, false, &u, err)) < 0)
 		goto out;
-	rc = new_session(au, c, a, &u, NULL, out, err);
+	rc = new_session(au, c, a, &u, NULL, NULL, out, err);
 out:
 	return tx_finish(c, rc, err);
 }
@@ -135,7 +151,7 @@ int auth_login(const struct auth *au, struct store *st, struct arena *a, json_t 
 	}
 	if ((rc = db_begin(c, true, err)) < 0)
 		return rc;
-	rc = tx_finish(c, new_session(au, c, a, &u, NULL, out, err), err);
+	rc = tx_finish(c, new_session(au, c, a, &u, NULL, NULL, out, err), err);
 	if (rc == 0 && password_hash_cost(u.password_hash) != au->bcrypt_cost)
 		rehash(au, c, &u, password);
 	return rc;
@@ -145,39 +161,116 @@ static const struct field_spec refresh_fields[] = {
     {"refresh_token", FIELD_STRING, true, false, 1, 512, NULL},
 };
 
+#define NOT_VALID "the refresh token is not valid"
+#define ENDED                                                                                      \
+	"the session has ended (logout, password change, or its refresh token was used twice): "   \
+	"log in again"
+#define CHAIN_MAX 16 /* rotations followed from a token inside the grace window */
+
 /*
- * A refresh token that is not live: unknown, expired, revoked, or already rotated. A rotated
- * token shown again means it was copied: revoke its whole family, the thief's and the owner's
- * newest token alike (in the caller's transaction, which then commits). Sets *revoked.
+ * `t` (text `presented`) was rotated within the grace window: two tabs, or two instances,
+ * refreshed with it at once. Answer with the family's live token reached by following the
+ * rotations from it (each successor is derived from its predecessor), and the access token
+ * that was issued with it, both identical to what the rotation returned: nothing is written.
+ * A family ended meanwhile is -ERR_SESSION_REVOKED; a chain that ends in nothing live
+ * (expired session, deactivated user, rotations from before derivation) is -ERR_UNAUTHENTICATED
+ * and revokes nothing.
  */
-static int not_live(struct db_conn *c, struct arena *a, const char *hash, int64_t now,
+static int replay(const struct auth *au, struct db_conn *c, struct arena *a,
+		  const struct refresh_token *t, const char *presented, int64_t now,
+		  struct session *out, struct error *err)
+{
+	struct refresh_token s;
+	struct user u;
+	const char *tok = presented;
+	int rc;
+	for (int i = 0; i < CHAIN_MAX; i++) {
+		tok = token_refresh_next(a, &au->key, tok);
+		rc = store_refresh_get(c, a, token_hash(a, tok), &s, err);
+		if (rc == -ERR_NOT_FOUND || (rc == 0 && strcmp(s.family_id, t->family_id) != 0))
+			break;
+		if (rc < 0)
+			return rc;
+		if (s.revoked_at)
+			return error_set(err, ERR_SESSION_REVOKED, ENDED);
+		if (s.used_at)
+			continue;
+		if ((rc = store_user_get(c, a, s.user_id, &u, err)) < 0)
+			return rc;
+		if (s.token_version != u.token_version)
+			return error_set(err, ERR_SESSION_REVOKED, ENDED);
+		if (!u.is_active || s.expires_at <= now)
+			break;
+		int64_t exp, left;
+		out->user = u;
+		out->refresh_token = tok;
+		out->access_token = access_for(au, a, &s, &exp);
+		left = exp - now / 1000;
+		out->expires_in = left > 0 ? left : 1; /* only when the access TTL < the grace */
+		return 0;
+	}
+	error_release(err);
+	return error_set(err, ERR_UNAUTHENTICATED, NOT_VALID);
+}
+
+/*
+ * A refresh token that is not live: unknown, expired, revoked, issued under an old token
+ * version, or already rotated. Rotated within the grace window: replay(). Rotated before it:
+ * the token was copied, so revoke its whole family, the thief's and the owner's newest token
+ * alike (in the caller's transaction, which then commits) and set *revoked.
+ */
+static int not_live(const struct auth *au, struct db_conn *c, struct arena *a,
+		    const char *presented, const char *hash, int64_t now, struct session *out,
 		    bool *revoked, struct error *err)
 {
 	struct refresh_token t;
+	struct user u;
 	int rc = store_refresh_get(c, a, hash, &t, err);
-	if (rc == 0 && t.used_at && !t.revoked_at) {
-		if ((rc = store_refresh_revoke_family(c, t.family_id, now, err)) < 0)
-			return rc;
-		*revoked = true;
-		/* The family's access tokens die with it: live channels re-check theirs. */
-		notify_pending(t.user_id, 0, EVENT_NOTE_USER_REVOKED);
-		log_json(LOG_WARN, "refresh token reuse: family revoked",
-			 json_pack("{s:s, s:s}", "user_id", t.user_id, "family_id", t.family_id));
+	if (rc == -ERR_NOT_FOUND) {
+		error_release(err);
+		return error_set(err, ERR_UNAUTHENTICATED, NOT_VALID);
 	}
+	if (rc < 0)
+		return rc;
+	if (t.revoked_at)
+		return error_set(err, ERR_SESSION_REVOKED, ENDED);
+	if (!t.used_at) {
+		/* Expired, or left behind by a refresh that raced a password change. */
+		if ((rc = store_user_get(c, a, t.user_id, &u, err)) < 0)
+			return rc;
+		return t.token_version != u.token_version
+			   ? error_set(err, ERR_SESSION_REVOKED, ENDED)
+			   : error_set(err, ERR_UNAUTHENTICATED, NOT_VALID);
+	}
+	if (now - t.used_at <= au->refresh_grace_s * 1000 && au->refresh_grace_s > 0)
+		return replay(au, c, a, &t, presented, now, out, err);
+	if ((rc = store_refresh_revoke_family(c, t.family_id, now, err)) < 0)
+		return rc;
+	*revoked = true;
+	/* The family's access tokens die with it: live channels re-check theirs. */
+	notify_pending(t.user_id, 0, EVENT_NOTE_USER_REVOKED);
+	log_json(LOG_WARN, "refresh token reuse: family revoked",
+		 json_pack("{s:s, s:s}", "user_id", t.user_id, "family_id", t.family_id));
 	return 0;
 }
 
+/*
+ * Rotation: claim the presented token (one of two concurrent claims wins, on any instance:
+ * the row is the lock) and issue its successor. A token that cannot be claimed goes to
+ * not_live(), which replays the successor inside the grace window.
+ */
 int auth_refresh(const struct auth *au, struct store *st, struct arena *a, json_t *body,
 		 struct session *out, struct error *err)
 {
 	struct refresh_token t;
 	struct user u;
-	bool revoked = false, refused = false;
+	bool revoked = false;
 	int rc;
 
 	if ((rc = validate_object(body, refresh_fields, 1, err)) < 0)
 		return rc;
-	const char *hash = token_hash(a, body_string(body, "refresh_token"));
+	const char *presented = body_string(body, "refresh_token");
+	const char *hash = token_hash(a, presented);
 	int64_t now = time_now_ms();
 	struct db_conn *c = store_conn(st, err);
 	if (!c)
@@ -187,27 +280,22 @@ int auth_refresh(const struct auth *au, struct store *st, struct arena *a, json_
 	rc = store_refresh_claim(c, a, hash, now, &t, err);
 	if (rc == -ERR_NOT_FOUND) {
 		error_release(err);
-		refused = true;
-		rc = not_live(c, a, hash, now, &revoked, err);
+		rc = not_live(au, c, a, presented, hash, now, out, &revoked, err);
 		goto out;
 	}
 	if (rc < 0 || (rc = store_user_get(c, a, t.user_id, &u, err)) < 0)
 		goto out;
 	if (!u.is_active) {
-		refused = true;
-		rc = -ERR_UNAUTHENTICATED; /* roll back: the token stays unused */
+		/* roll back: the token stays unused */
+		rc = error_set(err, ERR_UNAUTHENTICATED, NOT_VALID);
 		goto out;
 	}
-	rc = new_session(au, c, a, &u, &t, out, err);
+	rc = new_session(au, c, a, &u, &t, presented, out, err);
 out:
 	/* A revoked family is committed; any other refusal changes nothing. */
-	if (refused && rc == 0 && !revoked)
-		rc = -ERR_UNAUTHENTICATED;
 	rc = tx_finish(c, rc, err);
-	if (refused && (rc == 0 || rc == -ERR_UNAUTHENTICATED)) {
-		error_release(err);
-		return error_set(err, ERR_UNAUTHENTICATED, "the refresh token is not valid");
-	}
+	if (rc == 0 && revoked)
+		return error_set(err, ERR_SESSION_REVOKED, ENDED);
 	return rc;
 }
 

@@ -26,6 +26,13 @@ struct session {
  * POST /v1/auth/register, /login, /refresh, /logout bodies (validated here). Logout, and a
  * refresh that detects reuse, end a session: they announce EVENT_NOTE_USER_REVOKED for the
  * user (services/notify.h) once committed.
+ *
+ * Refresh: a token already rotated, presented again within au->refresh_grace_s of its
+ * rotation, answers the family's newest pair (the one that rotation issued, unless the family
+ * was rotated again since), identical byte for byte and without writing; after the window it
+ * is reuse and revokes the family. A token of an ended family (reuse, logout, password
+ * change) is -ERR_SESSION_REVOKED; an unknown or expired one, or a deactivated user's,
+ * -ERR_UNAUTHENTICATED.
  */
 int auth_register(const struct auth *au, struct store *st, struct arena *a, json_t *body,
 		  struct session *out, struct error *err);

@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <jwt.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,17 +19,24 @@
 char *token_issue(struct arena *a, const struct token_key *key, const char *user_id, int64_t ver,
 		  const char *sid, int64_t ttl_s)
 {
-	jwt_t *jwt = NULL;
 	char jti[UUID_STR_LEN];
 	int64_t now = time_now_ms() / 1000;
 
 	uuid_v7(jti);
+	return token_issue_at(a, key, user_id, ver, sid, jti, now, now + ttl_s);
+}
+
+char *token_issue_at(struct arena *a, const struct token_key *key, const char *user_id, int64_t ver,
+		     const char *sid, const char *jti, int64_t iat, int64_t exp)
+{
+	jwt_t *jwt = NULL;
+
 	if (jwt_new(&jwt) != 0)
 		abort();
 	int rc = jwt_add_grant(jwt, "iss", TOKEN_ISSUER) |
 		 jwt_add_grant(jwt, "aud", TOKEN_AUDIENCE) | jwt_add_grant(jwt, "sub", user_id) |
 		 jwt_add_grant(jwt, "jti", jti) | jwt_add_grant(jwt, "sid", sid) |
-		 jwt_add_grant_int(jwt, "iat", now) | jwt_add_grant_int(jwt, "exp", now + ttl_s) |
+		 jwt_add_grant_int(jwt, "iat", iat) | jwt_add_grant_int(jwt, "exp", exp) |
 		 jwt_add_grant_int(jwt, "ver", ver) |
 		 jwt_set_alg(jwt, JWT_ALG_HS256, key->secret, (int)key->len);
 	char *s = rc == 0 ? jwt_encode_str(jwt) : NULL;
@@ -197,6 +206,21 @@ char *token_refresh_new(struct arena *a)
 	unsigned char b[32];
 	random_bytes(b, sizeof(b));
 	return base64url_encode(a, b, sizeof(b));
+}
+
+char *token_refresh_next(struct arena *a, const struct token_key *key, const char *presented)
+{
+	static const char label[] = "refresh-rotate";
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	size_t plen = strlen(presented), len = sizeof(label) - 1 + plen;
+	/* The label keeps this use of the key apart from the JWT signatures made with it. */
+	unsigned char *msg = arena_alloc(a, len);
+	memcpy(msg, label, sizeof(label) - 1);
+	memcpy(msg + sizeof(label) - 1, presented, plen);
+	if (!HMAC(EVP_sha256(), key->secret, (int)key->len, msg, len, mac, &n) || n != 32)
+		abort(); /* only on allocation failure */
+	return base64url_encode(a, mac, n);
 }
 
 char *token_hash(struct arena *a, const char *token)

@@ -47,6 +47,14 @@ char *token_issue(struct arena *a, const struct token_key *key, const char *user
 		  const char *sid, int64_t ttl_s);
 
 /*
+ * The same with every claim given: `jti`, issued at `iat` and expiring at `exp` (Unix
+ * seconds). Deterministic: the same arguments and key give the same token, byte for byte,
+ * which is how a refresh inside the grace window answers with the pair it answered before.
+ */
+char *token_issue_at(struct arena *a, const struct token_key *key, const char *user_id, int64_t ver,
+		     const char *sid, const char *jti, int64_t iat, int64_t exp);
+
+/*
  * Verify signature, algorithm, issuer, audience and expiry. Returns 0 and fills *out, or
  * -ERR_TOKEN_EXPIRED for an expired but otherwise valid token, or -ERR_UNAUTHENTICATED.
  */
@@ -55,6 +63,13 @@ int token_verify(struct arena *a, const struct token_key *key, const char *token
 
 /* 32 random bytes as base64url (43 characters): a new refresh token. */
 char *token_refresh_new(struct arena *a);
+/*
+ * The refresh token that rotating `presented` issues: base64url of
+ * HMAC-SHA256(key, "refresh-rotate" || presented), 43 characters. Only a holder of the
+ * presented token (and the server) can compute it, so the server can find the successor of a
+ * token again from its SHA-256 alone, without storing any token in plain text.
+ */
+char *token_refresh_next(struct arena *a, const struct token_key *key, const char *presented);
 /* Lower-case hex SHA-256 of a token: what the database stores. */
 char *token_hash(struct arena *a, const char *token);
 

@@ -393,6 +393,19 @@ static void test_session_max_age_has_a_default_and_a_range(void **state)
 			    NULL);
 }
 
+static void test_refresh_grace_has_a_default_an_off_and_a_range(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(load(f, NULL), 0);
+	assert_int_equal(f->cfg.refresh_grace_s, 10);
+	assert_int_equal(load(f, "--refresh-grace", "0", NULL), 0);
+	assert_int_equal(f->cfg.refresh_grace_s, 0);
+	assert_fails_naming(f, load(f, "--refresh-grace", "301", NULL), "TANDEM_REFRESH_GRACE",
+			    NULL);
+	assert_fails_naming(f, load(f, "--refresh-grace", "-1", NULL), "TANDEM_REFRESH_GRACE",
+			    NULL);
+}
+
 static void test_unknown_flag_is_named(void **state)
 {
 	struct fixture *f = *state;
@@ -490,6 +503,7 @@ int main(void)
 	    T(test_secret_flags_are_overwritten_in_argv),
 	    T(test_jwt_secret_and_secret_file_are_exclusive),
 	    T(test_session_max_age_has_a_default_and_a_range),
+	    T(test_refresh_grace_has_a_default_an_off_and_a_range),
 	    T(test_unknown_flag_is_named),
 	    T(test_flag_prefix_is_not_accepted),
 	    T(test_flag_without_its_value_is_named),

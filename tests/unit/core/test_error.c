@@ -48,6 +48,7 @@ static void test_table_matches_the_wire_contract(void **state)
 	    {ERR_UNAUTHENTICATED, 401, "unauthenticated"},
 	    {ERR_INVALID_CREDENTIALS, 401, "invalid_credentials"},
 	    {ERR_TOKEN_EXPIRED, 401, "token_expired"},
+	    {ERR_SESSION_REVOKED, 401, "session_revoked"},
 	    {ERR_FORBIDDEN, 403, "forbidden"},
 	    {ERR_NOT_FOUND, 404, "not_found"},
 	    {ERR_METHOD_NOT_ALLOWED, 405, "method_not_allowed"},

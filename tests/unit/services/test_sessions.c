@@ -48,15 +48,22 @@ static void sink(void *cls, const char *id, int64_t seq, enum event_note note)
 	sunk.n++;
 }
 
-static void auth_setup(int64_t max_age_s)
+static void auth_setup_grace(int64_t max_age_s, int64_t grace_s)
 {
 	struct config cfg = {.access_token_ttl_s = 900,
 			     .refresh_token_ttl_s = 86400,
 			     .session_max_age_s = max_age_s,
+			     .refresh_grace_s = grace_s,
 			     .bcrypt_cost = 4};
 	assert_int_equal(auth_init(&au, &cfg, SECRET, strlen(SECRET)), 0);
 	memset(&sunk, 0, sizeof(sunk));
 	notify_set_sink(sink, NULL);
+}
+
+/* Without a grace window: a rotated token shown again is reuse at once. */
+static void auth_setup(int64_t max_age_s)
+{
+	auth_setup_grace(max_age_s, 0);
 }
 
 static void expect_revoked_note(const char *user_id)
@@ -131,11 +138,11 @@ static void test_refresh_reuse_ends_the_familys_access_tokens_and_tells_the_hub(
 	assert_int_equal(sunk.n, 0);
 	assert_int_equal(token_user(f, thief.access_token), 0);
 	/* The owner shows the rotated token again: the family is revoked, committed. */
-	assert_int_equal(do_refresh(f, s.refresh_token, &again), -ERR_UNAUTHENTICATED);
+	assert_int_equal(do_refresh(f, s.refresh_token, &again), -ERR_SESSION_REVOKED);
 	expect_revoked_note(s.user.id);
 	assert_int_equal(token_user(f, thief.access_token), -ERR_UNAUTHENTICATED);
 	assert_int_equal(token_user(f, s.access_token), -ERR_UNAUTHENTICATED);
-	assert_int_equal(do_refresh(f, thief.refresh_token, &again), -ERR_UNAUTHENTICATED);
+	assert_int_equal(do_refresh(f, thief.refresh_token, &again), -ERR_SESSION_REVOKED);
 	assert_int_equal(sunk.n, 0); /* already revoked: nothing new to tell */
 }
 
@@ -173,7 +180,7 @@ static void test_refresh_token_issued_under_an_old_token_version_is_dead(void **
 	signup(f, "dee", &s);
 	ok(f, store_user_set_password(f->c, s.user.id, "other-hash", true, time_now_ms(), &f->err),
 	   "bump the version without revoking");
-	assert_int_equal(do_refresh(f, s.refresh_token, &out), -ERR_UNAUTHENTICATED);
+	assert_int_equal(do_refresh(f, s.refresh_token, &out), -ERR_SESSION_REVOKED);
 	assert_int_equal(
 	    count_rows(f, f->c, "SELECT count(*) FROM refresh_tokens WHERE used_at IS NOT NULL"),
 	    0);
@@ -202,13 +209,77 @@ static void test_a_session_ends_at_its_absolute_lifetime(void **state)
 	    0);
 }
 
+static void expect_same(const struct session *a, const struct session *b)
+{
+	assert_string_equal(a->refresh_token, b->refresh_token);
+	assert_string_equal(a->access_token, b->access_token);
+	assert_string_equal(a->user.id, b->user.id);
+}
+
+/*
+ * Inside the grace window a rotated token shown again answers the pair its rotation gave,
+ * identical and without writing anything; after tab A rotated again, the newest pair (the
+ * chain is followed); after the window it is reuse: the family is revoked.
+ */
+static void test_refresh_grace_replays_the_same_pair_then_reuse_revokes(void **state)
+{
+	struct fixture *f = *state;
+	struct session s, r1, again, r2, late;
+	auth_setup_grace(30 * 86400, 10);
+	signup(f, "fay", &s);
+	assert_int_equal(do_refresh(f, s.refresh_token, &r1), 0);
+	assert_int_equal(do_refresh(f, s.refresh_token, &again), 0);
+	expect_same(&r1, &again);
+	assert_int_equal(count_rows(f, f->c, "SELECT count(*) FROM refresh_tokens"), 2);
+	assert_int_equal(token_user(f, again.access_token), 0);
+	/* Tab A rotates again: the old token and the first successor both lead to the head. */
+	assert_int_equal(do_refresh(f, r1.refresh_token, &r2), 0);
+	assert_string_not_equal(r2.refresh_token, r1.refresh_token);
+	assert_int_equal(do_refresh(f, s.refresh_token, &again), 0);
+	expect_same(&r2, &again);
+	assert_int_equal(do_refresh(f, r1.refresh_token, &again), 0);
+	expect_same(&r2, &again);
+	assert_int_equal(count_rows(f, f->c, "SELECT count(*) FROM refresh_tokens"), 3);
+	assert_int_equal(sunk.n, 0);
+	/* Past the window the first token is reuse: the family ends, the head with it. */
+	ok(f,
+	   db_exec(f->c, "UPDATE refresh_tokens SET used_at = used_at - 11000", NULL, 0, &f->err),
+	   "age the rotations");
+	assert_int_equal(do_refresh(f, s.refresh_token, &late), -ERR_SESSION_REVOKED);
+	expect_revoked_note(s.user.id);
+	assert_int_equal(do_refresh(f, r2.refresh_token, &late), -ERR_SESSION_REVOKED);
+	assert_int_equal(token_user(f, r2.access_token), -ERR_UNAUTHENTICATED);
+	assert_int_equal(
+	    count_rows(f, f->c, "SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL"), 0);
+}
+
+/* A family ended inside the window (logout) is not replayed: the session is over. */
+static void test_refresh_grace_does_not_revive_an_ended_session(void **state)
+{
+	struct fixture *f = *state;
+	struct session s, r1, again;
+	auth_setup_grace(30 * 86400, 10);
+	signup(f, "gus", &s);
+	assert_int_equal(do_refresh(f, s.refresh_token, &r1), 0);
+	json_t *body = arena_json(&f->a, json_pack("{s:s}", "refresh_token", r1.refresh_token));
+	ok(f, auth_logout(&au, f->s, &f->a, body, &f->err), "logout");
+	expect_revoked_note(s.user.id);
+	assert_int_equal(do_refresh(f, s.refresh_token, &again), -ERR_SESSION_REVOKED);
+	assert_int_equal(do_refresh(f, r1.refresh_token, &again), -ERR_SESSION_REVOKED);
+	/* An unknown token keeps its own answer. */
+	assert_int_equal(do_refresh(f, "not-a-token", &again), -ERR_UNAUTHENTICATED);
+	assert_int_equal(sunk.n, 0);
+}
+
 #define T(name, setup) cmocka_unit_test_setup_teardown(name, setup, teardown)
 #define TESTS(setup)                                                                               \
 	T(test_logout_ends_that_sessions_access_tokens_and_tells_the_hub, setup),                  \
 	    T(test_refresh_reuse_ends_the_familys_access_tokens_and_tells_the_hub, setup),         \
 	    T(test_password_change_tells_the_hub_only_when_it_commits, setup),                     \
 	    T(test_refresh_token_issued_under_an_old_token_version_is_dead, setup),                \
-	    T(test_a_session_ends_at_its_absolute_lifetime, setup)
+	    T(test_a_session_ends_at_its_absolute_lifetime, setup),                                \
+	    T(test_refresh_grace_replays_the_same_pair_then_reuse_revokes, setup),                 \
+	    T(test_refresh_grace_does_not_revive_an_ended_session, setup)
 
 int main(void)
 {
