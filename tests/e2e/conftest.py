@@ -101,20 +101,24 @@ _db_counter = itertools.count(1)
 
 @pytest.fixture
 def new_store(backend, request, tmp_path):
-    """Factory: a fresh StoreTarget (new data directory; new database on PostgreSQL)."""
+    """Factory: a fresh StoreTarget (new data directory; on PostgreSQL an empty database of
+    its own, from the cluster's pool: returned emptied when the test ends)."""
     counter = itertools.count(1)
+    leased = []
 
     def make():
         n = next(counter)
         data_dir = tmp_path / f"data{n}"
         if backend == "postgres":
             cluster = request.getfixturevalue("pg_cluster")
-            dbname = f"t{os.getpid()}_{next(_db_counter)}"
-            cluster.create_database(dbname)
+            dbname = cluster.lease_database(f"t{os.getpid()}")
+            leased.append((cluster, dbname))
             return StoreTarget(backend, data_dir, cluster, dbname)
         return StoreTarget(backend, data_dir)
 
-    return make
+    yield make
+    for cluster, dbname in leased:
+        cluster.release_database(dbname)
 
 
 @pytest.fixture
