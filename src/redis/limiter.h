@@ -35,7 +35,14 @@ struct redis_gcra_key {
 int redis_gcra(struct redis *r, const struct redis_gcra_key *keys, int n, bool *allowed,
 	       int64_t *diffs);
 
-/* The script's SHA-1 in lower-case hex, as EVALSHA and SCRIPT LOAD spell it. */
+/*
+ * Give back one token of `bucket` (as in redis_gcra_key) whose emission interval is
+ * interval_ms: its TAT moves back by one interval, and a bucket full again is deleted. One
+ * round trip, atomic. Returns 0, or -1 when Redis is unreachable or the script failed.
+ */
+int redis_gcra_refund(struct redis *r, const char *bucket, int64_t interval_ms);
+
+/* The check script's SHA-1 in lower-case hex, as EVALSHA and SCRIPT LOAD spell it. */
 const char *redis_gcra_sha(void);
 
 #endif
