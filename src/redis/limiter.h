@@ -1,9 +1,11 @@
 /*
  * limiter.h — the Redis half of the rate limiter (services/ratelimit.h holds the policies,
  * the in-process tables and the fallback rules): GCRA buckets shared by every instance, one
- * atomic Lua script per check, run on the server's clock so that instances agree.
+ * atomic Lua script per check (and one per refund of a token a check took: a correct
+ * password gives back what the login took), run on the server's clock so that instances
+ * agree.
  *
- * The script is called by its SHA-1 (EVALSHA: one round trip), computed once from its text
+ * Each script is called by its SHA-1 (EVALSHA: one round trip), computed once from its text
  * and never changed afterwards, so threads share it without a lock. When Redis does not know
  * the script (first use, SCRIPT FLUSH, a restart) it is loaded and run once with EVAL.
  * Thread-safe (each thread uses its own connection, see redis.h).
