@@ -3,9 +3,9 @@
  * runs before every non-public route.
  */
 #include "handlers/handlers.h"
+#include "handlers/ratelimit.h"
 #include "http/reply.h"
 #include "http/request.h"
-#include "handlers/ratelimit.h"
 #include "http/server.h"
 #include "services/ratelimit.h"
 #include "services/sessions.h"
