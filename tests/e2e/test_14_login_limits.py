@@ -15,12 +15,16 @@ One server per backend for the module, with slow policies (nothing refills while
 runs); every test uses accounts and client addresses of its own (X-Forwarded-For behind a
 trusted proxy), so the tests do not share a bucket. One test runs two instances on one
 Redis (both backends): the account's budget, the refund of a success and the device tokens
-hold across instances.
+hold across instances. Concurrent guesses: the token is taken before the password is
+checked, so sixteen at once get exactly the burst of 401s (bcrypt cost 8 on this module's
+server makes the checks overlap; a check-then-spend-on-failure limiter let all sixteen
+through there).
 """
 
 import itertools
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -33,7 +37,9 @@ AUTH = Policy("auth", 2, 3600, 4)  # per client address, every attempt
 ACCOUNT = Policy("login-account", 2, 3600, 3)  # failed logins per account
 DEVICE = Policy("login-device", 2, 3600, 3)  # failed logins per device token
 SETTINGS = {"TANDEM_RATE_LIMIT": "on", "TANDEM_TRUSTED_PROXIES": "127.0.0.1",
-            "TANDEM_RATE_LIMIT_AUTH": "2/h,burst=4", "TANDEM_RATE_LIMIT_LOGIN": "2/h,burst=3"}
+            "TANDEM_RATE_LIMIT_AUTH": "2/h,burst=4", "TANDEM_RATE_LIMIT_LOGIN": "2/h,burst=3",
+            # a password check that takes a few ms, so that concurrent guesses overlap
+            "TANDEM_BCRYPT_COST": "8"}
 DEVICE_TOKEN = re.compile(r"[0-9a-f-]{36}\.[A-Za-z0-9_-]{22}\.[0-9]{1,19}\.[A-Za-z0-9_-]{43}")
 
 _ips = itertools.count(1)
@@ -165,6 +171,19 @@ def test_a_failing_device_token_locks_out_only_itself(srv):
     # Its failures were its own: the other device and unknown clients go on.
     ok(login(api, u.name, PASSWORD, device=d2))
     ok(login(api, u.email, PASSWORD))
+
+
+def test_concurrent_guesses_never_outnumber_the_burst(srv):
+    """The token is taken before the password is checked: guesses sent all at once (from as
+    many addresses) cannot all pass a check that looked before any of them had failed."""
+    api = srv.api()
+    u = Account(api)
+    ips = [new_ip() for _ in range(16)]
+    with ThreadPoolExecutor(len(ips)) as pool:
+        answers = list(pool.map(lambda ip: login(srv.api(), u.name, ip=ip), ips))
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [401] * ACCOUNT.burst + [429] * (len(ips) - ACCOUNT.burst), statuses
+    refused(login(api, u.name, PASSWORD), ACCOUNT)
 
 
 def test_the_headers_state_the_burst_that_is_enforced(srv):
