@@ -251,7 +251,8 @@ def limiter(request, redis_server):
 
 
 SETTINGS = {"anon": "TANDEM_RATE_LIMIT_ANON", "user": "TANDEM_RATE_LIMIT_USER",
-            "auth": "TANDEM_RATE_LIMIT_AUTH", "login": "TANDEM_RATE_LIMIT_LOGIN", "proxies": "TANDEM_TRUSTED_PROXIES",
+            "auth": "TANDEM_RATE_LIMIT_AUTH", "login": "TANDEM_RATE_LIMIT_LOGIN",
+            "proxies": "TANDEM_TRUSTED_PROXIES",
             "max_keys": "TANDEM_RATE_LIMIT_MAX_KEYS", "redis": "TANDEM_REDIS_URL"}
 
 
