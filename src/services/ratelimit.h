@@ -6,7 +6,7 @@
  * Buckets live in-process (sharded tables, bounded memory, idle keys expire) or, when a
  * Redis client is given, in Redis (redis/limiter.h: one atomic script per check), shared by
  * every instance. This file keeps the policies, the in-process tables and the rules for when
- * Redis is away. A check of several keys (per IP and per login name) is all-or-nothing: a
+ * Redis is away. A check of several keys (per user and per IP) is all-or-nothing: a
  * refused request consumes nothing. Thread-safe.
  */
 #ifndef TANDEM_SERVICES_RATELIMIT_H
