@@ -80,6 +80,10 @@ static const struct setting settings[] = {
     {"refresh-grace", "TANDEM_REFRESH_GRACE", K_INT, OFF(refresh_grace_s), "10", 0, 300,
      "seconds in which a refresh token already rotated, shown again (two tabs refreshing at "
      "once), gets the same new pair instead of ending the session as stolen (0: off)"},
+    {"device-token-ttl", "TANDEM_DEVICE_TOKEN_TTL", K_INT, OFF(device_token_ttl_s), "31536000", 60,
+     315360000,
+     "lifetime in seconds of the device token a login returns (a client that sends it back "
+     "has its own failed-login budget: --rate-limit-login)"},
     {"bcrypt-cost", "TANDEM_BCRYPT_COST", K_INT, OFF(bcrypt_cost), "12", 4, 31,
      "bcrypt work factor for password hashes"},
     {"rate-limit", "TANDEM_RATE_LIMIT", K_BOOL, OFF(rate_limit), "on", 0, 0,
@@ -90,9 +94,13 @@ static const struct setting settings[] = {
      0, 0, "authenticated requests, per user"},
     {"rate-limit-auth", "TANDEM_RATE_LIMIT_AUTH", K_STR, OFF(rate_limit_auth), "10/min,burst=5", 0,
      0,
-     "POST /v1/auth/login, /register, /refresh: per client IP and per submitted login name; "
+     "POST /v1/auth/login, /register, /refresh: per client IP (every attempt); "
      "PUT /v1/users/me/password, an e-mail change, a member added by e-mail: per user and per "
      "client IP"},
+    {"rate-limit-login", "TANDEM_RATE_LIMIT_LOGIN", K_STR, OFF(rate_limit_login), "10/min,burst=5",
+     0, 0,
+     "failed logins per account (username and e-mail alike) from clients without a device "
+     "token for it, and per device token; a correct password costs nothing"},
     {"rate-limit-max-keys", "TANDEM_RATE_LIMIT_MAX_KEYS", K_SIZE, OFF(rate_limit_max_keys),
      "100000", 16, 100000000, "buckets the in-process limiter keeps at most"},
     {"trusted-proxies", "TANDEM_TRUSTED_PROXIES", K_STR, OFF(trusted_proxies), NULL, 0, 0,

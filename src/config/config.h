@@ -42,10 +42,11 @@ struct config {
 	int64_t refresh_token_ttl_s;
 	int64_t session_max_age_s;
 	int64_t refresh_grace_s; /* a rotated refresh token shown again this soon: same pair */
+	int64_t device_token_ttl_s;
 	int bcrypt_cost;
 	/* rate limiting and scale-out */
 	bool rate_limit;
-	char *rate_limit_anon, *rate_limit_user, *rate_limit_auth;
+	char *rate_limit_anon, *rate_limit_user, *rate_limit_auth, *rate_limit_login;
 	size_t rate_limit_max_keys;
 	char *trusted_proxies;
 	char *redis_url;

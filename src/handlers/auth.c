@@ -3,9 +3,11 @@
  * runs before every non-public route.
  */
 #include "handlers/handlers.h"
+#include "handlers/ratelimit.h"
 #include "http/reply.h"
 #include "http/request.h"
 #include "http/server.h"
+#include "services/ratelimit.h"
 #include "services/sessions.h"
 
 static int no_store(struct request *req)
@@ -33,7 +35,7 @@ int handlers_authenticate(struct request *req)
 /* POST /v1/auth/register {email, username, password, display_name?} -> 201 | 409 | 422 */
 int handle_auth_register(struct request *req)
 {
-	struct session s;
+	struct session s = {0};
 	json_t *body;
 	int rc;
 	no_store(req);
@@ -45,16 +47,24 @@ int handle_auth_register(struct request *req)
 	return reply_json(req, 201, session_json(&s));
 }
 
-/* POST /v1/auth/login {login, password} -> 200 | 401 invalid_credentials | 422 */
+/*
+ * POST /v1/auth/login {login, password, device_token?} -> 200 {..., device_token}
+ * | 401 invalid_credentials | 422 | 429 (policy auth, login-account or login-device)
+ */
 int handle_auth_login(struct request *req)
 {
-	struct session s;
+	struct session s = {0};
+	struct login_limit lim;
+	struct rl_result *res = arena_alloc(&req->arena, sizeof(*res));
 	json_t *body;
 	int rc;
 	no_store(req);
-	if ((rc = request_json(req, &body)) < 0 ||
-	    (rc = auth_login(req->app->auth, req->app->store, &req->arena, body, &s, &req->err)) <
-		0)
+	if ((rc = request_json(req, &body)) < 0)
+		return rc;
+	handlers_login_limit(req, &lim, res);
+	rc = auth_login(req->app->auth, req->app->store, &req->arena, body, &lim, &s, &req->err);
+	handlers_login_limited(req, &lim);
+	if (rc < 0)
 		return rc;
 	return reply_json(req, 200, session_json(&s));
 }
@@ -62,7 +72,7 @@ int handle_auth_login(struct request *req)
 /* POST /v1/auth/refresh {refresh_token} -> 200 new pair | 401 | 422 */
 int handle_auth_refresh(struct request *req)
 {
-	struct session s;
+	struct session s = {0};
 	json_t *body;
 	int rc;
 	no_store(req);

@@ -10,6 +10,7 @@
 #include "http/router.h"
 #include "http/server.h"
 #include "services/ratelimit.h"
+#include "services/sessions.h"
 #include "store/users.h"
 
 #include <arpa/inet.h>
@@ -27,7 +28,7 @@ struct cidr {
 
 struct limits {
 	struct ratelimit *rl;
-	struct rl_policy anon, user, auth;
+	struct rl_policy anon, user, auth, login_account, login_device;
 	struct cidr proxies[MAX_PROXIES];
 	int nproxies;
 };
@@ -95,6 +96,10 @@ int limits_create(const struct config *cfg, struct redis *redis, struct limits *
 	    {cfg->rate_limit_anon, "anon", "TANDEM_RATE_LIMIT_ANON (--rate-limit-anon)", &l->anon},
 	    {cfg->rate_limit_user, "user", "TANDEM_RATE_LIMIT_USER (--rate-limit-user)", &l->user},
 	    {cfg->rate_limit_auth, "auth", "TANDEM_RATE_LIMIT_AUTH (--rate-limit-auth)", &l->auth},
+	    {cfg->rate_limit_login, "login-account", "TANDEM_RATE_LIMIT_LOGIN (--rate-limit-login)",
+	     &l->login_account},
+	    {cfg->rate_limit_login, "login-device", "TANDEM_RATE_LIMIT_LOGIN (--rate-limit-login)",
+	     &l->login_device},
 	};
 	for (size_t i = 0; i < sizeof(pol) / sizeof(pol[0]); i++) {
 		if (rl_policy_parse(pol[i].text ? pol[i].text : "", pol[i].name, pol[i].p, why,
@@ -187,23 +192,6 @@ const char *forwarded_client(struct arena *a, const struct limits *l, const char
 	}
 }
 
-/* The submitted login name of an auth request, lower-cased; NULL when there is none. */
-static const char *login_name(struct request *req)
-{
-	if (!req->body_len)
-		return NULL;
-	json_t *j = json_loadb(req->body, req->body_len, 0, NULL);
-	const char *v = json_string_value(json_object_get(j, "login"));
-	if (!v)
-		v = json_string_value(json_object_get(j, "email"));
-	char *out = NULL;
-	if (v && *v && strlen(v) <= 254) {
-		out = arena_strdup_lower(&req->arena, v);
-	}
-	json_decref(j);
-	return out;
-}
-
 /*
  * A ROUTE_SENSITIVE request that costs a bcrypt (a current password to check) or answers
  * whether an e-mail address is registered (an e-mail change, a member added by e-mail): with
@@ -220,11 +208,35 @@ static bool sensitive(struct request *req)
 	return yes;
 }
 
+/*
+ * The RateLimit fields for the bucket `r` shows (draft-ietf-httpapi-ratelimit-headers):
+ * RateLimit-Policy states its real burst and refill window (rl_policy_quota/_window_s),
+ * RateLimit what is left of it now and when it is full again; a refusal adds Retry-After and
+ * names the policy for the problem body. Replaces fields set before for this request.
+ */
+static void limit_headers(struct request *req, const struct rl_result *r)
+{
+	const struct rl_policy *p = r->policy;
+	reply_header_set(req, "RateLimit-Policy",
+			 arena_printf(&req->arena, "\"%s\";q=%lld;w=%lld", p->name,
+				      (long long)rl_policy_quota(p),
+				      (long long)rl_policy_window_s(p)));
+	reply_header_set(req, "RateLimit",
+			 arena_printf(&req->arena, "\"%s\";r=%lld;t=%lld", p->name,
+				      (long long)r->remaining, (long long)r->reset_s));
+	req->limit_shown = r;
+	if (r->allowed)
+		return;
+	reply_header_set(req, "Retry-After",
+			 arena_printf(&req->arena, "%lld", (long long)r->retry_after_s));
+	req->limit_policy = p->name;
+}
+
 int handlers_rate_limit(struct request *req)
 {
 	struct limits *l = req->app->limits;
 	struct rl_key keys[3];
-	struct rl_result r;
+	struct rl_result *r = arena_alloc(&req->arena, sizeof(*r));
 	int n = 0;
 	bool strict = false;
 
@@ -234,12 +246,10 @@ int handlers_rate_limit(struct request *req)
 	char ip[CLIENT_KEY_LEN];
 	client_key(client_ip(req, l), ip);
 	if (req->route && (req->route->flags & ROUTE_AUTH_LIMIT)) {
+		/* Every attempt from the address. A login's account is limited on failures only,
+		 * once the name is resolved (handlers_login_limit). */
 		strict = true;
 		keys[n++] = (struct rl_key){&l->auth, arena_printf(&req->arena, "ip:%s", ip)};
-		const char *login = login_name(req);
-		if (login)
-			keys[n++] =
-			    (struct rl_key){&l->auth, arena_printf(&req->arena, "login:%s", login)};
 	} else if (req->user && sensitive(req)) {
 		/* The general bucket too, so that these requests still count there. */
 		strict = true;
@@ -254,18 +264,37 @@ int handlers_rate_limit(struct request *req)
 	} else {
 		keys[n++] = (struct rl_key){&l->anon, arena_printf(&req->arena, "ip:%s", ip)};
 	}
-	ratelimit_check(l->rl, keys, n, strict, &r);
-	const struct rl_policy *p = r.policy ? r.policy : keys[0].policy;
-	reply_header(req, "RateLimit-Policy",
-		     arena_printf(&req->arena, "\"%s\";q=%lld;w=%lld", p->name, (long long)p->count,
-				  (long long)p->period_s));
-	reply_header(req, "RateLimit",
-		     arena_printf(&req->arena, "\"%s\";r=%lld;t=%lld", p->name,
-				  (long long)r.remaining, (long long)r.reset_s));
-	if (r.allowed)
+	ratelimit_check(l->rl, keys, n, strict, r);
+	if (!r->policy)
+		r->policy = keys[0].policy;
+	limit_headers(req, r);
+	if (r->allowed)
 		return 0;
-	reply_header(req, "Retry-After",
-		     arena_printf(&req->arena, "%lld", (long long)r.retry_after_s));
 	return error_set(&req->err, ERR_RATE_LIMITED, "too many requests; retry in %lld s",
-			 (long long)r.retry_after_s);
+			 (long long)r->retry_after_s);
+}
+
+void handlers_login_limit(struct request *req, struct login_limit *lim, struct rl_result *res)
+{
+	struct limits *l = req->app->limits;
+	memset(lim, 0, sizeof(*lim));
+	memset(res, 0, sizeof(*res));
+	lim->result = res;
+	if (!l || !l->rl)
+		return;
+	lim->rl = l->rl;
+	lim->account = &l->login_account;
+	lim->device = &l->login_device;
+}
+
+void handlers_login_limited(struct request *req, const struct login_limit *lim)
+{
+	const struct rl_result *r = lim->result, *shown = req->limit_shown;
+	if (!lim->checked || !r->policy)
+		return;
+	/* A success gave its token back: the fields keep showing the address's bucket. */
+	if (!r->allowed ||
+	    (lim->kept && (!shown || r->remaining < shown->remaining ||
+			   (r->remaining == shown->remaining && r->reset_s > shown->reset_s))))
+		limit_headers(req, r);
 }

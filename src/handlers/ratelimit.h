@@ -12,8 +12,10 @@
 struct arena;
 struct config;
 struct limits;
+struct login_limit;
 struct redis;
 struct request;
+struct rl_result;
 
 /*
  * Build the limiter from the configuration. Returns NULL with a one-line message on stderr
@@ -32,6 +34,15 @@ bool limits_trusted_peer(const struct limits *l, const char *ip);
  * the headers; returns 0 or -ERR_RATE_LIMITED.
  */
 int handlers_rate_limit(struct request *req);
+
+/*
+ * The failed-login limit for this login request (services/sessions.h), with `res` as its
+ * result storage; lim->rl is NULL when rate limiting is off. After auth_login(),
+ * handlers_login_limited() puts what it decided into the RateLimit fields: the bucket that
+ * refused a 429, or the login bucket after a failure when it is the more constrained one.
+ */
+void handlers_login_limit(struct request *req, struct login_limit *lim, struct rl_result *res);
+void handlers_login_limited(struct request *req, const struct login_limit *lim);
 
 /* The client address: the TCP peer, or the right-most untrusted X-Forwarded-For entry when
  * the peer is a trusted proxy. In the request arena. */

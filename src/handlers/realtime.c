@@ -82,6 +82,7 @@ static const char *stream_key(struct request *req)
 static int too_many_streams(struct request *req)
 {
 	reply_header(req, "Retry-After", "10");
+	req->limit_policy = "live-channels"; /* the 429's "policy" */
 	return error_set(&req->err, ERR_RATE_LIMITED,
 			 "too many open live channels (WebSockets, event streams, long polls) for "
 			 "this user or client address; close one first");

@@ -55,7 +55,7 @@ struct conns {
 };
 
 static size_t canned(char *buf, size_t cap, int kind, const char *reason, const char *detail,
-		     const char *extra);
+		     const char *extra, const char *policy);
 
 static unsigned hash(const char *s)
 {
@@ -81,7 +81,7 @@ struct conns *conns_create(unsigned per_client, int64_t request_us, int64_t idle
 	t->request_us = request_us;
 	t->idle_us = idle_us;
 	t->timeout_len = canned(t->timeout_answer, sizeof(t->timeout_answer), ERR_REQUEST_TIMEOUT,
-				"Request Timeout", "the request did not arrive in time", "");
+				"Request Timeout", "the request did not arrive in time", "", NULL);
 	return t;
 }
 
@@ -213,16 +213,20 @@ void conn_upgraded(struct conns *t, struct conn *c)
  * object: a request that ran out of time (the sweeper) and a connection over its client's
  * limit (the acceptor). `instance` is "-": no request id was ever given.
  */
+/* `policy`: the limit that refused a 429 (the problem's "policy"), or NULL. */
 static size_t canned(char *buf, size_t cap, int kind, const char *reason, const char *detail,
-		     const char *extra)
+		     const char *extra, const char *policy)
 {
+	char pol[48] = "";
+	if (policy)
+		snprintf(pol, sizeof(pol), ",\"policy\":\"%s\"", policy);
 	char body[320];
 	int status = error_status(kind);
 	const char *code = error_code(kind), *title = error_title(kind);
 	int bl = snprintf(body, sizeof(body),
 			  "{\"type\":\"/problems/%s\",\"title\":\"%s\",\"status\":%d,\"detail\":"
-			  "\"%s\",\"instance\":\"-\",\"code\":\"%s\"}",
-			  code, title, status, detail, code);
+			  "\"%s\",\"instance\":\"-\",\"code\":\"%s\"%s}",
+			  code, title, status, detail, code, pol);
 	int n = snprintf(buf, cap,
 			 "HTTP/1.1 %d %s\r\nContent-Type: application/problem+json\r\n"
 			 "Connection: close\r\n%sContent-Length: %d\r\n\r\n%s",
@@ -234,7 +238,8 @@ void conns_refuse(struct conns *t, int fd, int64_t now_us)
 {
 	char buf[640];
 	size_t n = canned(buf, sizeof(buf), ERR_RATE_LIMITED, "Too Many Requests",
-			  "too many open connections from this client", "Retry-After: 1\r\n");
+			  "too many open connections from this client", "Retry-After: 1\r\n",
+			  "connections");
 	(void)!send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
 	shutdown(fd, SHUT_WR);
 	pthread_mutex_lock(&t->lock);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Seconds a client should wait after a 503 before it retries. */
 #define REPLY_RETRY_AFTER_S "1"
@@ -20,6 +21,17 @@ void reply_header(struct request *req, const char *name, const char *value)
 	req->headers[req->nheaders].name = name;
 	req->headers[req->nheaders].value = value;
 	req->nheaders++;
+}
+
+void reply_header_set(struct request *req, const char *name, const char *value)
+{
+	for (int i = 0; i < req->nheaders; i++) {
+		if (strcasecmp(req->headers[i].name, name) == 0) {
+			req->headers[i].value = value;
+			return;
+		}
+	}
+	reply_header(req, name, value);
 }
 
 static void set_body(struct request *req, int status, const char *ct, char *body, size_t len)
@@ -115,6 +127,9 @@ int reply_error(struct request *req, int kind)
 		p = json_pack("{s:s+, s:s, s:i, s:s, s:s, s:s}", "type", "/problems/", code,
 			      "title", error_title(kind), "status", status, "detail",
 			      error_title(kind), "instance", req->id, "code", code);
+	/* A 429 says which limit refused it (the RateLimit field names it too). */
+	if (kind == ERR_RATE_LIMITED && req->limit_policy)
+		json_object_set_new(p, "policy", json_string(req->limit_policy));
 	if (req->err.fields && status < 500) {
 		json_object_set(p, "errors", req->err.fields);
 		if (req->err.nfields > json_array_size(req->err.fields))

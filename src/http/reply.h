@@ -12,6 +12,8 @@ struct request;
 
 /* Add a response header; name and value must live as long as the request (arena or static). */
 void reply_header(struct request *req, const char *name, const char *value);
+/* The same, replacing the value of a header of that name added before (if any). */
+void reply_header_set(struct request *req, const char *name, const char *value);
 
 /* Answer `status` with a JSON body (`body` is stolen). Returns 0. */
 int reply_json(struct request *req, int status, json_t *body);

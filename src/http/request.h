@@ -30,6 +30,8 @@ struct reply_header {
 	const char *name, *value;
 };
 
+struct rl_result;
+
 struct request {
 	struct arena arena;
 	struct app *app;
@@ -70,6 +72,8 @@ struct request {
 	bool suspended;	 /* parked by http_suspend(); the handler runs again when resumed */
 	bool dispatched; /* authenticated and rate limited already (a resumed request) */
 	void *state;	 /* a parked handler's own notes, in the arena */
+	const char *limit_policy; /* the rate-limit policy that refused it: the 429's "policy" */
+	const struct rl_result *limit_shown; /* the bucket the RateLimit fields show, or NULL */
 
 	/* A streamed answer (reply_stream) or a protocol switch (reply_upgrade). */
 	struct reply_special {

@@ -440,6 +440,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		if (req->tracked && conn_over_limit(req->tracked)) {
 			reply_header(req, "Retry-After", "1");
 			reply_header(req, "Connection", "close");
+			req->limit_policy = "connections";
 			return reject_early(s, req, ERR_RATE_LIMITED,
 					    "too many open connections from this client");
 		}

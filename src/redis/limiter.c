@@ -39,34 +39,88 @@ static const char LUA[] =
     "res[1] = ok\n"
     "return res\n";
 
-/* Written once under pthread_once, read-only afterwards: no thread sees it half-written. */
-static char script_sha[2 * SHA_DIGEST_LENGTH + 1];
+/*
+ * KEYS[1]: one bucket; ARGV[1]: its T. Gives back one token a check took: the TAT moves back
+ * by T, and a bucket that is then full is deleted (never fuller than full). Returns 1 when
+ * there was a bucket, 0 when it had expired already.
+ */
+static const char LUA_REFUND[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local tat = tonumber(redis.call('GET', KEYS[1]))\n"
+    "if not tat then return 0 end\n"
+    "tat = tat - tonumber(ARGV[1])\n"
+    "if tat <= now then\n"
+    "  redis.call('DEL', KEYS[1])\n"
+    "else\n"
+    "  redis.call('SET', KEYS[1], tat, 'PX', tat - now)\n"
+    "end\n"
+    "return 1\n";
+
+struct script {
+	const char *text;
+	size_t len;
+	char sha[2 * SHA_DIGEST_LENGTH + 1];
+};
+
+/* Written once under pthread_once, read-only afterwards: no thread sees them half-written. */
+static struct script scripts[] = {
+    {LUA, sizeof(LUA) - 1, ""},
+    {LUA_REFUND, sizeof(LUA_REFUND) - 1, ""},
+};
 static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
 
 static void compute_sha(void)
 {
-	unsigned char d[SHA_DIGEST_LENGTH];
-	SHA1((const unsigned char *)LUA, sizeof(LUA) - 1, d);
-	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
-		snprintf(script_sha + 2 * i, 3, "%02x", d[i]);
+	for (size_t k = 0; k < sizeof(scripts) / sizeof(scripts[0]); k++) {
+		unsigned char d[SHA_DIGEST_LENGTH];
+		SHA1((const unsigned char *)scripts[k].text, scripts[k].len, d);
+		for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+			snprintf(scripts[k].sha + 2 * i, 3, "%02x", d[i]);
+	}
+}
+
+static const char *script_sha(struct script *sc)
+{
+	pthread_once(&sha_once, compute_sha);
+	return sc->sha;
 }
 
 const char *redis_gcra_sha(void)
 {
-	pthread_once(&sha_once, compute_sha);
-	return script_sha;
+	return script_sha(&scripts[0]);
 }
 
 /* SCRIPT LOAD, so that the next EVALSHA of every thread finds the script. */
-static void load_script(struct redis *r)
+static void load_script(struct redis *r, struct script *sc)
 {
-	const char *argv[] = {"SCRIPT", "LOAD", LUA};
+	const char *argv[] = {"SCRIPT", "LOAD", sc->text};
 	redisReply *rep = redis_command(r, 3, argv, NULL);
-	if (rep && rep->type == REDIS_REPLY_STRING && strcmp(rep->str, redis_gcra_sha()) != 0)
+	if (rep && rep->type == REDIS_REPLY_STRING && strcmp(rep->str, script_sha(sc)) != 0)
 		log_json(LOG_WARN, "redis rate-limit script loaded under another sha",
-			 json_pack("{s:s, s:s}", "expected", redis_gcra_sha(), "got", rep->str));
+			 json_pack("{s:s, s:s}", "expected", script_sha(sc), "got", rep->str));
 	if (rep)
 		freeReplyObject(rep);
+}
+
+/*
+ * EVALSHA argv (argv[0] and argv[1] are set here); when Redis does not know the script (a new
+ * server, a restart or SCRIPT FLUSH), load it for the calls to come and run this one with its
+ * text. NULL when Redis is away.
+ */
+static redisReply *run_script(struct redis *r, struct script *sc, int argc, const char **argv)
+{
+	argv[0] = "EVALSHA";
+	argv[1] = script_sha(sc);
+	redisReply *rep = redis_command(r, argc, argv, NULL);
+	if (rep && rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "NOSCRIPT", 8)) {
+		freeReplyObject(rep);
+		load_script(r, sc);
+		argv[0] = "EVAL";
+		argv[1] = sc->text;
+		rep = redis_command(r, argc, argv, NULL);
+	}
+	return rep;
 }
 
 int redis_gcra(struct redis *r, const struct redis_gcra_key *keys, int n, bool *allowed,
@@ -77,8 +131,7 @@ int redis_gcra(struct redis *r, const struct redis_gcra_key *keys, int n, bool *
 	int argc = 0;
 
 	assert(n >= 1 && n <= REDIS_GCRA_MAX_KEYS);
-	argv[argc++] = "EVALSHA";
-	argv[argc++] = redis_gcra_sha();
+	argc = 2; /* EVALSHA sha: run_script() */
 	snprintf(nbuf, sizeof(nbuf), "%d", n);
 	argv[argc++] = nbuf;
 	for (int i = 0; i < n; i++) {
@@ -91,16 +144,7 @@ int redis_gcra(struct redis *r, const struct redis_gcra_key *keys, int n, bool *
 		argv[argc++] = num[2 * i];
 		argv[argc++] = num[2 * i + 1];
 	}
-	redisReply *rep = redis_command(r, argc, argv, NULL);
-	if (rep && rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "NOSCRIPT", 8)) {
-		/* Unknown script: a new server, a restart or SCRIPT FLUSH. Load it for the calls
-		 * to come, and run this one with its text. */
-		freeReplyObject(rep);
-		load_script(r);
-		argv[0] = "EVAL";
-		argv[1] = LUA;
-		rep = redis_command(r, argc, argv, NULL);
-	}
+	redisReply *rep = run_script(r, &scripts[0], argc, argv);
 	if (!rep)
 		return -1;
 	int rc = -1;
@@ -114,6 +158,22 @@ int redis_gcra(struct redis *r, const struct redis_gcra_key *keys, int n, bool *
 		 * this would otherwise be one line per request. */
 		redis_log_failure(r, "rate-limit script", rep->str);
 	}
+	freeReplyObject(rep);
+	return rc;
+}
+
+int redis_gcra_refund(struct redis *r, const char *bucket, int64_t interval_ms)
+{
+	char key[320], t[24];
+	snprintf(key, sizeof(key), "tandem:rl:%s", bucket);
+	snprintf(t, sizeof(t), "%lld", (long long)interval_ms);
+	const char *argv[] = {NULL, NULL, "1", key, t};
+	redisReply *rep = run_script(r, &scripts[1], 5, argv);
+	if (!rep)
+		return -1;
+	int rc = rep->type == REDIS_REPLY_INTEGER ? 0 : -1;
+	if (rep->type == REDIS_REPLY_ERROR)
+		redis_log_failure(r, "rate-limit refund script", rep->str);
 	freeReplyObject(rep);
 	return rc;
 }

@@ -1,9 +1,11 @@
 /*
  * limiter.h — the Redis half of the rate limiter (services/ratelimit.h holds the policies,
  * the in-process tables and the fallback rules): GCRA buckets shared by every instance, one
- * atomic Lua script per check, run on the server's clock so that instances agree.
+ * atomic Lua script per check (and one per refund of a token a check took: a correct
+ * password gives back what the login took), run on the server's clock so that instances
+ * agree.
  *
- * The script is called by its SHA-1 (EVALSHA: one round trip), computed once from its text
+ * Each script is called by its SHA-1 (EVALSHA: one round trip), computed once from its text
  * and never changed afterwards, so threads share it without a lock. When Redis does not know
  * the script (first use, SCRIPT FLUSH, a restart) it is loaded and run once with EVAL.
  * Thread-safe (each thread uses its own connection, see redis.h).
@@ -35,7 +37,14 @@ struct redis_gcra_key {
 int redis_gcra(struct redis *r, const struct redis_gcra_key *keys, int n, bool *allowed,
 	       int64_t *diffs);
 
-/* The script's SHA-1 in lower-case hex, as EVALSHA and SCRIPT LOAD spell it. */
+/*
+ * Give back one token of `bucket` (as in redis_gcra_key) whose emission interval is
+ * interval_ms: its TAT moves back by one interval, and a bucket full again is deleted. One
+ * round trip, atomic. Returns 0, or -1 when Redis is unreachable or the script failed.
+ */
+int redis_gcra_refund(struct redis *r, const char *bucket, int64_t interval_ms);
+
+/* The check script's SHA-1 in lower-case hex, as EVALSHA and SCRIPT LOAD spell it. */
 const char *redis_gcra_sha(void);
 
 #endif

@@ -21,6 +21,7 @@ struct auth {
 	int64_t access_ttl_s, refresh_ttl_s;
 	int64_t session_max_age_s; /* a refresh family's absolute lifetime */
 	int64_t refresh_grace_s;   /* see auth_refresh() */
+	int64_t device_ttl_s;	   /* a device token's lifetime (token.h) */
 	int bcrypt_cost;
 	char dummy_hash[PASSWORD_HASH_MAX]; /* logins of unknown users are checked against it,
 					       so they take as long as real ones */

@@ -91,6 +91,16 @@ static int64_t limit_ms(const struct rl_policy *p)
 	return interval_ms(p) * p->burst;
 }
 
+int64_t rl_policy_quota(const struct rl_policy *p)
+{
+	return p->burst;
+}
+
+int64_t rl_policy_window_s(const struct rl_policy *p)
+{
+	return (limit_ms(p) + 999) / 1000;
+}
+
 /* Fill the result for one key from diff = new_tat - now. */
 static void describe(const struct rl_policy *p, int64_t diff, bool allowed, struct rl_result *r)
 {
@@ -108,11 +118,14 @@ static void describe(const struct rl_policy *p, int64_t diff, bool allowed, stru
 	r->policy = p;
 }
 
-/* Merge per-key results: show the most constrained bucket. */
+/* Merge per-key results: show the most constrained bucket, and a refusing one before one that
+ * let the request through (a 429 names the policy that refused it). */
 static void merge(struct rl_result *out, const struct rl_result *k, bool first)
 {
-	if (first || k->remaining < out->remaining ||
-	    (k->remaining == out->remaining && k->reset_s > out->reset_s)) {
+	if (first || (!k->allowed && out->allowed) ||
+	    (k->allowed == out->allowed &&
+	     (k->remaining < out->remaining ||
+	      (k->remaining == out->remaining && k->reset_s > out->reset_s)))) {
 		int64_t retry = out->retry_after_s;
 		*out = *k;
 		if (retry > out->retry_after_s)
@@ -322,4 +335,35 @@ void ratelimit_check(struct ratelimit *rl, const struct rl_key *keys, int nkeys,
 	}
 	check_local(rl, keys, nkeys, out);
 	out->degraded = rl->redis != NULL;
+}
+
+static void refund_local(struct ratelimit *rl, const struct rl_key *key)
+{
+	uint64_t h = hash_key(rl, key->policy->name, key->key);
+	struct shard *s = &rl->shards[(h >> 60) & (SHARDS - 1)];
+	int64_t now = time_now_ms();
+	pthread_mutex_lock(&s->lock);
+	struct entry *e = find(s, h);
+	/* Not there: evicted or expired, so already full. At or below now: full (the next sweep
+	 * drops it). */
+	if (e->hash) {
+		e->tat -= interval_ms(key->policy);
+		if (e->tat < now)
+			e->tat = now;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+void ratelimit_refund(struct ratelimit *rl, const struct rl_key *key, const struct rl_result *taken)
+{
+	if (rl->redis && !taken->degraded) {
+		char bucket[300];
+		snprintf(bucket, sizeof(bucket), "%s:%s", key->policy->name, key->key);
+		if (redis_gcra_refund(rl->redis, bucket, interval_ms(key->policy)) < 0)
+			log_warn(
+			    "could not give back a %s rate-limit token (Redis): it stays spent",
+			    key->policy->name);
+		return;
+	}
+	refund_local(rl, key);
 }

@@ -6,7 +6,7 @@
  * Buckets live in-process (sharded tables, bounded memory, idle keys expire) or, when a
  * Redis client is given, in Redis (redis/limiter.h: one atomic script per check), shared by
  * every instance. This file keeps the policies, the in-process tables and the rules for when
- * Redis is away. A check of several keys (per IP and per login name) is all-or-nothing: a
+ * Redis is away. A check of several keys (per user and per IP) is all-or-nothing: a
  * refused request consumes nothing. Thread-safe.
  */
 #ifndef TANDEM_SERVICES_RATELIMIT_H
@@ -19,7 +19,7 @@
 struct redis;
 
 struct rl_policy {
-	char name[16];	  /* "anon", "user", "auth" */
+	char name[16];	  /* "anon", "user", "auth", "login-account", "login-device" */
 	int64_t count;	  /* requests per period */
 	int64_t period_s; /* window in seconds */
 	int64_t burst;	  /* bucket capacity */
@@ -28,6 +28,15 @@ struct rl_policy {
 /* Parse "120/min,burst=60" (period: s, sec, min, m, h, hour, or a number of seconds). */
 int rl_policy_parse(const char *text, const char *name, struct rl_policy *out, char *why,
 		    size_t why_len);
+
+/*
+ * What the RateLimit-Policy field states for `p` (draft-ietf-httpapi-ratelimit-headers: q, w):
+ * q is the burst, the requests that pass at once, and w the seconds an empty bucket takes to
+ * fill up again (burst * period / count, rounded up). The pair gives the real burst and the
+ * real rate; "count per period" would promise count quick requests where only burst pass.
+ */
+int64_t rl_policy_quota(const struct rl_policy *p);
+int64_t rl_policy_window_s(const struct rl_policy *p);
 
 struct rl_key {
 	const struct rl_policy *policy;
@@ -65,5 +74,15 @@ void ratelimit_free(struct ratelimit *rl);
  */
 void ratelimit_check(struct ratelimit *rl, const struct rl_key *keys, int nkeys, bool strict,
 		     struct rl_result *out);
+
+/*
+ * Give back the token a strict check of the single key `key` took (the login path takes one
+ * before it verifies a password and returns it when the password was right, so that only
+ * failures cost). `taken` is that check's result: its degraded flag says whether the token
+ * came from the in-process tables (Redis away) or from Redis. The bucket never ends up fuller
+ * than full. Best effort: a refund Redis cannot take is logged and the token stays spent.
+ */
+void ratelimit_refund(struct ratelimit *rl, const struct rl_key *key,
+		      const struct rl_result *taken);
 
 #endif

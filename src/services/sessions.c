@@ -7,6 +7,7 @@
 #include "core/uuid.h"
 #include "services/accounts.h"
 #include "services/notify.h"
+#include "services/ratelimit.h"
 #include "services/tx.h"
 #include "services/validate.h"
 #include "store/store.h"
@@ -16,9 +17,12 @@
 
 json_t *session_json(const struct session *s)
 {
-	return json_pack("{s:o, s:s, s:s, s:s, s:I}", "user", user_json(&s->user, true),
-			 "access_token", s->access_token, "refresh_token", s->refresh_token,
-			 "token_type", "Bearer", "expires_in", (json_int_t)s->expires_in);
+	json_t *j = json_pack("{s:o, s:s, s:s, s:s, s:I}", "user", user_json(&s->user, true),
+			      "access_token", s->access_token, "refresh_token", s->refresh_token,
+			      "token_type", "Bearer", "expires_in", (json_int_t)s->expires_in);
+	if (s->device_token)
+		json_object_set_new(j, "device_token", json_string(s->device_token));
+	return j;
 }
 
 /*
@@ -75,6 +79,7 @@ static int new_session(const struct auth *au, struct db_conn *c, struct arena *a
 	if (rc < 0)
 		return rc;
 	out->user = *u;
+	out->device_token = NULL;
 	out->refresh_token = refresh;
 	out->access_token = access_for(au, a, &t, &exp);
 	out->expires_in = exp - now / 1000;
@@ -124,15 +129,45 @@ static void rehash(const struct auth *au, struct db_conn *c, const struct user *
 static const struct field_spec login_fields[] = {
     {"login", FIELD_STRING, true, false, 1, 254, NULL},
     {"password", FIELD_STRING, true, false, 1, 1024, NULL},
+    {"device_token", FIELD_STRING, false, false, 1, 512, NULL},
 };
 
+/*
+ * Take a token from the bucket this login counts against (struct login_limit). `user` is the
+ * resolved account or NULL for an unknown name. Fills key (in a) for the refund.
+ */
+static int login_take(const struct auth *au, struct arena *a, struct login_limit *lim,
+		      const char *login, const struct user *user, const char *device_token,
+		      struct rl_key *key, struct error *err)
+{
+	struct device_claims dc;
+	if (user && device_token &&
+	    token_device_verify(a, &au->key, device_token, au->device_ttl_s, time_now_ms() / 1000,
+				&dc) == 0 &&
+	    strcmp(dc.sub, user->id) == 0)
+		*key = (struct rl_key){lim->device, arena_printf(a, "device:%s", dc.nonce)};
+	else if (user)
+		*key = (struct rl_key){lim->account, arena_printf(a, "user:%s", user->id)};
+	else /* hashed: Redis never holds what someone typed (a password in the wrong field) */
+		*key = (struct rl_key){lim->account,
+				       arena_printf(a, "name:%.32s", token_hash(a, login))};
+	ratelimit_check(lim->rl, key, 1, true, lim->result);
+	lim->checked = true;
+	if (lim->result->allowed)
+		return 0;
+	return error_set(err, ERR_RATE_LIMITED, "too many failed logins %s; retry in %lld s",
+			 key->policy == lim->device ? "with this device token" : "for this account",
+			 (long long)lim->result->retry_after_s);
+}
+
 int auth_login(const struct auth *au, struct store *st, struct arena *a, json_t *body,
-	       struct session *out, struct error *err)
+	       struct login_limit *lim, struct session *out, struct error *err)
 {
 	struct user u;
+	struct rl_key key;
 	int rc;
 
-	if ((rc = validate_object(body, login_fields, 2, err)) < 0)
+	if ((rc = validate_object(body, login_fields, 3, err)) < 0)
 		return rc;
 	const char *login = arena_strdup_lower(a, body_string(body, "login")),
 		   *password = body_string(body, "password");
@@ -142,19 +177,32 @@ int auth_login(const struct auth *au, struct store *st, struct arena *a, json_t 
 	rc = store_user_find_login(c, a, login, &u, err);
 	if (rc < 0 && rc != -ERR_NOT_FOUND)
 		return rc;
+	bool found = rc == 0;
+	error_release(err);
+	if (lim && lim->rl &&
+	    (rc = login_take(au, a, lim, login, found ? &u : NULL,
+			     body_string(body, "device_token"), &key, err)) < 0)
+		return rc;
 	/* Same work and the same answer for an unknown user, a wrong password, a deactivated
 	 * account. */
-	bool ok = password_verify(password, rc == 0 ? u.password_hash : au->dummy_hash);
-	if (rc < 0 || !ok || !u.is_active) {
-		error_release(err);
+	bool ok = password_verify(password, found ? u.password_hash : au->dummy_hash);
+	if (!found || !ok || !u.is_active) {
+		if (lim && lim->checked)
+			lim->kept = true;
 		return error_set(err, ERR_INVALID_CREDENTIALS, "login or password is incorrect");
 	}
+	/* The password was right: this attempt costs the bucket nothing. */
+	if (lim && lim->checked)
+		ratelimit_refund(lim->rl, &key, lim->result);
 	if ((rc = db_begin(c, true, err)) < 0)
 		return rc;
 	rc = tx_finish(c, new_session(au, c, a, &u, NULL, NULL, out, err), err);
-	if (rc == 0 && password_hash_cost(u.password_hash) != au->bcrypt_cost)
+	if (rc < 0)
+		return rc;
+	out->device_token = token_device_issue(a, &au->key, u.id);
+	if (password_hash_cost(u.password_hash) != au->bcrypt_cost)
 		rehash(au, c, &u, password);
-	return rc;
+	return 0;
 }
 
 static const struct field_spec refresh_fields[] = {

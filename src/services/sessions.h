@@ -7,6 +7,7 @@
 #define TANDEM_SERVICES_SESSIONS_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "services/auth.h"
 #include "store/users.h"
@@ -19,7 +20,31 @@ struct store;
 struct session {
 	struct user user;
 	const char *access_token, *refresh_token;
+	const char *device_token; /* a login's new device token; NULL for register and refresh */
 	int64_t expires_in;
+};
+
+struct ratelimit;
+struct rl_policy;
+struct rl_result;
+
+/*
+ * The failed-login limit of a login (OWASP "Slow Down Online Guessing Attacks with Device
+ * Cookies", the cookie sent as `device_token` in JSON). The bucket is chosen once the login
+ * name is resolved: a valid device token of that account -> the device's own bucket (its
+ * nonce); anything else -> the account's bucket (its user id; an unknown name: a hash of the
+ * name as typed, lower-cased, so unknown and known names behave alike). A token is taken from
+ * it before the password is verified and given back when the password was right, so only
+ * failures cost and concurrent guesses can never outnumber the tokens in the bucket.
+ */
+struct login_limit {
+	struct ratelimit *rl;		 /* NULL: logins are not limited */
+	const struct rl_policy *account; /* "login-account" */
+	const struct rl_policy *device;	 /* "login-device" */
+	/* out: */
+	bool checked;		  /* result holds the bucket's answer */
+	bool kept;		  /* the login failed: the token stays spent */
+	struct rl_result *result; /* caller's storage for the answer */
 };
 
 /*
@@ -36,8 +61,9 @@ struct session {
  */
 int auth_register(const struct auth *au, struct store *st, struct arena *a, json_t *body,
 		  struct session *out, struct error *err);
+/* Login, with lim (may be NULL) as above: -ERR_RATE_LIMITED when its bucket is empty. */
 int auth_login(const struct auth *au, struct store *st, struct arena *a, json_t *body,
-	       struct session *out, struct error *err);
+	       struct login_limit *lim, struct session *out, struct error *err);
 int auth_refresh(const struct auth *au, struct store *st, struct arena *a, json_t *body,
 		 struct session *out, struct error *err);
 int auth_logout(const struct auth *au, struct store *st, struct arena *a, json_t *body,
@@ -55,7 +81,7 @@ int auth_authenticate(const struct auth *au, struct store *st, struct arena *a,
 int auth_token_user(const struct auth *au, struct store *st, struct arena *a, const char *token,
 		    struct user *out, struct error *err);
 
-/* {user, access_token, refresh_token, token_type, expires_in}. New reference. */
+/* {user, access_token, refresh_token, token_type, expires_in[, device_token]}. New reference. */
 json_t *session_json(const struct session *s);
 
 #endif

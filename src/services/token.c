@@ -201,6 +201,74 @@ out:
 	return rc;
 }
 
+/* HMAC-SHA256 of `data` under the device-token key derived from `key`. */
+static void device_mac(const struct token_key *key, const char *data, size_t len,
+		       unsigned char out[32])
+{
+	static const char label[] = "tandem device token v1";
+	unsigned char k[32];
+	unsigned int n = 0;
+	HMAC(EVP_sha256(), key->secret, (int)key->len, (const unsigned char *)label,
+	     sizeof(label) - 1, k, &n);
+	HMAC(EVP_sha256(), k, sizeof(k), (const unsigned char *)data, len, out, &n);
+	OPENSSL_cleanse(k, sizeof(k));
+}
+
+char *token_device_issue(struct arena *a, const struct token_key *key, const char *user_id)
+{
+	unsigned char nonce[16], mac[32];
+	random_bytes(nonce, sizeof(nonce));
+	char *payload =
+	    arena_printf(a, "%s.%s.%lld", user_id, base64url_encode(a, nonce, sizeof(nonce)),
+			 (long long)(time_now_ms() / 1000));
+	device_mac(key, payload, strlen(payload), mac);
+	return arena_printf(a, "%s.%s", payload, base64url_encode(a, mac, sizeof(mac)));
+}
+
+static bool b64url_chars(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_'))
+			return false;
+	return true;
+}
+
+int token_device_verify(struct arena *a, const struct token_key *key, const char *token,
+			int64_t ttl_s, int64_t now_s, struct device_claims *out)
+{
+	/* <36-character uuid>.<22>.<1..19 digits>.<43>: the shape is checked first, so the MAC
+	 * only ever runs over a short, well-formed text. */
+	const size_t uid = UUID_STR_LEN - 1, sig = 43,
+		     fixed = uid + TOKEN_DEVICE_NONCE_LEN + sig + 3;
+	size_t n = strlen(token);
+	if (n < fixed + 1 || n > fixed + 19)
+		return -1;
+	const char *nonce = token + uid + 1, *iat = nonce + TOKEN_DEVICE_NONCE_LEN + 1;
+	const char *mac_text = token + n - sig;
+	size_t iat_len = (size_t)(mac_text - 1 - iat);
+	if (token[uid] != '.' || nonce[TOKEN_DEVICE_NONCE_LEN] != '.' || mac_text[-1] != '.' ||
+	    !b64url_chars(nonce, TOKEN_DEVICE_NONCE_LEN) || !b64url_chars(mac_text, sig) ||
+	    strspn(iat, "0123456789") != iat_len || (iat_len > 1 && *iat == '0'))
+		return -1;
+	memcpy(out->sub, token, uid);
+	out->sub[uid] = '\0';
+	if (!uuid_valid(out->sub))
+		return -1;
+	/* base64url without padding is canonical (the spare bits are zero), so comparing the
+	 * text compares the MAC, and an altered spelling of the same bytes is refused too. */
+	unsigned char mac[32];
+	device_mac(key, token, (size_t)(mac_text - 1 - token), mac);
+	if (CRYPTO_memcmp(base64url_encode(a, mac, sizeof(mac)), mac_text, sig) != 0)
+		return -1;
+	memcpy(out->nonce, nonce, TOKEN_DEVICE_NONCE_LEN);
+	out->nonce[TOKEN_DEVICE_NONCE_LEN] = '\0';
+	out->iat = strtoll(iat, NULL, 10);
+	if (out->iat > now_s + 300 || now_s - out->iat > ttl_s)
+		return -1;
+	return 0;
+}
+
 char *token_refresh_new(struct arena *a)
 {
 	unsigned char b[32];

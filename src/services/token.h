@@ -15,6 +15,7 @@
 #ifndef TANDEM_SERVICES_TOKEN_H
 #define TANDEM_SERVICES_TOKEN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,6 +61,33 @@ char *token_issue_at(struct arena *a, const struct token_key *key, const char *u
  */
 int token_verify(struct arena *a, const struct token_key *key, const char *token,
 		 struct access_claims *out, struct error *err);
+
+/*
+ * Device tokens (OWASP "device cookies", sent in JSON here): proof that a client has logged in
+ * to an account before, so that its next login is not refused for failures made elsewhere.
+ * "<user id>.<nonce>.<issued at, Unix seconds>.<signature>": the nonce is 128 random bits
+ * (base64url) and names the device's own failure bucket; the signature is base64url
+ * HMAC-SHA256 over the first three parts under a key derived from the JWT key with its own
+ * label, so that nothing else signed with that key (a JWT, a cursor) can pass for one.
+ * Stateless: any instance sharing the key accepts any other's tokens.
+ */
+#define TOKEN_DEVICE_NONCE_LEN 22 /* base64url of 16 bytes */
+
+struct device_claims {
+	char sub[UUID_STR_LEN];
+	char nonce[TOKEN_DEVICE_NONCE_LEN + 1];
+	int64_t iat; /* Unix seconds */
+};
+
+/* A new device token for `user_id`, issued now (arena string). */
+char *token_device_issue(struct arena *a, const struct token_key *key, const char *user_id);
+/*
+ * 0 and *out for a well-formed token signed with `key`, issued at most ttl_s seconds before
+ * now_s (and not after it, give or take five minutes of clock skew); -1 otherwise, with no
+ * detail: a token that does not verify is treated as absent, never reported.
+ */
+int token_device_verify(struct arena *a, const struct token_key *key, const char *token,
+			int64_t ttl_s, int64_t now_s, struct device_claims *out);
 
 /* 32 random bytes as base64url (43 characters): a new refresh token. */
 char *token_refresh_new(struct arena *a);

@@ -17,7 +17,11 @@ down at start-up. The redis_server fixture lives in tests/e2e/conftest.py.
 
 Header syntax (draft-ietf-httpapi-ratelimit-headers, -08 and later): RateLimit-Policy is a
 Structured-Field list of String items with parameters q (quota) and w (window, seconds);
-RateLimit carries r (remaining) and t (seconds) for the same policy name.
+RateLimit carries r (remaining) and t (seconds) for the same policy name. Since issue 15 the
+policy states what is enforced: q is the burst (the requests that pass at once) and w the
+seconds an empty bucket takes to fill up again, so "10/min,burst=5" reads q=5;w=30, not
+q=10;w=60. The per-account failed-login limit (login-account, login-device) is in
+test_14_login_limits.py.
 """
 
 import base64
@@ -67,6 +71,7 @@ class Policy:
 ANON_DEFAULT = Policy("anon", 120, 60, 60)
 USER_DEFAULT = Policy("user", 1200, 60, 200)
 AUTH_DEFAULT = Policy("auth", 10, 60, 5)
+LOGIN_DEFAULT = Policy("login-account", 10, 60, 5)
 
 SF_ITEM = re.compile(r'"([^"\\]*)"((?:;[a-z*][a-z0-9_.*-]*=-?\d+)*)')
 
@@ -111,7 +116,8 @@ def limit_headers(resp):
 
 
 def check_policy(seen, pol):
-    assert (seen.name, seen.q, seen.w) == (pol.name, pol.count, pol.period), \
+    """The header states the burst (q) and the seconds a full refill takes (w)."""
+    assert (seen.name, seen.q, seen.w) == (pol.name, pol.burst, pol.full_refill), \
         f"policy {seen} is not {pol}"
 
 
@@ -134,8 +140,10 @@ def check_allowed(resp, pol, remaining=None, status=None):
 
 
 def check_refused(resp, pol):
-    """`resp` is the 429 of `pol`: problem rate_limited, r=0, a sane Retry-After."""
-    assert_problem(resp, 429, "rate_limited")
+    """`resp` is the 429 of `pol`: problem rate_limited naming the policy, r=0, a sane
+    Retry-After."""
+    body = assert_problem(resp, 429, "rate_limited")
+    assert body.get("policy") == pol.name, body
     seen = limit_headers(resp)
     check_policy(seen, pol)
     assert seen.r == 0, seen
@@ -182,10 +190,16 @@ def assert_login_refused(resp, pol=None):
     return check_refused(resp, pol or AUTH_DEFAULT)
 
 
-def assert_login_failed(resp, pol):
-    """A wrong password that the limiter let through: 401 invalid_credentials."""
-    check_allowed(resp, pol, status=401)
+def assert_login_failed(resp, pol, *others):
+    """A wrong password that the limiter let through: 401 invalid_credentials, the headers
+    showing `pol` (or one of `others`: the per-address and the per-account bucket, whichever
+    is more constrained)."""
+    assert resp.status_code == 401, resp.text
     assert resp.json()["code"] == "invalid_credentials"
+    shown = limit_headers(resp).name
+    match = [p for p in (pol, *others) if p.name == shown]
+    assert match, f"headers show {shown}, not one of {[p.name for p in (pol, *others)]}"
+    check_allowed(resp, match[0], status=401)
 
 
 class Raw:
@@ -237,7 +251,8 @@ def limiter(request, redis_server):
 
 
 SETTINGS = {"anon": "TANDEM_RATE_LIMIT_ANON", "user": "TANDEM_RATE_LIMIT_USER",
-            "auth": "TANDEM_RATE_LIMIT_AUTH", "proxies": "TANDEM_TRUSTED_PROXIES",
+            "auth": "TANDEM_RATE_LIMIT_AUTH", "login": "TANDEM_RATE_LIMIT_LOGIN",
+            "proxies": "TANDEM_TRUSTED_PROXIES",
             "max_keys": "TANDEM_RATE_LIMIT_MAX_KEYS", "redis": "TANDEM_REDIS_URL"}
 
 
@@ -277,9 +292,10 @@ def test_default_policies_show_in_the_headers(rl_server):
     user = api.with_token(r.json()["access_token"])
     check_allowed(user.get("/v1/users/me"), USER_DEFAULT, 199, status=200)
     check_allowed(user.get("/v1/projects"), USER_DEFAULT, 198, status=200)
-    # Exactly the draft's syntax, byte for byte.
+    # Exactly the draft's syntax, byte for byte: 120/min with bursts of 60 is 60 at once,
+    # all back after 30 s.
     r = api.get("/v1")
-    assert r.headers["RateLimit-Policy"] == '"anon";q=120;w=60'
+    assert r.headers["RateLimit-Policy"] == '"anon";q=60;w=30'
     assert re.fullmatch(r'"anon";r=57;t=\d+', r.headers["RateLimit"]), r.headers["RateLimit"]
 
 
@@ -453,47 +469,47 @@ def test_refused_register_stores_no_user(rl_server):
 
 def test_per_login_limit_holds_across_client_ips(rl_server):
     """Password guessing spread over many addresses (behind a trusted proxy) against one
-    account is stopped by the per-login limit."""
-    srv = rl_server(auth="1/h,burst=3", proxies="127.0.0.1")
-    pol = Policy("auth", 1, 3600, 3)
+    account is stopped by the per-account limit (login-account since issue 15)."""
+    srv = rl_server(auth="1/h,burst=3", login="1/h,burst=3", proxies="127.0.0.1")
+    pol, ip_pol = Policy("login-account", 1, 3600, 3), Policy("auth", 1, 3600, 3)
     api = srv.api()
     register_ok(api, "victim", headers=xff("192.0.2.1"))
     tokens_before = len(srv.store.query("SELECT id FROM refresh_tokens"))
     # Three guesses, each "from" another address; the login name in any case.
     for i, name in enumerate(("victim", "VICTIM", "Victim")):
-        assert_login_failed(login(api, name, ip=f"198.51.100.{i + 1}"), pol)
+        assert_login_failed(login(api, name, ip=f"198.51.100.{i + 1}"), pol, ip_pol)
     # Every address has tokens left; the login name has none, even with the right password.
     check_refused(login(api, "victim", ip="198.51.100.9"), pol)
     check_refused(login(api, "vIcTiM", PASSWORD, ip="198.51.100.10"), pol)
     assert len(srv.store.query("SELECT id FROM refresh_tokens")) == tokens_before
     # Other accounts, and those addresses, are not affected.
-    assert_login_failed(login(api, "someone-else", ip="198.51.100.1"), pol)
-    assert_login_failed(login(api, "someone-else", ip="198.51.100.11"), pol)
+    assert_login_failed(login(api, "someone-else", ip="198.51.100.1"), pol, ip_pol)
+    assert_login_failed(login(api, "someone-else", ip="198.51.100.11"), pol, ip_pol)
 
 
 def test_refused_auth_attempt_costs_the_login_name_nothing(rl_server):
-    """A check of two buckets is all or nothing: refused by the per-IP bucket, the attempt
-    takes nothing from the login name's bucket."""
-    srv = rl_server(auth="1/h,burst=3", proxies="127.0.0.1")
-    pol = Policy("auth", 1, 3600, 3)
+    """Refused by the per-IP bucket, the attempt takes nothing from the account's bucket (the
+    login is never looked at)."""
+    srv = rl_server(auth="1/h,burst=3", login="1/h,burst=3", proxies="127.0.0.1")
+    pol, acct = Policy("auth", 1, 3600, 3), Policy("login-account", 1, 3600, 3)
     api = srv.api()
     for name in ("a1", "a2", "a3"):
-        assert_login_failed(login(api, name, ip="192.0.2.50"), pol)
+        assert_login_failed(login(api, name, ip="192.0.2.50"), pol, acct)
     for _ in range(3):
         check_refused(login(api, "victim", ip="192.0.2.50"), pol)
     for i in range(3):
-        assert_login_failed(login(api, "victim", ip=f"198.51.100.{i + 1}"), pol)
-    check_refused(login(api, "victim", ip="198.51.100.50"), pol)
+        assert_login_failed(login(api, "victim", ip=f"198.51.100.{i + 1}"), pol, acct)
+    check_refused(login(api, "victim", ip="198.51.100.50"), acct)
 
 
 def test_per_ip_limit_holds_when_the_login_bucket_is_on_its_last_token(rl_server):
     """An address that spent its budget stays refused even when the login name it tries has
     exactly one token left (the per-login bucket looking fuller must not win)."""
-    srv = rl_server(auth="6/min,burst=3", proxies="127.0.0.1")
-    pol = Policy("auth", 6, 60, 3)
+    srv = rl_server(auth="6/min,burst=3", login="6/min,burst=3", proxies="127.0.0.1")
+    pol, acct = Policy("auth", 6, 60, 3), Policy("login-account", 6, 60, 3)
     api = srv.api()
     for name in ("a1", "a2", "a3"):
-        assert_login_failed(login(api, name, ip="192.0.2.50"), pol)
+        assert_login_failed(login(api, name, ip="192.0.2.50"), pol, acct)
     # Let more than a second pass, so the two buckets' reset times differ in whole seconds:
     # watched on the address's Retry-After (refused attempts take nothing), which has then
     # gone down twice.
@@ -502,12 +518,12 @@ def test_per_ip_limit_holds_when_the_login_bucket_is_on_its_last_token(rl_server
     while check_refused(login(api, "probe", ip="192.0.2.50"), pol).retry_after > first - 2:
         time.sleep(0.05)
     for ip in ("198.51.100.1", "198.51.100.2"):
-        assert_login_failed(login(api, "victim", ip=ip), pol)
+        assert_login_failed(login(api, "victim", ip=ip), pol, acct)
     # 192.0.2.50 is still out of tokens (one comes back every 10 s).
     check_refused(login(api, "victim", ip="192.0.2.50"), pol)
     # And the refusal left victim's last token alone.
-    assert_login_failed(login(api, "victim", ip="198.51.100.3"), pol)
-    check_refused(login(api, "victim", ip="198.51.100.4"), pol)
+    assert_login_failed(login(api, "victim", ip="198.51.100.3"), pol, acct)
+    check_refused(login(api, "victim", ip="198.51.100.4"), acct)
 
 
 # ---------------------------------------------------------------------------------------
@@ -611,6 +627,7 @@ BAD_SETTINGS = [
     ("TANDEM_RATE_LIMIT_AUTH", "0/min"),
     ("TANDEM_RATE_LIMIT_AUTH", "10/min,burst=0"),
     ("TANDEM_RATE_LIMIT_AUTH", "10/min,burst=99999999999999999"),
+    ("TANDEM_RATE_LIMIT_LOGIN", "banana"),
     ("TANDEM_RATE_LIMIT_ANON", "-5/min"),
     ("TANDEM_RATE_LIMIT_ANON", "120/min,burst=60,extra"),
     ("TANDEM_RATE_LIMIT_USER", "1200"),
@@ -668,13 +685,14 @@ def test_full_in_process_table_never_means_unlimited_guessing(tandem_server):
     """The in-process tables are bounded (TANDEM_RATE_LIMIT_MAX_KEYS). Filled with live
     buckets, a new key must still be limited, never waved through untracked."""
     srv = tandem_server(env=limited_env(anon="1/h,burst=5", auth="1/h,burst=3",
-                                        proxies="127.0.0.1", max_keys="16"))
-    pol = Policy("auth", 1, 3600, 3)
+                                        login="1/h,burst=3", proxies="127.0.0.1",
+                                        max_keys="16"))
+    pol, ip_pol = Policy("login-account", 1, 3600, 3), Policy("auth", 1, 3600, 3)
     api = srv.api()
     for i in range(200):  # far more live buckets than the table holds
         assert api.get("/v1", headers=xff(f"198.18.{i // 250}.{i % 250 + 1}")).status_code == 200
     for i in range(3):
-        assert_login_failed(login(api, "victim", ip=f"198.51.100.{i + 1}"), pol)
+        assert_login_failed(login(api, "victim", ip=f"198.51.100.{i + 1}"), pol, ip_pol)
     for i in range(3):
         check_refused(login(api, "victim", ip=f"198.51.100.{i + 10}"), pol)
     r = api.get("/healthz")
@@ -713,10 +731,12 @@ def wait_ready(api, timeout=20):
 @pytest.mark.parametrize("unix", [False, True], ids=["tcp", "unix"])
 def test_two_instances_share_one_redis_budget(tandem_server, store, redis_server, unix):
     redis = redis_server(unix=unix)
-    env = redis_env(redis, anon="1/h,burst=4", auth="1/h,burst=4", proxies="127.0.0.1")
+    env = redis_env(redis, anon="1/h,burst=4", auth="1/h,burst=4", login="1/h,burst=4",
+                    proxies="127.0.0.1")
     a = tandem_server(env=env, store=store).api()
     b = tandem_server(env=env, store=store).api()
     anon, auth = Policy("anon", 1, 3600, 4), Policy("auth", 1, 3600, 4)
+    acct = Policy("login-account", 1, 3600, 4)
     # The per-IP anonymous budget: half spent on a, half on b, then refused on both.
     check_allowed(a.get("/v1"), anon, 3)
     check_allowed(b.get("/v1"), anon, 2)
@@ -724,15 +744,18 @@ def test_two_instances_share_one_redis_budget(tandem_server, store, redis_server
     check_allowed(b.get("/v1"), anon, 0)
     check_refused(a.get("/v1"), anon)
     check_refused(b.get("/v1"), anon)
-    # The per-login budget, from four addresses over two instances.
+    # The per-account budget of failed logins, from four addresses over two instances.
     for i in range(4):
-        assert_login_failed(login(a if i % 2 else b, "victim", ip=f"198.51.100.{i + 1}"), auth)
-    check_refused(login(a, "victim", ip="198.51.100.20"), auth)
-    check_refused(login(b, "victim", ip="198.51.100.21"), auth)
-    # The buckets are in Redis, and every one of them expires (idle keys go away).
+        assert_login_failed(login(a if i % 2 else b, "victim", ip=f"198.51.100.{i + 1}"), acct,
+                            auth)
+    check_refused(login(a, "victim", ip="198.51.100.20"), acct)
+    check_refused(login(b, "victim", ip="198.51.100.21"), acct)
+    # The buckets are in Redis, and every one of them expires (idle keys go away). An
+    # unknown name is kept as a hash: Redis never holds what was typed.
     keys = redis.keys("tandem:rl:*")
     assert "tandem:rl:anon:ip:127.0.0.1" in keys, keys
-    assert "tandem:rl:auth:login:victim" in keys, keys
+    assert [k for k in keys if k.startswith("tandem:rl:login-account:name:")], keys
+    assert not [k for k in keys if "victim" in k], keys
     for k in keys:
         assert redis.command("PTTL", k) > 0, f"{k} never expires"
 

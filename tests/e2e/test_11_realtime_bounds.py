@@ -70,9 +70,10 @@ def test_live_channels_are_capped_per_user(tandem_server):
     assert over.status == 429
     body = over.json()
     assert body["code"] == "rate_limited" and body["status"] == 429, body
+    assert body["policy"] == "live-channels", body  # the 429 names its limit (issue 15)
     r = team.member.api.get(f"/v1/projects/{team.pid}/events",
                             params={"after": last_seq(team.owner.api, team.pid), "wait": 5})
-    assert_problem(r, 429, "rate_limited")
+    assert assert_problem(r, 429, "rate_limited")["policy"] == "live-channels"
     raw = RawWs(srv, team.member.token)
     assert raw.status == 429, raw.status
     # A WebSocket that authenticates after the upgrade is closed with 1013 once its user is

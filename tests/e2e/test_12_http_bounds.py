@@ -162,6 +162,7 @@ def test_one_client_holds_at_most_its_connection_limit(tandem_server):
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
         got, headers, body = read_answer(s)
         assert got == 429 and json.loads(body)["code"] == "rate_limited"
+        assert json.loads(body)["policy"] == "connections", body  # named (issue 15)
         assert headers["connection"].lower() == "close"
     held.pop().close()
     # Once the server has seen that one close, a new connection is served again.
@@ -205,7 +206,7 @@ def test_live_channel_caps_key_on_the_forwarded_client_with_rate_limiting_off(ta
     again = Sse(srv, team.member.token, team.pid, headers={"X-Forwarded-For": "192.0.2.2"})
     assert again.status == 429
     body = again.json()
-    assert body["code"] == "rate_limited", body
+    assert body["code"] == "rate_limited" and body["policy"] == "live-channels", body
 
 
 def fail_storing_answers(store):

@@ -120,8 +120,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	     has_string(body, "email", 3, 254) && has_string(body, "username", 3, 32) &&
 		 has_string(body, "password", 8, 128) &&
 		 valid_email(json_string_value(json_object_get(body, "email"))));
-	CALL(auth_login(&au, NULL, &a, body, &sess, &err),
-	     has_string(body, "login", 1, 254) && has_string(body, "password", 1, 1024));
+	CALL(auth_login(&au, NULL, &a, body, NULL, &sess, &err),
+	     has_string(body, "login", 1, 254) && has_string(body, "password", 1, 1024) &&
+		 (!json_object_get(body, "device_token") ||
+		  has_string(body, "device_token", 1, 512)));
 	CALL(auth_refresh(&au, NULL, &a, body, &sess, &err),
 	     has_string(body, "refresh_token", 1, 512));
 	CALL(auth_logout(&au, NULL, &a, body, &err), has_string(body, "refresh_token", 1, 512));

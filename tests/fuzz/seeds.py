@@ -61,6 +61,14 @@ def frame(opcode, payload, fin=True, mask=b"\x11\x22\x33\x44"):
     return head + mask + masked
 
 
+def device_token(user, iat, nonce=b"0123456789abcdef"):
+    """A device token (services/token.c) signed with CURSOR_SECRET, as fuzz_cursor.c's key."""
+    key = hmac.new(CURSOR_SECRET, b"tandem device token v1", hashlib.sha256).digest()
+    payload = f"{user}.{b64url(nonce)}.{iat}"
+    mac = hmac.new(key, payload.encode(), hashlib.sha256).digest()
+    return f"{payload}.{b64url(mac)}"
+
+
 def bodies():
     seeds = [
         {"email": "alice@example.com", "username": "alice", "password": "correct horse battery"},
@@ -68,6 +76,8 @@ def bodies():
          "display_name": "Bob B."},
         {"login": "alice", "password": "correct horse battery"},
         {"login": "alice@example.com", "password": "x"},
+        {"login": "alice", "password": "x", "device_token": device_token(USER, 1765000000)},
+        {"login": "alice", "password": "x", "device_token": 7},
         {"refresh_token": "rt_" + "A" * 43},
         {"current_password": "correct horse battery", "new_password": "another long one"},
         {"display_name": None, "username": "alice2"},
@@ -102,6 +112,8 @@ def cursors():
     write("cursor", b"\x02" + bytes(range(0, 40)))
     write("cursor", b"\x03" + b64url(b"hello, cursor").encode())
     write("cursor", b"\x03" + b"ab_-Zz09")
+    write("cursor", b"\x03" + device_token(USER, 1765000000).encode())  # valid
+    write("cursor", b"\x03" + device_token(USER, 1765000000)[:-1].encode() + b"A")
 
 
 def queries():

@@ -260,6 +260,50 @@ static void keys_of_one_name_under_two_policies_are_two_buckets(void **state)
 	ratelimit_free(rl);
 }
 
+static void a_refusing_key_is_the_one_shown(void **state)
+{
+	/* The IP bucket takes its last token (remaining 0, the longer reset) while the login
+	 * bucket refuses: the answer names the one that refused. */
+	struct rl_policy ip = parse_ok("1/h,burst=2"), login = parse_ok("6/min,burst=1");
+	struct ratelimit *rl = ratelimit_create(1000, NULL);
+	struct rl_key ip_only[] = {{&ip, "ip:192.0.2.7"}};
+	struct rl_key both[] = {{&ip, "ip:192.0.2.7"}, {&login, "login:bob"}};
+	struct rl_key login_only[] = {{&login, "login:bob"}};
+	struct rl_result r;
+	ratelimit_check(rl, ip_only, 1, true, &r);
+	ratelimit_check(rl, login_only, 1, true, &r);
+	ratelimit_check(rl, both, 2, true, &r);
+	assert_false(r.allowed);
+	assert_ptr_equal(r.policy, &login);
+	ratelimit_free(rl);
+}
+
+static void a_refund_gives_back_one_token_and_never_more_than_the_burst(void **state)
+{
+	struct rl_policy p = parse_ok("1/h,burst=2");
+	struct ratelimit *rl = ratelimit_create(1000, NULL);
+	struct rl_key k[] = {{&p, "login-account:user:1"}};
+	struct rl_result r, first;
+	ratelimit_check(rl, k, 1, true, &first);
+	assert_true(first.allowed);
+	ratelimit_refund(rl, k, &first); /* as if it had not happened */
+	ratelimit_refund(rl, k, &first); /* a second one cannot overfill the bucket */
+	ratelimit_check(rl, k, 1, true, &r);
+	assert_true(r.allowed);
+	assert_int_equal(r.remaining, 1);
+	ratelimit_check(rl, k, 1, true, &r);
+	assert_true(r.allowed);
+	assert_int_equal(r.remaining, 0);
+	ratelimit_check(rl, k, 1, true, &r);
+	assert_false(r.allowed);
+	ratelimit_refund(rl, k, &first); /* one back: exactly one more passes */
+	ratelimit_check(rl, k, 1, true, &r);
+	assert_true(r.allowed);
+	ratelimit_check(rl, k, 1, true, &r);
+	assert_false(r.allowed);
+	ratelimit_free(rl);
+}
+
 /* ---- Redis configured but unreachable ---- */
 
 static struct redis *unreachable_redis(void)
@@ -325,6 +369,8 @@ int main(void)
 	    cmocka_unit_test(gcra_interval_never_rounds_to_zero),
 	    cmocka_unit_test(check_of_several_keys_is_all_or_nothing),
 	    cmocka_unit_test(keys_of_one_name_under_two_policies_are_two_buckets),
+	    cmocka_unit_test(a_refusing_key_is_the_one_shown),
+	    cmocka_unit_test(a_refund_gives_back_one_token_and_never_more_than_the_burst),
 	    cmocka_unit_test(unreachable_redis_fails_open_for_ordinary_checks),
 	    cmocka_unit_test(unreachable_redis_keeps_strict_checks_limited_in_process),
 	};

@@ -106,7 +106,7 @@ static void test_logout_ends_that_sessions_access_tokens_and_tells_the_hub(void 
 	signup(f, "ann", &a);
 	json_t *login =
 	    arena_json(&f->a, json_pack("{s:s, s:s}", "login", "ann", "password", "password-1"));
-	ok(f, auth_login(&au, f->s, &f->a, login, &b, &f->err), "second device");
+	ok(f, auth_login(&au, f->s, &f->a, login, NULL, &b, &f->err), "second device");
 	assert_int_equal(do_refresh(f, a.refresh_token, &rotated), 0);
 	assert_int_equal(sunk.n, 0); /* register, login and refresh end nothing */
 	assert_int_equal(token_user(f, a.access_token), 0);

@@ -193,6 +193,72 @@ static void test_issue_at_is_deterministic(void **state)
 	arena_release(&a);
 }
 
+/* ---- device tokens ---- */
+
+#define NOW  1765000000
+#define YEAR 31536000
+/* Made by tests/fuzz/seeds.py's device_token(USER, 1765000000) under the fuzz secret: the
+ * Python reference and the C code agree on the format and the MAC. */
+#define FUZZ_SECRET "fuzz-secret-fuzz-secret-fuzz-secret"
+#define FUZZ_SEED                                                                                  \
+	"01900000-0000-7000-8000-000000000003.MDEyMzQ1Njc4OWFiY2RlZg.1765000000."                  \
+	"crlfL9-rMl6Slnx6sHx8RoCrfL4S1VbGvQ7KWnHF1UI"
+
+static void test_a_device_token_verifies_for_its_user_only_with_its_key(void **state)
+{
+	(void)state;
+	struct arena a;
+	arena_init(&a);
+	struct token_key k = make_key("device-secret-device-secret-device-secret");
+	struct token_key other = make_key("another-secret-another-secret-another-secret");
+	struct device_claims dc, dc2;
+	char *t = token_device_issue(&a, &k, USER);
+	int64_t now = time(NULL);
+	assert_int_equal(token_device_verify(&a, &k, t, YEAR, now, &dc), 0);
+	assert_string_equal(dc.sub, USER);
+	assert_int_equal(strlen(dc.nonce), TOKEN_DEVICE_NONCE_LEN);
+	assert_int_equal(token_device_verify(&a, &other, t, YEAR, now, &dc2), -1);
+	/* Each login gets its own nonce: its own failure bucket. */
+	char *t2 = token_device_issue(&a, &k, USER);
+	assert_int_equal(token_device_verify(&a, &k, t2, YEAR, now, &dc2), 0);
+	assert_string_not_equal(dc.nonce, dc2.nonce);
+	/* Expired, and issued in the future. */
+	assert_int_equal(token_device_verify(&a, &k, t, 60, now + 61, &dc2), -1);
+	assert_int_equal(token_device_verify(&a, &k, t, YEAR, now - 3600, &dc2), -1);
+	/* Any one character changed. */
+	for (size_t i = 0; t[i]; i++) {
+		char *c = arena_strdup(&a, t);
+		c[i] = c[i] == 'A' ? 'B' : 'A';
+		assert_int_equal(token_device_verify(&a, &k, c, YEAR, now, &dc2), -1);
+	}
+	arena_release(&a);
+}
+
+static void test_a_device_token_is_not_an_access_token_and_garbage_is_refused(void **state)
+{
+	(void)state;
+	struct arena a;
+	arena_init(&a);
+	struct token_key k = make_key(FUZZ_SECRET);
+	struct device_claims dc;
+	struct access_claims c;
+	struct error err = ERROR_INIT;
+	char *t = token_device_issue(&a, &k, USER);
+	assert_true(token_verify(&a, &k, t, &c, &err) < 0);
+	error_release(&err);
+	char *jwt = token_issue(&a, &k, USER, 1, SID, 60);
+	assert_int_equal(token_device_verify(&a, &k, jwt, YEAR, NOW, &dc), -1);
+	static const char *const bad[] = {"", ".", "...", "x.y.z.w",
+					  USER ".AAAAAAAAAAAAAAAAAAAAAA.01."
+					       "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(token_device_verify(&a, &k, bad[i], YEAR, NOW, &dc), -1);
+	/* tests/fuzz/seeds.py's valid seed (Python's HMAC) verifies here. */
+	assert_int_equal(token_device_verify(&a, &k, FUZZ_SEED, YEAR, NOW, &dc), 0);
+	assert_string_equal(dc.sub, "01900000-0000-7000-8000-000000000003");
+	arena_release(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -204,6 +270,8 @@ int main(void)
 	    cmocka_unit_test(test_garbage_is_refused),
 	    cmocka_unit_test(test_refresh_successor_is_the_labelled_hmac),
 	    cmocka_unit_test(test_issue_at_is_deterministic),
+	    cmocka_unit_test(test_a_device_token_verifies_for_its_user_only_with_its_key),
+	    cmocka_unit_test(test_a_device_token_is_not_an_access_token_and_garbage_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
