@@ -12,14 +12,30 @@ static const struct route_param q_members[] = {{"limit", 0}, {"cursor", 0}, {NUL
 static const struct route_param q_events[] = {{"after", 0}, {"limit", 0}, {"wait", 0}, {NULL, 0}};
 static const struct route_param q_stream[] = {{"after", 0}, {"ticket", 0}, {NULL, 0}};
 static const struct route_param q_realtime[] = {{"ticket", 0}, {NULL, 0}};
-#define TASK_FILTERS                                                                               \
-	{"status", PARAM_LIST}, {"priority", PARAM_LIST}, {"assignee_id", 0}, {"due_before", 0},   \
-	    {"due_after", 0}, {"updated_since", 0}, {"q", 0}, {"sort", PARAM_LIST}, {"limit", 0},  \
-	{                                                                                          \
-		"cursor", 0                                                                        \
-	}
-static const struct route_param q_tasks_project[] = {TASK_FILTERS, {NULL, 0}};
-static const struct route_param q_tasks_all[] = {TASK_FILTERS, {"project_id", 0}, {NULL, 0}};
+/* The task filters, on one project's tasks and (with project_id) across projects. */
+static const struct route_param q_tasks_project[] = {{"status", PARAM_LIST},
+						     {"priority", PARAM_LIST},
+						     {"assignee_id", 0},
+						     {"due_before", 0},
+						     {"due_after", 0},
+						     {"updated_since", 0},
+						     {"q", 0},
+						     {"sort", PARAM_LIST},
+						     {"limit", 0},
+						     {"cursor", 0},
+						     {NULL, 0}};
+static const struct route_param q_tasks_all[] = {{"status", PARAM_LIST},
+						 {"priority", PARAM_LIST},
+						 {"assignee_id", 0},
+						 {"due_before", 0},
+						 {"due_after", 0},
+						 {"updated_since", 0},
+						 {"q", 0},
+						 {"sort", PARAM_LIST},
+						 {"limit", 0},
+						 {"cursor", 0},
+						 {"project_id", 0},
+						 {NULL, 0}};
 
 /*
  * The query parameters of every route that takes any (struct route_param). A route not named
