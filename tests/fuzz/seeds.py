@@ -223,6 +223,10 @@ def requests():
         "P /v1/projects/" + PROJECT + "/tasks\nQ status=todo,done\nQ q=fix login\nQ cursor=old\n"
         "Q flag\nQ \u00e9=\u00fc&x",
         "P /v1/a%2Fb c\nQ limit=5",
+        "P /v1/projects/" + PROJECT + "/tasks\nQ status=todo\nQ status=done\nQ sort=priority\n"
+        "Q limit=2\nQ limit=3\nQ priorty=high",
+        "P /healthz\nQ probe=1",
+        "P /v1/projects/" + PROJECT + "/events/stream\nQ after=3\nQ ticket=t",
         "A 10.0.0.1\nH X-Forwarded-For: 203.0.113.9, 10.0.0.2\nH X-Forwarded-For: 10.0.0.3",
         "A ::1\nH X-Forwarded-For: 2001:db8::1,  fd00::5 ,::1",
         "A 127.0.0.1\nH X-Forwarded-For: ,,, \nH x-forwarded-for: 127.0.0.1",
