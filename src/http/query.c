@@ -95,6 +95,12 @@ const char *query_accepted(struct arena *a, const struct route_param *params)
 	return s;
 }
 
+/* An empty segment: "a=1&&b=2", a trailing '&'. URL builders leave them; they say nothing. */
+static bool empty(const struct query_arg *arg)
+{
+	return arg->name_len == 0 && !arg->value;
+}
+
 static const char *quoted(struct arena *a, const char *s, size_t len)
 {
 	char buf[QUOTE_MAX * 4 + 8];
@@ -107,7 +113,7 @@ static int unknown(struct arena *a, const struct route_param *params, const stru
 	int count = 0;
 	const char *first = NULL, *hint = NULL;
 	for (int i = 0; i < n; i++) {
-		if (find(params, in[i].name, in[i].name_len))
+		if (empty(&in[i]) || find(params, in[i].name, in[i].name_len))
 			continue;
 		bool seen = false;
 		for (int j = 0; j < i && !seen; j++)
@@ -167,6 +173,8 @@ int query_check(struct arena *a, const struct route_param *params, const struct 
 		const char *v = in[i].value ? in[i].value : "";
 		size_t vlen = in[i].value ? in[i].value_len : 0;
 		slot[i] = -1;
+		if (empty(&in[i]))
+			continue;
 		if (!utf8_valid(v, vlen)) {
 			error_field(err, p->name, "invalid",
 				    memchr(v, '\0', vlen)

@@ -27,7 +27,7 @@ struct query_arg {
  * Check the `n` arguments `in` against `params` (a route's table ending with {NULL}, or NULL
  * for a route that takes none). On success *out (arena) holds each parameter given once, in
  * the order first seen, a list's repeated values joined with ',' in the order received, and
- * "" for a name without '='.
+ * "" for a name without '='. Empty segments ("a=1&&b=2", a trailing '&') are skipped.
  *
  * -ERR_UNKNOWN_PARAMETER: names not in the table, each in err's fields (code
  * unknown_parameter, with a "did you mean" when one is close) and the accepted names in the

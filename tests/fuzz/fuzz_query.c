@@ -159,7 +159,8 @@ static int checked(struct arena *a, const struct route_param *params, const stru
 	struct error err = ERROR_INIT;
 	bool any_unknown = false;
 	for (int i = 0; i < n; i++)
-		any_unknown |= !declared(params, in[i].name, in[i].name_len);
+		any_unknown |= !(in[i].name_len == 0 && !in[i].value) && /* an empty segment */
+			       !declared(params, in[i].name, in[i].name_len);
 	int rc = query_check(a, params, in, n, out, nout, &err);
 	FUZZ_CHECK(rc == 0 || rc == -ERR_UNKNOWN_PARAMETER || rc == -ERR_VALIDATION_FAILED);
 	FUZZ_CHECK((rc == -ERR_UNKNOWN_PARAMETER) == any_unknown);

@@ -147,6 +147,10 @@ static void test_a_route_without_parameters_refuses_any(void **state)
 	assert_string_equal(field_at(f, 0, "message"), "this route takes no parameters");
 	assert_non_null(strstr(f->err.detail, "this route takes no query parameters"));
 	assert_int_equal(check(f, NULL, 1, "="), -ERR_UNKNOWN_PARAMETER); /* an empty name */
+	/* Empty segments ("?a=1&&b=2", a trailing '&') say nothing and are skipped. */
+	assert_int_equal(check(f, NULL, 2, "", ""), 0);
+	assert_int_equal(check(f, tasks, 3, "limit=2", "", "q=x"), 0);
+	assert_int_equal(f->nout, 2);
 }
 
 static void test_a_repeated_list_is_merged_in_order(void **state)
