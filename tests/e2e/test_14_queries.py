@@ -88,6 +88,11 @@ def test_unknown_parameters_are_refused_with_the_accepted_names(team):
               api.get(f"/v1/projects/{team.pid}?fields=name")):
         body = unknown(r, r.request.url.split("?")[1].split("=")[0])
         assert body["detail"].endswith("this route takes no query parameters"), body
+    # Empty segments are no parameters: a trailing '&' is harmless; a value without a name
+    # is not.
+    assert team.anon.get("/healthz?&").status_code == 200
+    assert api.get(f"{path}?limit=1&&status=todo&").status_code == 200
+    unknown(team.anon.get("/healthz?=x"), "")
     r = api.head("/v1/users/me?verbose=1")
     assert r.status_code == 422 and r.content == b""
     r = api.post(f"{path}?notify=true", json={"title": "never stored"})
