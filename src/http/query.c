@@ -159,6 +159,8 @@ int query_check(struct arena *a, const struct route_param *params, const struct 
 	int rc;
 	*out = NULL;
 	*nout = 0;
+	if (n == 0) /* most requests: nothing to allocate */
+		return 0;
 	if ((rc = unknown(a, params, in, n, err)) < 0)
 		return rc;
 	size_t before = error_field_count(err);
