@@ -241,8 +241,8 @@ static int poll_admit(struct request *req, const char *id, struct poll_state *ps
 		return rc;
 	if (after > seq) {
 		error_field(&req->err, "after", "out_of_range",
-			    "must not be beyond the project's last event (seq %lld)",
-			    (long long)seq);
+			    "'%lld' is beyond the project's last event (seq %lld)",
+			    (long long)after, (long long)seq);
 		return -ERR_VALIDATION_FAILED;
 	}
 	return 0;

@@ -19,7 +19,7 @@ import os
 import pytest
 
 from harness import BACKENDS, StoreTarget, TandemServer, assert_problem
-from taskkit import Team, create_project, snapshot
+from taskkit import Team, create_project, last_seq, snapshot
 
 TASKS = "/v1/projects/{pid}/tasks"
 _db_counter = itertools.count(1)
@@ -162,6 +162,10 @@ def test_bad_values_are_named_with_what_is_allowed(team):
     for p, query, field, message in cases:
         e = field_error(api.get(f"{p}?{query}"), 422, "validation_failed", field)
         assert e["message"] == message, (query, e)
+    head = last_seq(api, team.pid)
+    e = field_error(api.get(f"/v1/projects/{team.pid}/events?after={head + 5}&wait=1"), 422,
+                    "validation_failed", "after")
+    assert e["message"] == f"'{head + 5}' is beyond the project's last event (seq {head})", e
     # A long value is quoted cut short, never echoed whole.
     e = field_error(api.get(f"{path}?status={'x' * 5000}"), 422, "validation_failed", "status")
     assert e["message"] == f"'{'x' * 40}...' is not one of todo, in_progress, done", e
