@@ -13,8 +13,9 @@
 
 #include "core/random.h"
 
-#define CURSOR_MAX_LEN 2048
-#define CURSOR_MAC_LEN 16
+#define CURSOR_MAX_LEN	 2048
+#define CURSOR_MAC_LEN	 16
+#define CURSOR_QUERY_LEN 12
 
 /*
  * Cursors are signed: base64url(document) "." base64url(HMAC-SHA256(key, document)[:16]).
@@ -48,9 +49,20 @@ static void mac(const void *data, size_t len, unsigned char out[32])
 	HMAC(EVP_sha256(), mac_key, sizeof(mac_key), data, len, out, &n);
 }
 
-char *cursor_encode(struct arena *a, const char *sort, json_t *keys)
+/* The query's digest as the cursor carries it: SHA-256, first 12 bytes, base64url. Cursors
+ * stay short (they travel in URLs) whatever the filters; the HMAC covers it like the rest. */
+static char *query_digest(struct arena *a, const char *query)
 {
-	json_t *doc = json_pack("{s:i, s:s, s:O}", "v", 1, "s", sort, "k", keys);
+	unsigned char d[32];
+	unsigned int n = 0;
+	EVP_Digest(query, strlen(query), d, &n, EVP_sha256(), NULL);
+	return base64url_encode(a, d, CURSOR_QUERY_LEN);
+}
+
+char *cursor_encode(struct arena *a, const char *list, const char *query, json_t *keys)
+{
+	json_t *doc = json_pack("{s:i, s:s, s:s, s:O}", "v", 2, "l", list, "q",
+				query_digest(a, query), "k", keys);
 	char *s = json_dumps(doc, JSON_COMPACT);
 	json_decref(doc);
 	unsigned char tag[32];
@@ -61,8 +73,8 @@ char *cursor_encode(struct arena *a, const char *sort, json_t *keys)
 	return arena_printf(a, "%s.%s", body, sig);
 }
 
-int cursor_decode(struct arena *a, const char *cursor, const char *sort, size_t nkeys,
-		  json_t **out_keys, struct error *err)
+int cursor_decode(struct arena *a, const char *cursor, const char *list, const char *query,
+		  size_t nkeys, json_t **out_keys, struct error *err)
 {
 	size_t n;
 	if (strlen(cursor) > CURSOR_MAX_LEN)
@@ -81,13 +93,24 @@ int cursor_decode(struct arena *a, const char *cursor, const char *sort, size_t 
 	if (CRYPTO_memcmp(tag, sig, CURSOR_MAC_LEN) != 0)
 		return error_set(err, ERR_BAD_REQUEST, "cursor is not valid");
 	json_t *doc = arena_json(a, json_loadb((const char *)raw, n, JSON_REJECT_DUPLICATES, NULL));
-	json_t *v = json_object_get(doc, "v"), *s = json_object_get(doc, "s");
-	json_t *k = json_object_get(doc, "k");
-	if (!json_is_integer(v) || json_integer_value(v) != 1 || !json_is_string(s) ||
-	    !json_is_array(k))
+	json_t *v = json_object_get(doc, "v"), *l = json_object_get(doc, "l");
+	json_t *q = json_object_get(doc, "q"), *k = json_object_get(doc, "k");
+	/* Version 1 (bound to the sort only) was signed with the same key: say what to do. */
+	if (json_is_integer(v) && json_integer_value(v) == 1)
+		return error_set(err, ERR_BAD_REQUEST,
+				 "cursor was made by an earlier version of the server; start again "
+				 "from the first page");
+	if (!json_is_integer(v) || json_integer_value(v) != 2 || !json_is_string(l) ||
+	    !json_is_string(q) || !json_is_array(k))
 		return error_set(err, ERR_BAD_REQUEST, "cursor is not valid");
-	if (strcmp(json_string_value(s), sort) != 0)
-		return error_set(err, ERR_BAD_REQUEST, "cursor was made for another sort order");
+	if (strcmp(json_string_value(l), list) != 0)
+		return error_set(err, ERR_BAD_REQUEST, "cursor was made for another list");
+	if (strcmp(json_string_value(q), query_digest(a, query)) != 0)
+		return error_set(
+		    err, ERR_BAD_REQUEST,
+		    "cursor was made for another query: keep the filters and the sort "
+		    "of the first page (only limit may change), or start again without "
+		    "a cursor");
 	if (json_array_size(k) != nkeys)
 		return error_set(err, ERR_BAD_REQUEST, "cursor is not valid");
 	size_t i;

@@ -1,5 +1,6 @@
 /* error.c — lookups in the error table and the struct error helpers. Thread-safe. */
 #include "core/error.h"
+#include "core/utf8.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -87,6 +88,36 @@ void error_field(struct error *err, const char *field, const char *code, const c
 size_t error_field_count(const struct error *err)
 {
 	return err ? err->nfields : 0;
+}
+
+char *error_quote(char *buf, size_t len, const char *s, size_t max)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p = (const unsigned char *)s;
+	size_t used = 0, chars = 0;
+	while (*p) {
+		size_t n = utf8_char((const char *)p);
+		size_t need = n == 0 || *p < 0x20 || *p == 0x7f ? 4 : n;
+		if (chars == max || used + need + 4 > len) {
+			memcpy(buf + used, "...", 3);
+			used += 3;
+			break;
+		}
+		if (need == 4 && n <= 1) {
+			buf[used++] = '\\';
+			buf[used++] = 'x';
+			buf[used++] = hex[*p >> 4];
+			buf[used++] = hex[*p & 15];
+			p++;
+		} else {
+			memcpy(buf + used, p, n);
+			used += n;
+			p += n;
+		}
+		chars++;
+	}
+	buf[used] = '\0';
+	return buf;
 }
 
 void error_release(struct error *err)

@@ -30,6 +30,7 @@
 	X(UNSUPPORTED_MEDIA_TYPE, 415, "unsupported_media_type", "Unsupported media type")         \
 	X(VALIDATION_FAILED, 422, "validation_failed", "Validation failed")                        \
 	X(IDEMPOTENCY_KEY_REUSED, 422, "idempotency_key_reused", "Idempotency key reused")         \
+	X(UNKNOWN_PARAMETER, 422, "unknown_parameter", "Unknown query parameter")                  \
 	X(RATE_LIMITED, 429, "rate_limited", "Too many requests")                                  \
 	X(INTERNAL, 500, "internal", "Internal server error")                                      \
 	X(UNAVAILABLE, 503, "unavailable", "Service unavailable")
@@ -88,6 +89,13 @@ void error_field(struct error *err, const char *field, const char *code, const c
 
 /* Number of field errors recorded, also those past ERROR_MAX_FIELDS that were not kept. */
 size_t error_field_count(const struct error *err);
+
+/*
+ * A client's value made fit to quote in a message: at most `max` characters, valid UTF-8 (a
+ * byte that is not is shown as \xNN), control characters as \xNN, "..." when cut. In `buf`
+ * (size `len`, at least 8); returns buf.
+ */
+char *error_quote(char *buf, size_t len, const char *s, size_t max);
 
 /* Release what the error owns; it can be reused afterwards. */
 void error_release(struct error *err);

@@ -242,8 +242,8 @@ static int poll_admit(struct request *req, const char *id, struct poll_state *ps
 		return rc;
 	if (after > seq) {
 		error_field(&req->err, "after", "out_of_range",
-			    "must not be beyond the project's last event (seq %lld)",
-			    (long long)seq);
+			    "'%lld' is beyond the project's last event (seq %lld)",
+			    (long long)after, (long long)seq);
 		return -ERR_VALIDATION_FAILED;
 	}
 	return 0;
@@ -272,8 +272,10 @@ int handle_events_list(struct request *req)
 			char *end;
 			wait = strtol(wait_s, &end, 10);
 			if (!*wait_s || *end || wait < 0 || wait > LONG_POLL_MAX_S) {
+				char qb[200];
 				error_field(&req->err, "wait", "out_of_range",
-					    "must be a whole number of seconds from 0 to %d",
+					    "'%s' is not a whole number of seconds from 0 to %d",
+					    error_quote(qb, sizeof(qb), wait_s, 40),
 					    LONG_POLL_MAX_S);
 				return -ERR_VALIDATION_FAILED;
 			}

@@ -1,6 +1,8 @@
 /* request.c — the request accessors of request.h over libmicrohttpd. */
 #include "http/request.h"
 #include "core/arena.h"
+#include "http/query.h"
+#include "http/router.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -38,8 +40,46 @@ const char *request_header_all(struct request *req, const char *name)
 	return j.out;
 }
 
+struct query_collect {
+	struct request *req;
+	struct query_arg *args;
+	int n, cap;
+};
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+				   size_t key_size, const char *value, size_t value_size)
+{
+	struct query_collect *q = cls;
+	(void)kind;
+	if (q->n == q->cap) {
+		int cap = q->cap ? q->cap * 2 : 16;
+		struct query_arg *na = arena_alloc(&q->req->arena, sizeof(*na) * (size_t)cap);
+		if (q->n)
+			memcpy(na, q->args, sizeof(*na) * (size_t)q->n);
+		q->args = na;
+		q->cap = cap;
+	}
+	q->args[q->n++] = (struct query_arg){key, value, key_size, value ? value_size : 0};
+	return MHD_YES;
+}
+
+int request_check_query(struct request *req)
+{
+	struct query_collect q = {.req = req};
+	if (req->query_checked)
+		return 0;
+	MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, collect_arg, &q);
+	int rc = query_check(&req->arena, router_params(req->route), q.args, q.n, &req->query,
+			     &req->nquery, &req->err);
+	if (rc == 0)
+		req->query_checked = true;
+	return rc;
+}
+
 const char *request_query(struct request *req, const char *name)
 {
+	if (req->query_checked)
+		return query_get(req->query, req->nquery, name);
 	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 

@@ -25,6 +25,7 @@ struct conn;
 struct MHD_Connection;
 struct route;
 struct user;
+struct query_arg;
 
 struct reply_header {
 	const char *name, *value;
@@ -51,6 +52,11 @@ struct request {
 	const char *param_names[ROUTE_MAX_PARAMS];
 	const char *param_values[ROUTE_MAX_PARAMS];
 	int nparams;
+
+	/* The query string, once request_check_query() accepted it: each parameter once. */
+	struct query_arg *query;
+	int nquery;
+	bool query_checked;
 
 	/* The body as received. */
 	char *body;
@@ -94,7 +100,14 @@ const char *request_header(struct request *req, const char *name);
  * order received (RFC 9110 section 5.3), in the arena; NULL when absent.
  */
 const char *request_header_all(struct request *req, const char *name);
-/* A query-string argument, or NULL. */
+/*
+ * Check the query string against the route's parameters (http/query.h): 0, or a negative
+ * error kind with req->err filled (unknown, repeated or undecodable parameters). Once it has
+ * passed, request_query() answers from the checked arguments (lists merged). The server calls
+ * it before every handler; a later call answers 0 at once.
+ */
+int request_check_query(struct request *req);
+/* A query-string argument, or NULL. A list given several times comes joined with ','. */
 const char *request_query(struct request *req, const char *name);
 /* A path parameter by name ("id" for "{id}"); NULL when the route has none. */
 const char *request_param(struct request *req, const char *name);

@@ -70,3 +70,12 @@ enum router_result router_match(struct request *req, const char *method, const c
 	}
 	return path_known ? ROUTER_METHOD_NOT_ALLOWED : ROUTER_NOT_FOUND;
 }
+
+const struct route_param *router_params(const struct route *r)
+{
+	for (size_t i = 0; r && i < route_queries_count; i++)
+		if (!strcmp(route_queries[i].method, r->method) &&
+		    !strcmp(route_queries[i].pattern, r->pattern))
+			return route_queries[i].params;
+	return NULL;
+}

@@ -13,11 +13,29 @@ struct request;
 
 typedef int (*handler_fn)(struct request *req);
 
+/*
+ * A query parameter a route accepts. Anything else in the query string is refused (422
+ * unknown_parameter) before the handler runs; a parameter given twice is refused unless it is
+ * a list, whose values are then joined with commas (`status=todo&status=done` is
+ * `status=todo,done`).
+ */
+struct route_param {
+	const char *name;
+	unsigned flags;
+};
+#define PARAM_LIST 0x1 /* a comma-separated list: repeats are merged */
+
 struct route {
 	const char *method;  /* "GET", "POST", ... */
 	const char *pattern; /* "/v1/tasks/{id}" */
 	handler_fn handler;
 	unsigned flags;
+};
+
+/* The query parameters of one route (routes.c): `params` ends with {NULL}. */
+struct route_query {
+	const char *method, *pattern;
+	const struct route_param *params;
 };
 
 /* Route flags */
@@ -31,6 +49,11 @@ struct route {
 
 extern const struct route routes[];
 extern const size_t routes_count;
+extern const struct route_query route_queries[];
+extern const size_t route_queries_count;
+
+/* The query parameters route `r` accepts (ending with {NULL}), or NULL when it takes none. */
+const struct route_param *router_params(const struct route *r);
 
 enum router_result { ROUTER_FOUND, ROUTER_NOT_FOUND, ROUTER_METHOD_NOT_ALLOWED };
 

@@ -6,6 +6,54 @@
 #include "handlers/handlers.h"
 #include "http/router.h"
 
+static const struct route_param q_users[] = {{"q", 0}, {NULL, 0}};
+static const struct route_param q_projects[] = {{"q", 0}, {"limit", 0}, {"cursor", 0}, {NULL, 0}};
+static const struct route_param q_members[] = {{"limit", 0}, {"cursor", 0}, {NULL, 0}};
+static const struct route_param q_events[] = {{"after", 0}, {"limit", 0}, {"wait", 0}, {NULL, 0}};
+static const struct route_param q_stream[] = {{"after", 0}, {"ticket", 0}, {NULL, 0}};
+static const struct route_param q_realtime[] = {{"ticket", 0}, {NULL, 0}};
+/* The task filters, on one project's tasks and (with project_id) across projects. */
+static const struct route_param q_tasks_project[] = {{"status", PARAM_LIST},
+						     {"priority", PARAM_LIST},
+						     {"assignee_id", 0},
+						     {"due_before", 0},
+						     {"due_after", 0},
+						     {"updated_since", 0},
+						     {"q", 0},
+						     {"sort", PARAM_LIST},
+						     {"limit", 0},
+						     {"cursor", 0},
+						     {NULL, 0}};
+static const struct route_param q_tasks_all[] = {{"status", PARAM_LIST},
+						 {"priority", PARAM_LIST},
+						 {"assignee_id", 0},
+						 {"due_before", 0},
+						 {"due_after", 0},
+						 {"updated_since", 0},
+						 {"q", 0},
+						 {"sort", PARAM_LIST},
+						 {"limit", 0},
+						 {"cursor", 0},
+						 {"project_id", 0},
+						 {NULL, 0}};
+
+/*
+ * The query parameters of every route that takes any (struct route_param). A route not named
+ * here takes none: any query parameter it is sent is refused.
+ */
+const struct route_query route_queries[] = {
+    {"GET", "/v1/users", q_users},
+    {"GET", "/v1/projects", q_projects},
+    {"GET", "/v1/projects/{id}/members", q_members},
+    {"GET", "/v1/projects/{id}/events", q_events},
+    {"GET", "/v1/projects/{id}/events/stream", q_stream},
+    {"GET", "/v1/realtime", q_realtime},
+    {"GET", "/v1/projects/{id}/tasks", q_tasks_project},
+    {"GET", "/v1/tasks", q_tasks_all},
+};
+
+const size_t route_queries_count = sizeof(route_queries) / sizeof(route_queries[0]);
+
 const struct route routes[] = {
     {"GET", "/healthz", handle_healthz, ROUTE_PUBLIC | ROUTE_UNLIMITED},
     {"GET", "/readyz", handle_readyz, ROUTE_PUBLIC | ROUTE_UNLIMITED},

@@ -405,6 +405,10 @@ static void dispatch(struct request *req)
 			rc = lrc;
 	}
 	req->dispatched = true;
+	/* After authentication and limits: a stranger learns nothing of a route's parameters,
+	 * and a refused query still spends the budget. */
+	if (rc == 0)
+		rc = request_check_query(req);
 	if (rc == 0 && (req->route->flags & ROUTE_IDEMPOTENT) && req->app->idempotent)
 		rc = req->app->idempotent(req, req->route->handler);
 	else if (rc == 0)

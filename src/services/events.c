@@ -104,7 +104,10 @@ int events_feed(struct store *st, struct arena *a, const struct user *me, const 
 		return rc;
 	if (after_s) {
 		if (!events_seq_parse(after_s, &after)) {
-			error_field(err, "after", "invalid", "must be a whole number >= 0");
+			char qb[200];
+			error_field(err, "after", "invalid",
+				    "'%s' is not an event seq (a whole number >= 0)",
+				    error_quote(qb, sizeof(qb), after_s, 40));
 			return -ERR_VALIDATION_FAILED;
 		}
 	}

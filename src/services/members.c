@@ -30,8 +30,8 @@ int member_list(struct store *st, struct arena *a, const struct user *me, const 
 	struct member *items;
 	int count, rc;
 
-	if ((rc = paging_begin(&pg, a, arena_printf(a, "members:%s", project_id), 1, limit, cursor,
-			       err)) < 0)
+	if ((rc = paging_begin(&pg, a, arena_printf(a, "members:%s", project_id), "", 1, limit,
+			       cursor, err)) < 0)
 		return rc;
 	const char *after = pg.after ? json_string_value(json_array_get(pg.after, 0)) : NULL;
 	if (pg.after && (!after || !uuid_valid(after)))

@@ -14,8 +14,9 @@ int paging_limit(const char *s, int *out, struct error *err)
 	char *end;
 	long v = strtol(s, &end, 10);
 	if (*s < '0' || *s > '9' || *end || v < 1 || v > PAGING_MAX_LIMIT) {
-		error_field(err, "limit", "out_of_range", "must be a whole number from 1 to %d",
-			    PAGING_MAX_LIMIT);
+		char qb[200];
+		error_field(err, "limit", "out_of_range", "'%s' is not a whole number from 1 to %d",
+			    error_quote(qb, sizeof(qb), s, 40), PAGING_MAX_LIMIT);
 		return -ERR_VALIDATION_FAILED;
 	}
 	*out = (int)v;
@@ -28,14 +29,16 @@ int paging_cursor(struct paging *pg, struct arena *a, const char *cursor, size_t
 	pg->after = NULL;
 	if (!cursor)
 		return 0;
-	return cursor_decode(a, cursor, pg->scope, nkeys, &pg->after, err);
+	return cursor_decode(a, cursor, pg->scope, pg->query ? pg->query : "", nkeys, &pg->after,
+			     err);
 }
 
-int paging_begin(struct paging *pg, struct arena *a, const char *scope, size_t nkeys,
-		 const char *limit, const char *cursor, struct error *err)
+int paging_begin(struct paging *pg, struct arena *a, const char *scope, const char *query,
+		 size_t nkeys, const char *limit, const char *cursor, struct error *err)
 {
 	int rc;
 	pg->scope = scope;
+	pg->query = query;
 	pg->after = NULL; /* also when the limit is refused: pg is never left half set */
 	if ((rc = paging_limit(limit, &pg->limit, err)) < 0)
 		return rc;
@@ -59,7 +62,7 @@ bool paging_more(const struct paging *pg, int fetched)
 
 const char *paging_next(const struct paging *pg, struct arena *a, json_t *keys)
 {
-	const char *next = cursor_encode(a, pg->scope, keys);
+	const char *next = cursor_encode(a, pg->scope, pg->query ? pg->query : "", keys);
 	json_decref(keys);
 	return next;
 }

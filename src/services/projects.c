@@ -99,6 +99,8 @@ int project_list(struct store *st, struct arena *a, const struct user *me, const
 		return -ERR_VALIDATION_FAILED;
 	}
 	pg.scope = arena_printf(a, "projects:%s", me->id);
+	/* The search matches names case-insensitively: ?q=Road and ?q=road are one query. */
+	pg.query = q && *q ? arena_printf(a, "q=%s", arena_strdup_lower(a, q)) : "";
 	if ((rc = paging_cursor(&pg, a, cursor, 1, err)) < 0)
 		return rc;
 	const char *after = pg.after ? json_string_value(json_array_get(pg.after, 0)) : NULL;

@@ -13,6 +13,7 @@
 #include "store/projects.h"
 #include "store/store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -397,6 +398,22 @@ int task_unassign_member(struct db_conn *c, struct arena *a, const char *project
 
 /* ---- listing ---- */
 
+/* A client's value quoted in a message (cut to 40 characters). */
+#define QUOTED(buf, s) error_quote(buf, sizeof(buf), s, 40)
+
+/* "a, b, c": the choices, for messages. */
+static const char *choice_list(char *buf, size_t len, const char *const *choices)
+{
+	size_t used = 0;
+	buf[0] = '\0';
+	for (int i = 0; choices[i] && used < len; i++) {
+		int w = snprintf(buf + used, len - used, "%s%s", i ? ", " : "", choices[i]);
+		if (w > 0)
+			used += (size_t)w;
+	}
+	return buf;
+}
+
 /* Split a comma-separated list; each item must be one of `choices`. */
 static int parse_choices(const char *field, const char *s, const char *const *choices, int *idx,
 			 int max, int *n, struct error *err)
@@ -411,8 +428,10 @@ static int parse_choices(const char *field, const char *s, const char *const *ch
 			if (strlen(choices[i]) == len && !strncmp(choices[i], p, len))
 				found = i;
 		if (found < 0) {
-			error_field(err, field, "invalid_choice",
-				    "a comma-separated list of known values");
+			char item[256], qb[200], list[128];
+			snprintf(item, sizeof(item), "%.*s", (int)(len < 200 ? len : 200), p);
+			error_field(err, field, "invalid_choice", "'%s' is not one of %s",
+				    QUOTED(qb, item), choice_list(list, sizeof(list), choices));
 			return -ERR_VALIDATION_FAILED;
 		}
 		bool dup = false;
@@ -428,10 +447,21 @@ static int parse_choices(const char *field, const char *s, const char *const *ch
 
 static int parse_time(const char *field, const char *s, bool *has, int64_t *out, struct error *err)
 {
+	char qb[200];
 	if (!s)
 		return 0;
 	if (time_parse_rfc3339(s, out) < 0) {
-		error_field(err, field, "invalid", "must be an RFC 3339 date-time");
+		/* An unencoded '+01:00' arrives as ' 01:00': say why, it is a common slip. */
+		if (strchr(s, ' '))
+			error_field(err, field, "invalid",
+				    "'%s' is not an RFC 3339 date-time: a '+' in a query string "
+				    "means a space: write it as %%2B",
+				    QUOTED(qb, s));
+		else
+			error_field(
+			    err, field, "invalid",
+			    "'%s' is not an RFC 3339 date-time such as 2024-01-15T14:30:00Z",
+			    QUOTED(qb, s));
 		return -ERR_VALIDATION_FAILED;
 	}
 	*has = true;
@@ -460,9 +490,13 @@ static int parse_sort(const char *s, struct task_filter *f, struct error *err)
 			if ((int)f->sort[i].key == found)
 				found = -2;
 		if (found < 0 || f->nsort >= TASK_MAX_SORT) {
-			error_field(err, "sort", "invalid",
-				    "comma-separated created_at, updated_at, due_date, priority, "
-				    "each at most once, optionally prefixed with '-'");
+			char item[256], qb[200];
+			snprintf(item, sizeof(item), "%.*s", (int)(len < 200 ? len : 200), p);
+			error_field(
+			    err, "sort", "invalid",
+			    "'%s' is %s: sort by created_at, updated_at, due_date, priority, "
+			    "each at most once, optionally prefixed with '-'",
+			    QUOTED(qb, item), found == -2 ? "given twice" : "not a sort key");
 			return -ERR_VALIDATION_FAILED;
 		}
 		f->sort[f->nsort++] = (struct task_sort){(enum task_sort_key)found, desc};
@@ -472,13 +506,12 @@ static int parse_sort(const char *s, struct task_filter *f, struct error *err)
 	}
 }
 
-/* The list (one project's, or every project's: project_id NULL) and the canonical text of
- * its sort: what a cursor is bound to, so that it answers 400 anywhere else. */
-static const char *sort_spec(struct arena *a, const char *project_id, const struct task_filter *f)
+/* The canonical text of the sort ("-created_at,priority"). */
+static const char *sort_text(struct arena *a, const struct task_filter *f)
 {
 	char buf[128];
-	int w0 = snprintf(buf, sizeof(buf), "tasks:%s:", project_id ? project_id : "all");
-	size_t used = w0 > 0 ? (size_t)w0 : 0;
+	size_t used = 0;
+	buf[0] = '\0';
 	for (int i = 0; i < f->nsort; i++) {
 		int w = snprintf(buf + used, sizeof(buf) - used, "%s%s%s", i ? "," : "",
 				 f->sort[i].desc ? "-" : "", sort_names[f->sort[i].key]);
@@ -486,6 +519,51 @@ static const char *sort_spec(struct arena *a, const char *project_id, const stru
 			used += (size_t)w;
 	}
 	return arena_strdup(a, buf);
+}
+
+/*
+ * What a cursor is bound to (see core/cursor.h): the list — one project's tasks, or the
+ * caller's tasks across projects — and the whole query in a canonical text, so that the same
+ * filters written another way (status=done,todo or status=todo&status=done, a due date with
+ * another offset, "me" or the caller's id) are one query, and any other filter or sort is
+ * another. The page size is not part of it.
+ */
+static const char *list_name(struct arena *a, const struct user *me, const char *project_id)
+{
+	return project_id ? arena_printf(a, "tasks:%s", project_id)
+			  : arena_printf(a, "tasks:all:%s", me->id);
+}
+
+static const char *query_text(struct arena *a, const struct task_filter *f, bool in_project)
+{
+	char st[64] = "", pr[64] = "";
+	size_t su = 0, pu = 0;
+	/* Lists in the order of their choices, whatever order the client wrote. */
+	for (int i = 0; statuses[i]; i++)
+		for (int j = 0; j < f->nstatuses; j++)
+			if (!strcmp(f->statuses[j], statuses[i]))
+				su += (size_t)snprintf(st + su, sizeof(st) - su, "%s%s",
+						       su ? "," : "", statuses[i]);
+	for (int i = 0; priorities[i]; i++)
+		for (int j = 0; j < f->npriorities; j++)
+			if (f->priorities[j] == i)
+				pu += (size_t)snprintf(pr + pu, sizeof(pr) - pu, "%s%s",
+						       pu ? "," : "", priorities[i]);
+	const char *words = "";
+	for (int i = 0; i < f->nwords; i++)
+		words = arena_printf(a, "%s%s%s", words, i ? " " : "", f->words[i]);
+	return arena_printf(
+	    a,
+	    "project_id=%s&status=%s&priority=%s&assignee_id=%s&due_before=%s&due_after=%s&"
+	    "updated_since=%s&q=%s&sort=%s",
+	    !in_project && f->project_id ? f->project_id : "", st, pr,
+	    f->assignee_none ? "none"
+	    : f->assignee_id ? f->assignee_id
+			     : "",
+	    f->has_due_before ? arena_printf(a, "%lld", (long long)f->due_before) : "",
+	    f->has_due_after ? arena_printf(a, "%lld", (long long)f->due_after) : "",
+	    f->has_updated_since ? arena_printf(a, "%lld", (long long)f->updated_since) : "", words,
+	    sort_text(a, f));
 }
 
 static int parse_words(struct arena *a, const char *q, struct task_filter *f, struct error *err)
@@ -528,6 +606,7 @@ int task_list(struct store *st, struct arena *a, const struct user *me, const st
 	struct task_filter f;
 	struct task *items;
 	int count, rc, idx[4], n;
+	char qb[200];
 
 	memset(&f, 0, sizeof(f));
 	f.member_id = me->id;
@@ -550,7 +629,9 @@ int task_list(struct store *st, struct arena *a, const struct user *me, const st
 			if (uuid_normalize(q->assignee_id, id))
 				f.assignee_id = id;
 			else
-				error_field(err, "assignee_id", "invalid", "a user id, me or none");
+				error_field(err, "assignee_id", "invalid",
+					    "'%s' is not a user id (a UUID), me or none",
+					    QUOTED(qb, q->assignee_id));
 		}
 	}
 	parse_time("due_before", q->due_before, &f.has_due_before, &f.due_before, err);
@@ -563,11 +644,13 @@ int task_list(struct store *st, struct arena *a, const struct user *me, const st
 		if (uuid_normalize(q->project_id, id))
 			f.project_id = id;
 		else
-			error_field(err, "project_id", "invalid", "must be a project id");
+			error_field(err, "project_id", "invalid",
+				    "'%s' is not a project id (a UUID)", QUOTED(qb, q->project_id));
 	}
 	if (error_field_count(err))
 		return -ERR_VALIDATION_FAILED;
-	struct paging pg = {.scope = sort_spec(a, in_project ? q->project_id : NULL, &f),
+	struct paging pg = {.scope = list_name(a, me, in_project ? q->project_id : NULL),
+			    .query = query_text(a, &f, in_project),
 			    .limit = f.limit};
 	if ((rc = paging_cursor(&pg, a, q->cursor, (size_t)f.nsort + 1, err)) < 0)
 		return rc;

@@ -335,7 +335,9 @@ def test_a_bad_upgrade_request_is_400(team, headers, extra):
 
 
 @pytest.mark.parametrize("query", ["token", "access_token", "jwt", "authorization"])
-def test_a_token_in_the_url_is_ignored(team, query):
+def test_a_token_in_the_url_is_refused(team, query):
+    # Issue 15: query strings are strict, so a token in the URL is not silently ignored any
+    # more but refused before the upgrade (422 unknown_parameter); it never authenticates.
     raw = RawWs(team.server, handshake=False)
     key = "dGhlIHNhbXBsZSBub25jZQ=="
     raw.send_bytes((f"GET /v1/realtime?{query}={team.owner.token} HTTP/1.1\r\n"
@@ -344,8 +346,12 @@ def test_a_token_in_the_url_is_ignored(team, query):
     while b"\r\n\r\n" not in raw.buf:
         raw.buf += raw.sock.recv(65536)
     head, _, raw.buf = raw.buf.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 101"), head
-    # Not authenticated: the first message that is not an auth message closes it.
-    raw.send_json({"type": "subscribe", "project_id": team.pid, "after": 0})
-    code, msgs = raw.expect_close()
-    assert code == 4001 and msgs == []
+    assert head.startswith(b"HTTP/1.1 422"), head
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(raw.buf) < length:
+        raw.buf += raw.sock.recv(65536)
+    body = json.loads(raw.buf[:length])
+    assert body["code"] == "unknown_parameter", body
+    assert [e["field"] for e in body["errors"]] == [query]
+    assert team.owner.token not in raw.buf.decode()

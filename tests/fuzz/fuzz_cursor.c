@@ -2,10 +2,11 @@
  * fuzz_cursor.c — the opaque list cursor (core/cursor.c) and base64url (core/base64url.c).
  *
  * The first byte picks what the rest is:
- *   0  a cursor as a client sends it (?cursor=), decoded for a task list and a member list:
+ *   0  a cursor as a client sends it (?cursor=), decoded for a task list, a member list, "":
  *      whatever it is, the answer is 0 with keys of the allowed types, or 400;
- *   1  a JSON array of keys: encoded, then decoded again, must give the same keys back, and
- *      must be refused for another list or another number of keys;
+ *   1  a query text, a newline, a JSON array of keys: encoded for a list and that query,
+ *      then decoded again, must give the same keys back, and must be refused for another
+ *      list ("another list"), another query ("another query") or another number of keys;
  *   2  bytes: base64url-encoded then decoded give the same bytes; the encoding has no '+',
  *      '/' or '=';
  *   3  text: base64url-decoded when it is base64url, then the bytes re-encoded and decoded
@@ -35,11 +36,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static void decode_any(struct arena *a, const char *text, size_t nkeys)
 {
-	static const char *const scopes[] = {"tasks:all:-created_at", "members:x", ""};
-	for (size_t i = 0; i < sizeof(scopes) / sizeof(scopes[0]); i++) {
+	static const char *const lists[][2] = {
+	    {"tasks:all:x", "status=&priority=&sort=-created_at"}, {"members:x", ""}, {"", ""}};
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
 		struct error err = ERROR_INIT;
 		json_t *keys = NULL;
-		int rc = cursor_decode(a, text, scopes[i], nkeys, &keys, &err);
+		int rc = cursor_decode(a, text, lists[i][0], lists[i][1], nkeys, &keys, &err);
 		if (rc == 0) {
 			FUZZ_CHECK(json_is_array(keys) && json_array_size(keys) == nkeys);
 			size_t j;
@@ -53,8 +55,30 @@ static void decode_any(struct arena *a, const char *text, size_t nkeys)
 	}
 }
 
+/* Refused as made for `what` ("another list", "another query"). */
+static void refused(struct arena *a, const char *c, const char *list, const char *query, size_t n,
+		    const char *what)
+{
+	struct error err = ERROR_INIT;
+	json_t *out = NULL;
+	FUZZ_CHECK(cursor_decode(a, c, list, query, n, &out, &err) == -ERR_BAD_REQUEST);
+	FUZZ_CHECK(strstr(err.detail, what) != NULL && out == NULL);
+	error_release(&err);
+}
+
+/*
+ * `data` is "<query text>\n<JSON array of keys>": encoded for a list and that query, decoded
+ * the same way it gives the keys back; another list or another query (one byte more, one byte
+ * less) is refused saying which; another number of keys is refused.
+ */
 static void roundtrip_keys(struct arena *a, const uint8_t *data, size_t size)
 {
+	const uint8_t *nl = memchr(data, '\n', size);
+	const char *query = nl ? arena_strndup(a, (const char *)data, (size_t)(nl - data)) : "";
+	if (nl) {
+		size -= (size_t)(nl + 1 - data);
+		data = nl + 1;
+	}
 	json_t *in = json_loadb((const char *)data, size, 0, NULL);
 	if (!json_is_array(in)) {
 		json_decref(in);
@@ -68,19 +92,24 @@ static void roundtrip_keys(struct arena *a, const uint8_t *data, size_t size)
 	    json_array_append(keys, k);
 	json_decref(in);
 
-	const char *sort = "tasks:all:-created_at,priority";
-	char *c = cursor_encode(a, sort, keys);
+	const char *list = "tasks:01900000-0000-7000-8000-000000000001";
+	char *c = cursor_encode(a, list, query, keys);
 	FUZZ_CHECK(c != NULL);
 	struct error err = ERROR_INIT;
 	json_t *out = NULL;
 	size_t n = json_array_size(keys);
 	if (strlen(c) <= 2048) { /* longer ones are refused as too long, by design */
-		FUZZ_CHECK(cursor_decode(a, c, sort, n, &out, &err) == 0);
+		FUZZ_CHECK(cursor_decode(a, c, list, query, n, &out, &err) == 0);
 		FUZZ_CHECK(json_equal(out, keys));
+		refused(a, c, "tasks:01900000-0000-7000-8000-000000000002", query, n,
+			"another list");
+		refused(a, c, "tasks:all:x", query, n, "another list");
+		refused(a, c, list, arena_printf(a, "%s&", query), n, "another query");
+		if (*query)
+			refused(a, c, list, arena_strndup(a, query, strlen(query) - 1), n,
+				"another query");
 	}
-	FUZZ_CHECK(cursor_decode(a, c, "tasks:all:created_at", n, &out, &err) < 0);
-	error_release(&err);
-	FUZZ_CHECK(cursor_decode(a, c, sort, n + 1, &out, &err) < 0);
+	FUZZ_CHECK(cursor_decode(a, c, list, query, n + 1, &out, &err) < 0);
 	error_release(&err);
 	json_decref(keys);
 }

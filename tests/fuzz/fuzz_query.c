@@ -6,6 +6,9 @@
  * Also the event seq of ?after= and of the SSE Last-Event-ID header (services/events.c),
  * given here as the query key Last-Event-ID.
  *
+ * The arguments go through query_check (http/query.c) against each list's declared
+ * parameters first, repeats and unknown names included, as the server does before a handler.
+ *
  * Input: "METHOD PATH\nk=v&k=v...". libmicrohttpd splits and percent-decodes the query string
  * before our code sees it, so the harness hands values over as they are (any byte but NUL).
  * The lists run against the fake store (fake_store.c): their parsing runs for real, the
@@ -13,12 +16,15 @@
  * path it matched; a 405 names the methods allowed; ?limit= is accepted exactly when it is
  * a number from 1 to 200 in plain digits; a seq exactly when it is plain digits within int64,
  * read back as written; a list refuses with 400 or 422 (a field named) or
- * reaches the store, never anything else.
+ * reaches the store, never anything else; query_check refuses as unknown exactly when a name
+ * is not declared, and otherwise gives each name once, lists joined in order, other names
+ * only when given once.
  */
 #include "fuzz.h"
 #include "core/arena.h"
 #include "core/error.h"
 #include "core/uuid.h"
+#include "http/query.h"
 #include "http/request.h"
 #include "http/router.h"
 #include "services/events.h"
@@ -121,6 +127,70 @@ static void seq(const char *s)
 	}
 }
 
+#define MAX_ARGS 64
+
+/* The route of `method path` in the real table, or NULL. */
+static const struct route *find_route(const char *method, const char *path)
+{
+	for (size_t i = 0; i < routes_count; i++)
+		if (!strcmp(routes[i].method, method) && !strcmp(routes[i].pattern, path))
+			return &routes[i];
+	return NULL;
+}
+
+static const struct route_param *declared(const struct route_param *params, const char *name,
+					  size_t len)
+{
+	for (const struct route_param *p = params; p && p->name; p++)
+		if (strlen(p->name) == len && !memcmp(p->name, name, len))
+			return p;
+	return NULL;
+}
+
+/*
+ * query_check of the arguments against one route's table, and its properties: refused as
+ * unknown exactly when a name is not declared; otherwise each declared name given comes out
+ * once, a list as its values joined with ',' in order, anything else only when given once.
+ * On success *out and *nout hold the checked arguments (arena).
+ */
+static int checked(struct arena *a, const struct route_param *params, const struct query_arg *in,
+		   int n, struct query_arg **out, int *nout)
+{
+	struct error err = ERROR_INIT;
+	bool any_unknown = false;
+	for (int i = 0; i < n; i++)
+		any_unknown |= !(in[i].name_len == 0 && !in[i].value) && /* an empty segment */
+			       !declared(params, in[i].name, in[i].name_len);
+	int rc = query_check(a, params, in, n, out, nout, &err);
+	FUZZ_CHECK(rc == 0 || rc == -ERR_UNKNOWN_PARAMETER || rc == -ERR_VALIDATION_FAILED);
+	FUZZ_CHECK((rc == -ERR_UNKNOWN_PARAMETER) == any_unknown);
+	if (rc < 0) {
+		FUZZ_CHECK(err.kind == -rc && error_field_count(&err) > 0 && *out == NULL);
+		error_release(&err);
+		return rc;
+	}
+	FUZZ_CHECK(err.kind == 0 && *nout <= n);
+	for (int j = 0; j < *nout; j++) {
+		const struct route_param *p =
+		    declared(params, (*out)[j].name, strlen((*out)[j].name));
+		FUZZ_CHECK(p != NULL);
+		for (int k = 0; k < j; k++)
+			FUZZ_CHECK(strcmp((*out)[k].name, (*out)[j].name) != 0);
+		char *want = NULL;
+		int times = 0;
+		for (int i = 0; i < n; i++) {
+			if (in[i].name_len != strlen(p->name) ||
+			    memcmp(in[i].name, p->name, in[i].name_len))
+				continue;
+			const char *v = in[i].value ? in[i].value : "";
+			want = times++ ? arena_printf(a, "%s,%s", want, v) : arena_strdup(a, v);
+		}
+		FUZZ_CHECK(times >= 1 && (times == 1 || (p->flags & PARAM_LIST)));
+		FUZZ_CHECK(!strcmp(query_get(*out, *nout, p->name), want));
+	}
+	return 0;
+}
+
 static void lists(char *query)
 {
 	struct task_query q;
@@ -128,65 +198,79 @@ static void lists(char *query)
 	struct error err = ERROR_INIT;
 	struct task_page tp;
 	struct page page;
-	const char *after = NULL, *last_event_id = NULL;
+	struct query_arg in[MAX_ARGS], *out;
+	int n = 0, nout;
 	json_t *feed;
 	memset(&q, 0, sizeof(q));
 	arena_init(&a);
-	/* The last value of a repeated key wins, as with MHD_lookup_connection_value's first
-	 * match: either way one value per key. */
+	/* Arguments as libmicrohttpd hands them over, repeats and all. */
 	char *save = NULL;
-	for (char *kv = strtok_r(query, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
+	for (char *kv = strtok_r(query, "&", &save); kv && n < MAX_ARGS;
+	     kv = strtok_r(NULL, "&", &save)) {
 		char *eq = strchr(kv, '=');
-		const char *v = eq ? eq + 1 : "";
 		if (eq)
 			*eq = '\0';
-		const char **slot = NULL;
-		if (!strcmp(kv, "project_id"))
-			slot = &q.project_id;
-		else if (!strcmp(kv, "status"))
-			slot = &q.status;
-		else if (!strcmp(kv, "priority"))
-			slot = &q.priority;
-		else if (!strcmp(kv, "assignee_id"))
-			slot = &q.assignee_id;
-		else if (!strcmp(kv, "due_before"))
-			slot = &q.due_before;
-		else if (!strcmp(kv, "due_after"))
-			slot = &q.due_after;
-		else if (!strcmp(kv, "updated_since"))
-			slot = &q.updated_since;
-		else if (!strcmp(kv, "q"))
-			slot = &q.q;
-		else if (!strcmp(kv, "sort"))
-			slot = &q.sort;
-		else if (!strcmp(kv, "cursor"))
-			slot = &q.cursor;
-		else if (!strcmp(kv, "limit"))
-			slot = &q.limit;
-		else if (!strcmp(kv, "after"))
-			slot = &after;
-		else if (!strcmp(kv, "Last-Event-ID"))
-			slot = &last_event_id;
-		if (slot)
-			*slot = v;
+		/* Last-Event-ID is a header, given here as a key: the seq parser alone sees it. */
+		if (!strcmp(kv, "Last-Event-ID")) {
+			if (eq)
+				seq(eq + 1);
+			continue;
+		}
+		in[n++] =
+		    (struct query_arg){kv, eq ? eq + 1 : NULL, strlen(kv), eq ? strlen(eq + 1) : 0};
 	}
-	if (q.limit)
-		limit(q.limit);
-	if (after)
-		seq(after);
-	if (last_event_id)
-		seq(last_event_id);
-	check(events_feed(NULL, &a, &me, PROJECT, after, q.limit, &feed, &err), &err);
-	check(task_list(NULL, &a, &me, &q, false, &tp, &err), &err);
-	q.project_id = PROJECT;
-	check(task_list(NULL, &a, &me, &q, true, &tp, &err), &err);
-	check(project_list(NULL, &a, &me, q.q, q.limit, q.cursor, &page, &err), &err);
-	check(member_list(NULL, &a, &me, PROJECT, q.limit, q.cursor, &page, &err), &err);
-	if (q.assignee_id) {
-		char id[UUID_STR_LEN];
-		if (uuid_normalize(q.assignee_id, id))
-			FUZZ_CHECK(uuid_valid(id));
+
+	const struct route *r = find_route("GET", "/v1/projects/{id}/events");
+	if (checked(&a, router_params(r), in, n, &out, &nout) == 0) {
+		const char *after = query_get(out, nout, "after");
+		if (query_get(out, nout, "limit"))
+			limit(query_get(out, nout, "limit"));
+		if (after)
+			seq(after);
+		check(events_feed(NULL, &a, &me, PROJECT, after, query_get(out, nout, "limit"),
+				  &feed, &err),
+		      &err);
 	}
+	static const char *const task_lists[] = {"/v1/tasks", "/v1/projects/{id}/tasks"};
+	for (size_t t = 0; t < 2; t++) {
+		r = find_route("GET", task_lists[t]);
+		if (checked(&a, router_params(r), in, n, &out, &nout) < 0)
+			continue;
+		q = (struct task_query){
+		    .project_id = t ? PROJECT : query_get(out, nout, "project_id"),
+		    .status = query_get(out, nout, "status"),
+		    .priority = query_get(out, nout, "priority"),
+		    .assignee_id = query_get(out, nout, "assignee_id"),
+		    .due_before = query_get(out, nout, "due_before"),
+		    .due_after = query_get(out, nout, "due_after"),
+		    .updated_since = query_get(out, nout, "updated_since"),
+		    .q = query_get(out, nout, "q"),
+		    .sort = query_get(out, nout, "sort"),
+		    .cursor = query_get(out, nout, "cursor"),
+		    .limit = query_get(out, nout, "limit"),
+		};
+		check(task_list(NULL, &a, &me, &q, t == 1, &tp, &err), &err);
+		if (q.assignee_id) {
+			char id[UUID_STR_LEN];
+			if (uuid_normalize(q.assignee_id, id))
+				FUZZ_CHECK(uuid_valid(id));
+		}
+	}
+	r = find_route("GET", "/v1/projects");
+	if (checked(&a, router_params(r), in, n, &out, &nout) == 0)
+		check(project_list(NULL, &a, &me, query_get(out, nout, "q"),
+				   query_get(out, nout, "limit"), query_get(out, nout, "cursor"),
+				   &page, &err),
+		      &err);
+	r = find_route("GET", "/v1/projects/{id}/members");
+	if (checked(&a, router_params(r), in, n, &out, &nout) == 0)
+		check(member_list(NULL, &a, &me, PROJECT, query_get(out, nout, "limit"),
+				  query_get(out, nout, "cursor"), &page, &err),
+		      &err);
+	/* A route without parameters takes none. */
+	r = find_route("GET", "/healthz");
+	if (checked(&a, router_params(r), in, n, &out, &nout) == 0)
+		FUZZ_CHECK(n == 0 && nout == 0);
 	arena_release(&a);
 }
 

@@ -1,12 +1,13 @@
 /*
  * fuzz_request.c — what the request accessors (http/request.c) and the shared handler helpers
  * (handlers/common.c, handlers/ratelimit.c) make of a request's headers, query arguments and
- * body: request_json() (Content-Type and the JSON), If-Match and If-None-Match, the Link
+ * body: request_json() (Content-Type and the JSON), If-Match and If-None-Match, the query
+ * string checked against the route (request_check_query), the Link
  * target request_url_with() rebuilds from the path and arguments, and client_ip() behind
  * trusted proxies (request_peer and the joined X-Forwarded-For lines).
  *
- * libmicrohttpd is not running: MHD_lookup_connection_value, MHD_get_connection_values and
- * MHD_get_connection_info are wrapped (-Wl,--wrap) and answer from the input, the way
+ * libmicrohttpd is not running: MHD_lookup_connection_value, MHD_get_connection_values(_n)
+ * and MHD_get_connection_info are wrapped (-Wl,--wrap) and answer from the input, the way
  * libmicrohttpd would after parsing (headers case-insensitive, arguments as decoded).
  *
  * Input, one item a line: "H name: value" a header (repeatable), "Q key=value" an argument,
@@ -23,6 +24,7 @@
 #include "handlers/common.h"
 #include "handlers/ratelimit.h"
 #include "http/request.h"
+#include "http/router.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -69,6 +71,24 @@ int __wrap_MHD_get_connection_values(struct MHD_Connection *c, enum MHD_ValueKin
 			continue;
 		n++;
 		if (it && it(cls, kind, items[i].key, items[i].value) != MHD_YES)
+			break;
+	}
+	return n;
+}
+
+int __wrap_MHD_get_connection_values_n(struct MHD_Connection *c, enum MHD_ValueKind kind,
+				       MHD_KeyValueIteratorN it, void *cls);
+int __wrap_MHD_get_connection_values_n(struct MHD_Connection *c, enum MHD_ValueKind kind,
+				       MHD_KeyValueIteratorN it, void *cls)
+{
+	(void)c;
+	int n = 0;
+	for (int i = 0; i < nitems; i++) {
+		if (items[i].kind != kind)
+			continue;
+		n++;
+		if (it && it(cls, kind, items[i].key, strlen(items[i].key), items[i].value,
+			     items[i].value ? strlen(items[i].value) : 0) != MHD_YES)
 			break;
 	}
 	return n;
@@ -134,6 +154,20 @@ static void run(struct request *req)
 	FUZZ_CHECK(url_safe(url));
 	size_t n = strlen(url);
 	FUZZ_CHECK(n >= 16 && !strcmp(url + n - 16, "cursor=abc.DEF-_"));
+
+	/* The query string against the route's parameters (GET /v1/tasks unless P says another
+	 * path): refused as unknown or invalid, or every argument's name reads back a value. */
+	char allow[128];
+	if (router_match(req, "GET", req->path, allow, sizeof(allow)) == ROUTER_FOUND) {
+		rc = request_check_query(req);
+		FUZZ_CHECK(rc == 0 || rc == -ERR_UNKNOWN_PARAMETER || rc == -ERR_VALIDATION_FAILED);
+		FUZZ_CHECK(rc == 0 || req->err.kind == -rc);
+		for (int i = 0; rc == 0 && i < nitems; i++)
+			if (items[i].kind == MHD_GET_ARGUMENT_KIND &&
+			    (items[i].key[0] || items[i].value)) /* not an empty segment */
+				FUZZ_CHECK(request_query(req, items[i].key) != NULL);
+		error_release(&req->err);
+	}
 
 	const char *ip = client_ip(req, limits);
 	FUZZ_CHECK(ip && *ip);

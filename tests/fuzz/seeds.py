@@ -38,11 +38,20 @@ def b64url(b):
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
 
-def cursor(sort, keys):
+def cursor(lst, query, keys):
+    """A cursor as core/cursor.c makes it (v2): bound to the list and the query's digest."""
     key = hmac.new(CURSOR_SECRET, b"tandem cursor v1", hashlib.sha256).digest()
-    doc = compact({"v": 1, "s": sort, "k": keys}).encode()
+    digest = b64url(hashlib.sha256(query.encode()).digest()[:12])
+    doc = compact({"v": 2, "l": lst, "q": digest, "k": keys}).encode()
     tag = hmac.new(key, doc, hashlib.sha256).digest()[:16]
     return b64url(doc) + "." + b64url(tag)
+
+
+def task_query(sort="-created_at", **f):
+    """The canonical text of a task list's query (services/tasks.c, query_text)."""
+    names = ("project_id", "status", "priority", "assignee_id", "due_before", "due_after",
+             "updated_since", "q")
+    return "&".join(f"{n}={f.get(n, '')}" for n in names) + f"&sort={sort}"
 
 
 def frame(opcode, payload, fin=True, mask=b"\x11\x22\x33\x44"):
@@ -103,11 +112,18 @@ def bodies():
 
 
 def cursors():
-    c = cursor("tasks:all:-created_at", [1765000000000, PROJECT])
+    c = cursor("tasks:all:x", "status=&priority=&sort=-created_at", [1765000000000, PROJECT])
     write("cursor", b"\x04" + c.encode())  # mode 0, two keys
-    write("cursor", b"\x00" + cursor("members:x", [USER]).encode())
+    write("cursor", b"\x00" + cursor("members:x", "", [USER]).encode())
     write("cursor", b"\x00" + c[:-2].encode() + b"AA")
+    # A version 1 cursor (bound to the sort only), as servers before issue 15 made them.
+    key = hmac.new(CURSOR_SECRET, b"tandem cursor v1", hashlib.sha256).digest()
+    v1 = compact({"v": 1, "s": "members:x", "k": [USER]}).encode()
+    write("cursor", b"\x00" + (b64url(v1) + "." +
+                                b64url(hmac.new(key, v1, hashlib.sha256).digest()[:16])).encode())
     write("cursor", b"\x01" + compact([1765000000000, None, "x", PROJECT]).encode())
+    write("cursor", b"\x01" + b"status=todo,done&sort=priority\n" +
+          compact([1765000000000, None, "x", PROJECT]).encode())
     write("cursor", b"\x01" + compact(["\u00e9", -1, 9007199254740993]).encode())
     write("cursor", b"\x02" + bytes(range(0, 40)))
     write("cursor", b"\x03" + b64url(b"hello, cursor").encode())
@@ -122,10 +138,21 @@ def queries():
         "GET /v1/tasks\nassignee_id=me&due_before=2026-12-31T00:00:00Z&due_after=2026-01-01T00:00:00%2B02:00",
         "GET /v1/tasks\nq=fix login bug&updated_since=2026-06-01T12:00:00.123Z&project_id=" + PROJECT,
         "GET /v1/tasks\nassignee_id=none&sort=created_at,updated_at,due_date,priority&limit=200",
-        "GET /v1/tasks\nsort=-created_at&cursor=" + cursor("tasks:all:-created_at", [1765000000000, PROJECT]),
+        "GET /v1/tasks\nsort=-created_at&cursor=" + cursor("tasks:all:" + USER, task_query(),
+                                                           [1765000000000, PROJECT]),
+        "GET /v1/tasks\nstatus=done&status=todo&sort=priority&cursor=" +
+        cursor("tasks:all:" + USER, task_query("priority", status="todo,done"), [1, PROJECT]),
+        "GET /v1/projects/" + PROJECT + "/tasks\nstatus=todo&status=done&priority=high&"
+        "priority=low,urgent&sort=due_date&sort=-priority&limit=3",
+        "GET /v1/tasks\npriorty=high&per_page=2&order=desc&Status=todo&limit=1&limit=2",
+        "GET /v1/tasks\ndue_before=2026-01-15T09:00:00 01:00&q=a\xffb&assignee_id&cursor",
         "GET /v1/projects/" + PROJECT + "/tasks\nlimit=0&sort=priority,priority&status=todo,todo",
-        "GET /v1/projects\nq=launch&limit=5&cursor=" + cursor("projects:" + USER, [PROJECT]),
-        "GET /v1/projects/" + PROJECT + "/members\nlimit=2&cursor=" + cursor("members:" + PROJECT, [USER]),
+        "GET /v1/projects\nq=launch&limit=5&cursor=" + cursor("projects:" + USER, "q=launch",
+                                                              [PROJECT]),
+        "GET /v1/projects/" + PROJECT + "/members\nlimit=2&cursor=" + cursor("members:" + PROJECT,
+                                                                            "", [USER]),
+        "GET /v1/projects/" + PROJECT + "/members\nlimit=2&cursor=" + cursor("projects:" + USER,
+                                                                            "", [PROJECT]),
         "HEAD /v1/projects/" + PROJECT + "/members/" + USER,
         "DELETE /v1/tasks",
         "PUT /v1/users/me/password",
@@ -208,6 +235,10 @@ def requests():
         "P /v1/projects/" + PROJECT + "/tasks\nQ status=todo,done\nQ q=fix login\nQ cursor=old\n"
         "Q flag\nQ \u00e9=\u00fc&x",
         "P /v1/a%2Fb c\nQ limit=5",
+        "P /v1/projects/" + PROJECT + "/tasks\nQ status=todo\nQ status=done\nQ sort=priority\n"
+        "Q limit=2\nQ limit=3\nQ priorty=high",
+        "P /healthz\nQ probe=1",
+        "P /v1/projects/" + PROJECT + "/events/stream\nQ after=3\nQ ticket=t",
         "A 10.0.0.1\nH X-Forwarded-For: 203.0.113.9, 10.0.0.2\nH X-Forwarded-For: 10.0.0.3",
         "A ::1\nH X-Forwarded-For: 2001:db8::1,  fd00::5 ,::1",
         "A 127.0.0.1\nH X-Forwarded-For: ,,, \nH x-forwarded-for: 127.0.0.1",

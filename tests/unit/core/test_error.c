@@ -59,6 +59,7 @@ static void test_table_matches_the_wire_contract(void **state)
 	    {ERR_UNSUPPORTED_MEDIA_TYPE, 415, "unsupported_media_type"},
 	    {ERR_VALIDATION_FAILED, 422, "validation_failed"},
 	    {ERR_IDEMPOTENCY_KEY_REUSED, 422, "idempotency_key_reused"},
+	    {ERR_UNKNOWN_PARAMETER, 422, "unknown_parameter"},
 	    {ERR_RATE_LIMITED, 429, "rate_limited"},
 	    {ERR_INTERNAL, 500, "internal"},
 	    {ERR_UNAVAILABLE, 503, "unavailable"},
@@ -217,11 +218,31 @@ static void test_field_cuts_a_long_name_at_a_character_boundary(void **state)
 	error_release(&err);
 }
 
+static void test_quote_keeps_utf8_and_escapes_the_rest(void **state)
+{
+	(void)state;
+	char buf[64];
+	assert_string_equal(error_quote(buf, sizeof(buf), "open", 40), "open");
+	assert_string_equal(error_quote(buf, sizeof(buf), "\xc3\xa9t\xc3\xa9", 40),
+			    "\xc3\xa9t\xc3\xa9");
+	assert_string_equal(error_quote(buf, sizeof(buf), "a\xff\x01\x7f", 40), "a\\xFF\\x01\\x7F");
+	assert_string_equal(error_quote(buf, sizeof(buf), "\xed\xa0\x80", 40), "\\xED\\xA0\\x80");
+	/* Cut at `max` characters, or where the buffer ends, never inside a character. */
+	assert_string_equal(error_quote(buf, sizeof(buf), "abcdefgh", 3), "abc...");
+	assert_string_equal(error_quote(buf, 9, "\xc3\xa9\xc3\xa9\xc3\xa9", 40),
+			    "\xc3\xa9\xc3\xa9...");
+	char big[200];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(strlen(error_quote(buf, sizeof(buf), big, 1000)), sizeof(buf) - 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_every_kind_has_an_error_status_a_code_and_a_title),
 	    cmocka_unit_test(test_codes_are_unique),
+	    cmocka_unit_test(test_quote_keeps_utf8_and_escapes_the_rest),
 	    cmocka_unit_test(test_table_matches_the_wire_contract),
 	    cmocka_unit_test(test_negative_kind_maps_like_positive),
 	    cmocka_unit_test(test_unknown_kind_maps_to_internal),

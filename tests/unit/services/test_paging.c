@@ -115,12 +115,12 @@ static void test_first_page_has_no_cursor_keys(void **state)
 	struct fixture *f = *state;
 	struct paging pg;
 	memset(&pg, 0xff, sizeof(pg)); /* garbage, as on the stack */
-	assert_int_equal(paging_begin(&pg, &f->a, "members:p1", 1, NULL, NULL, &f->err), 0);
+	assert_int_equal(paging_begin(&pg, &f->a, "members:p1", "", 1, NULL, NULL, &f->err), 0);
 	assert_string_equal(pg.scope, "members:p1");
 	assert_int_equal(pg.limit, 50);
 	assert_null(pg.after);
 
-	assert_int_equal(paging_begin(&pg, &f->a, "members:p1", 1, "7", NULL, &f->err), 0);
+	assert_int_equal(paging_begin(&pg, &f->a, "members:p1", "", 1, "7", NULL, &f->err), 0);
 	assert_int_equal(pg.limit, 7);
 	assert_null(pg.after);
 }
@@ -147,7 +147,8 @@ static void test_next_cursor_decodes_to_the_same_keys_on_the_same_scope(void **s
 	assert_non_null(c);
 
 	struct paging next;
-	assert_int_equal(paging_begin(&next, &f->a, "tasks:p1:-due_date", 3, "3", c, &f->err), 0);
+	assert_int_equal(paging_begin(&next, &f->a, "tasks:p1:-due_date", "", 3, "3", c, &f->err),
+			 0);
 	assert_non_null(next.after);
 	assert_true(json_equal(next.after, want));
 	assert_int_equal(next.limit, 3);
@@ -172,7 +173,7 @@ static void assert_cursor_refused(struct fixture *f, const char *scope, size_t n
 {
 	struct paging pg;
 	struct error err = ERROR_INIT;
-	int rc = paging_begin(&pg, &f->a, scope, nkeys, "10", cursor, &err);
+	int rc = paging_begin(&pg, &f->a, scope, "", nkeys, "10", cursor, &err);
 	if (rc != -ERR_BAD_REQUEST)
 		fail_msg("cursor \"%.60s\" on %s/%zu keys: rc %d, want -ERR_BAD_REQUEST", cursor,
 			 scope, nkeys, rc);
@@ -193,7 +194,29 @@ static void test_cursor_of_another_scope_is_refused(void **state)
 	assert_cursor_refused(f, "members:p", 1, c);	/* nor the other way */
 	/* The control: the same cursor on its own scope is taken. */
 	struct paging pg;
-	assert_int_equal(paging_begin(&pg, &f->a, "members:p1", 1, "10", c, &f->err), 0);
+	assert_int_equal(paging_begin(&pg, &f->a, "members:p1", "", 1, "10", c, &f->err), 0);
+}
+
+static void test_cursor_is_bound_to_the_query_but_not_to_the_limit(void **state)
+{
+	struct fixture *f = *state;
+	struct paging pg = {.scope = "tasks:p1", .query = "status=todo", .limit = 2};
+	const char *c = paging_next(&pg, &f->a, json_pack("[s]", "id-1"));
+	struct paging next;
+	struct error err = ERROR_INIT;
+	/* Another limit on the next page is taken: only the filters and sort are bound. */
+	assert_int_equal(paging_begin(&next, &f->a, "tasks:p1", "status=todo", 1, "7", c, &err), 0);
+	assert_int_equal(next.limit, 7);
+	assert_string_equal(json_string_value(json_array_get(next.after, 0)), "id-1");
+	assert_int_equal(
+	    paging_begin(&next, &f->a, "tasks:p1", "status=todo,done", 1, "2", c, &err),
+	    -ERR_BAD_REQUEST);
+	assert_non_null(strstr(err.detail, "cursor was made for another query"));
+	assert_null(next.after);
+	assert_int_equal(paging_begin(&next, &f->a, "tasks:p2", "status=todo", 1, "2", c, &err),
+			 -ERR_BAD_REQUEST);
+	assert_string_equal(err.detail, "cursor was made for another list");
+	error_release(&err);
 }
 
 static void test_cursor_with_the_wrong_number_of_keys_is_refused(void **state)
@@ -231,7 +254,7 @@ static void test_limit_is_checked_before_the_cursor(void **state)
 	/* A bad limit is a 422 naming "limit" even when the cursor is bad too. */
 	struct fixture *f = *state;
 	struct paging pg;
-	assert_int_equal(paging_begin(&pg, &f->a, "s", 1, "0", "junk", &f->err),
+	assert_int_equal(paging_begin(&pg, &f->a, "s", "", 1, "0", "junk", &f->err),
 			 -ERR_VALIDATION_FAILED);
 	assert_int_equal(error_field_count(&f->err), 1);
 }
@@ -330,7 +353,8 @@ static void walk(struct fixture *f, int n, int limit)
 
 	for (;;) {
 		struct paging pg;
-		assert_int_equal(paging_begin(&pg, &f->a, "walk", 2, limit_s, cursor, &f->err), 0);
+		assert_int_equal(paging_begin(&pg, &f->a, "walk", "", 2, limit_s, cursor, &f->err),
+				 0);
 		int count = store_list(rows, n, pg.after, paging_fetch(&pg), page);
 		assert_true(count <= paging_fetch(&pg));
 		pages++;
@@ -404,6 +428,7 @@ int main(void)
 	    T(test_paging_cursor_without_cursor_clears_keys_and_keeps_scope_and_limit),
 	    T(test_next_cursor_decodes_to_the_same_keys_on_the_same_scope),
 	    T(test_cursor_of_another_scope_is_refused),
+	    T(test_cursor_is_bound_to_the_query_but_not_to_the_limit),
 	    T(test_cursor_with_the_wrong_number_of_keys_is_refused),
 	    T(test_tampered_cursor_is_refused),
 	    T(test_limit_is_checked_before_the_cursor),
