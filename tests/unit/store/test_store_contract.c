@@ -60,13 +60,12 @@ static void test_migrate_on_an_empty_database_applies_all(void **state)
 	migrations_for(store_dialect(f->s), &count);
 	/* The fixture's migration ran through the same call; redo it on a clean slate. */
 	ok(f, db_exec(f->c, "DROP TABLE schema_migrations", NULL, 0, &f->err), "drop");
-	static const char *const drops[] = {"DROP TABLE idempotency_keys",
-					    "DROP TABLE events",
-					    "DROP TABLE tasks",
-					    "DROP TABLE memberships",
-					    "DROP TABLE projects",
-					    "DROP TABLE refresh_tokens",
-					    "DROP TABLE users"};
+	static const char *const drops[] = {
+	    "DROP TABLE stream_tickets", "DROP TABLE idempotency_keys",
+	    "DROP TABLE events",	 "DROP TABLE tasks",
+	    "DROP TABLE memberships",	 "DROP TABLE projects",
+	    "DROP TABLE refresh_tokens", "DROP TABLE users",
+	};
 	for (size_t i = 0; i < sizeof(drops) / sizeof(drops[0]); i++)
 		ok(f, db_exec(f->c, drops[i], NULL, 0, &f->err), drops[i]);
 	ok(f, store_migrate(f->s, &applied, &f->err), "store_migrate");
@@ -134,13 +133,12 @@ static void test_concurrent_migrations_apply_each_migration_once(void **state)
 	int count;
 	migrations_for(store_dialect(f->s), &count);
 	ok(f, db_exec(f->c, "DROP TABLE schema_migrations", NULL, 0, &f->err), "drop");
-	static const char *const drops[] = {"DROP TABLE idempotency_keys",
-					    "DROP TABLE events",
-					    "DROP TABLE tasks",
-					    "DROP TABLE memberships",
-					    "DROP TABLE projects",
-					    "DROP TABLE refresh_tokens",
-					    "DROP TABLE users"};
+	static const char *const drops[] = {
+	    "DROP TABLE stream_tickets", "DROP TABLE idempotency_keys",
+	    "DROP TABLE events",	 "DROP TABLE tasks",
+	    "DROP TABLE memberships",	 "DROP TABLE projects",
+	    "DROP TABLE refresh_tokens", "DROP TABLE users",
+	};
 	for (size_t i = 0; i < sizeof(drops) / sizeof(drops[0]); i++)
 		ok(f, db_exec(f->c, drops[i], NULL, 0, &f->err), drops[i]);
 
