@@ -20,6 +20,7 @@ import socket
 import struct
 import threading
 import time
+import urllib.parse
 from types import SimpleNamespace
 
 import pytest
@@ -62,8 +63,8 @@ def close_code(payload):
     return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
 
 
-def ws_url(server):
-    return f"ws://127.0.0.1:{server.port}/v1/realtime"
+def ws_url(server, query=""):
+    return f"ws://127.0.0.1:{server.port}/v1/realtime" + (f"?{query}" if query else "")
 
 
 # ---------------------------------------------------------------------------------------
@@ -75,12 +76,14 @@ class Ws:
 
     Ws(server, token) authenticates with the upgrade's Authorization header;
     Ws(server, token, first_message=True) upgrades anonymously and sends
-    {"type":"auth","token":...} first; Ws(server) stays anonymous.
+    {"type":"auth","token":...} first; Ws(server) stays anonymous; Ws(server, ticket=T)
+    upgrades with ?ticket=T.
     """
 
-    def __init__(self, server, token=None, first_message=False):
+    def __init__(self, server, token=None, first_message=False, ticket=None):
         header = [f"Authorization: Bearer {token}"] if token and not first_message else []
-        self.ws = websocket.create_connection(ws_url(server), header=header,
+        query = urllib.parse.urlencode({"ticket": ticket}) if ticket is not None else ""
+        self.ws = websocket.create_connection(ws_url(server, query), header=header,
                                               timeout=RECV_TIMEOUT)
         self.pings = 0  # server pings seen (and answered) so far
         _open.append(self)
@@ -201,7 +204,8 @@ class RawWs:
     """
 
     def __init__(self, server, token=None, headers=None, early=b"", rcvbuf=None,
-                 handshake=True):
+                 handshake=True, target="/v1/realtime"):
+        self.target = target  # the request target of the handshake
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -226,7 +230,7 @@ class RawWs:
                 h.pop(k, None)
             else:
                 h[k] = v
-        req = "GET /v1/realtime HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
+        req = f"GET {self.target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
         self.sock.sendall(req.encode() + b"\r\n" + early)
         while b"\r\n\r\n" not in self.buf:
             chunk = self.sock.recv(65536)
@@ -373,9 +377,11 @@ class RawWs:
 
 
 class Sse:
-    """GET /v1/projects/{pid}/events/stream over plain HTTP/1.1."""
+    """GET /v1/projects/{pid}/events/stream over plain HTTP/1.1 (`query`: a dict for the
+    query string, ?after= or ?ticket=)."""
 
-    def __init__(self, server, token, pid, last_event_id=None, headers=None, rcvbuf=None):
+    def __init__(self, server, token, pid, last_event_id=None, headers=None, rcvbuf=None,
+                 query=None):
         self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=RECV_TIMEOUT)
         _open.append(self)
         if rcvbuf:  # a small receive window: the server's writes block sooner
@@ -390,7 +396,10 @@ class Sse:
         if last_event_id is not None:
             h["Last-Event-ID"] = str(last_event_id)
         h.update(headers or {})
-        self.conn.request("GET", f"/v1/projects/{pid}/events/stream", headers=h)
+        path = f"/v1/projects/{pid}/events/stream"
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        self.conn.request("GET", path, headers=h)
         self.resp = self.conn.getresponse()
         self.status = self.resp.status
 
