@@ -48,13 +48,18 @@ class Closed(Exception):
 _open = []  # every client made by the running test, closed at its end
 
 
+def close_open_clients():
+    """Close every client the running test made (Ws, RawWs, Sse)."""
+    while _open:
+        _open.pop().close()
+
+
 @pytest.fixture(autouse=True)
 def close_clients(tandem_server):
     """Close the test's clients before its servers stop (import this into a test module).
     A WebSocket still open at SIGTERM costs the server's close handshake timeout."""
     yield
-    while _open:
-        _open.pop().close()
+    close_open_clients()
 
 
 def close_code(payload):
@@ -172,7 +177,8 @@ class Ws:
 
     def close_code(self, timeout=RECV_TIMEOUT):
         """Read until the server closes; its close code (None: no close frame). Any message
-        still in flight is returned too: (code, messages)."""
+        still in flight is returned too: (code, messages). The close frame's reason is left
+        in self.close_reason (text)."""
         msgs = []
         try:
             while True:
@@ -180,6 +186,7 @@ class Ws:
                 if op == OP_TEXT:
                     msgs.append(json.loads(data))
         except Closed as c:
+            self.close_reason = c.reason.decode()
             return c.code, msgs
         except (ConnectionError, OSError):
             return None, msgs
@@ -338,12 +345,13 @@ class RawWs:
 
     def expect_close(self, timeout=RECV_TIMEOUT):
         """Read until the server closes: (close code or None for a bare EOF, the text
-        messages before it)."""
+        messages before it). The close frame's reason is left in self.close_reason (text)."""
         msgs = []
         try:
             while True:
                 msgs.append(self.recv(timeout))
         except Closed as c:
+            self.close_reason = c.reason.decode()
             return c.code, msgs
         except (ConnectionResetError, BrokenPipeError):
             return None, msgs
