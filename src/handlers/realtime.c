@@ -50,6 +50,18 @@ static void upgraded(void *cls, int fd, const char *extra, size_t extra_len, voi
 	free(u);
 }
 
+/* The token of the request's "Authorization: Bearer <token>" header, or NULL. */
+static const char *bearer_token(struct request *req)
+{
+	const char *h = request_header(req, "Authorization");
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return h;
+}
+
 /*
  * Who the (authenticated) request is, for a live channel: its user, its bearer token and the
  * token's expiry, which the channel keeps (issue 14: it ends at the expiry and is re-checked
@@ -57,18 +69,12 @@ static void upgraded(void *cls, int fd, const char *extra, size_t extra_len, voi
  */
 static int live_who(struct request *req, struct hub_who *who)
 {
-	const char *h = request_header(req, "Authorization");
+	/* A stream ticket stands for an access token of its session (services/tickets.h). */
+	const char *h = req->ticket_token ? req->ticket_token : bearer_token(req);
 	struct access_claims claims;
-	if (req->ticket_token) {
-		h = req->ticket_token; /* the token the request's stream ticket stood for */
-	} else {
-		if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-			return error_set(&req->err, ERR_UNAUTHENTICATED,
-					 "this request needs a bearer token");
-		h += 7;
-		while (*h == ' ')
-			h++;
-	}
+	if (!h)
+		return error_set(&req->err, ERR_UNAUTHENTICATED,
+				 "this request needs a bearer token");
 	/* Verified by the router a moment ago: the thread's token cache answers. */
 	int rc = token_verify(&req->arena, &req->app->auth->key, h, &claims, &req->err);
 	if (rc < 0)
@@ -357,7 +363,7 @@ int handle_events_list(struct request *req)
 /* POST /v1/realtime/tickets (no body, or {}) -> 201 {ticket, expires_in} | 401 | 415 | 422 */
 int handle_realtime_tickets(struct request *req)
 {
-	const char *h = request_header(req, "Authorization");
+	const char *h = bearer_token(req); /* the router authenticated the request with it */
 	const char *ticket;
 	int64_t expires_in;
 	int rc;
@@ -368,10 +374,9 @@ int handle_realtime_tickets(struct request *req)
 		    (rc = validate_object(body, NULL, 0, &req->err)) < 0)
 			return rc;
 	}
-	/* Authenticated by the router with this very header. */
-	h += 7;
-	while (*h == ' ')
-		h++;
+	if (!h)
+		return error_set(&req->err, ERR_UNAUTHENTICATED,
+				 "this request needs a bearer token");
 	if ((rc = ticket_create(req->app->auth, req->app->store, &req->arena, h, &ticket,
 				&expires_in, &req->err)) < 0)
 		return rc;

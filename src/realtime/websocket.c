@@ -208,6 +208,18 @@ static void ws_start_job(struct ws *w, struct job *j)
 	worker_post(w->hub, j);
 }
 
+/* The longest `id` a client message may carry, and project_id an error echoes. */
+#define WS_ID_MAX 64
+
+/* Characters (code points) of n bytes of UTF-8 (jansson's strings are valid UTF-8). */
+static size_t utf8_chars(const char *s, size_t n)
+{
+	size_t chars = 0;
+	for (size_t i = 0; i < n; i++)
+		chars += ((unsigned char)s[i] & 0xc0u) != 0x80u; /* count the lead bytes */
+	return chars;
+}
+
 static void ws_start_job_for(struct ws *w, struct job *j, const json_t *id)
 {
 	if (id)
@@ -238,6 +250,13 @@ static const char *named_project(json_t *msg)
 	return json_string_value(json_object_get(msg, "project_id"));
 }
 
+/* The same, to echo in an error: not when it is longer than any id (NULL then). */
+static const char *echoed_project(json_t *msg)
+{
+	const char *p = named_project(msg);
+	return p && utf8_chars(p, strlen(p)) <= WS_ID_MAX ? p : NULL;
+}
+
 static void ws_subscribe(struct ws *w, json_t *msg, const json_t *id)
 {
 	struct hub *h = w->hub;
@@ -245,7 +264,8 @@ static void ws_subscribe(struct ws *w, json_t *msg, const json_t *id)
 	json_t *after = json_object_get(msg, "after");
 	char pid[UUID_STR_LEN];
 	if (!pid_in || !uuid_normalize(pid_in, pid)) {
-		ws_error(w, id, pid_in, "validation_failed", "project_id must be a project id");
+		ws_error(w, id, echoed_project(msg), "validation_failed",
+			 "project_id must be a project id");
 		return;
 	}
 	if (after && !json_is_null(after) &&
@@ -327,7 +347,8 @@ static void ws_unsubscribe(struct ws *w, json_t *msg, const json_t *id)
 	const char *pid_in = named_project(msg);
 	char pid[UUID_STR_LEN];
 	if (!pid_in || !uuid_normalize(pid_in, pid)) {
-		ws_error(w, id, pid_in, "validation_failed", "project_id must be a project id");
+		ws_error(w, id, echoed_project(msg), "validation_failed",
+			 "project_id must be a project id");
 		return;
 	}
 	pthread_mutex_lock(&w->hub->lock);
@@ -348,19 +369,13 @@ static void ws_unsubscribe(struct ws *w, json_t *msg, const json_t *id)
  * A message's optional `id`: a string of at most WS_ID_MAX characters or an integer. True
  * with *id NULL when there is none; false when it is there but not one of those.
  */
-#define WS_ID_MAX 64
 static bool message_id(json_t *msg, json_t **id)
 {
 	*id = json_object_get(msg, "id");
 	if (!*id || json_is_integer(*id))
 		return true;
 	const char *s = json_string_value(*id);
-	if (!s)
-		return false;
-	size_t chars = 0;
-	for (size_t i = 0, n = json_string_length(*id); i < n; i++)
-		chars += ((unsigned char)s[i] & 0xc0u) != 0x80u; /* UTF-8: count lead bytes */
-	return chars <= WS_ID_MAX;
+	return s && utf8_chars(s, json_string_length(*id)) <= WS_ID_MAX;
 }
 
 static void ws_handle(struct ws *w, uint8_t opcode, const char *data, size_t len)
@@ -387,10 +402,10 @@ static void ws_handle(struct ws *w, uint8_t opcode, const char *data, size_t len
 	} else if (!msg || !json_is_object(msg)) {
 		ws_error(w, NULL, NULL, "malformed_json", "a message must be a JSON object");
 	} else if (!id_ok) {
-		ws_error(w, NULL, named_project(msg), "validation_failed",
+		ws_error(w, NULL, echoed_project(msg), "validation_failed",
 			 "id must be a string of at most 64 characters or an integer");
 	} else if (!type) {
-		ws_error(w, id, named_project(msg), "validation_failed",
+		ws_error(w, id, echoed_project(msg), "validation_failed",
 			 "a message needs a string \"type\"");
 	} else if (!strcmp(type, "subscribe")) {
 		ws_subscribe(w, msg, id);
@@ -401,7 +416,7 @@ static void ws_handle(struct ws *w, uint8_t opcode, const char *data, size_t len
 	} else if (!strcmp(type, "auth")) {
 		ws_authenticate(w, msg, id); /* a new token before the current one expires */
 	} else {
-		ws_error(w, id, named_project(msg), "unknown_type", "unknown message type");
+		ws_error(w, id, echoed_project(msg), "unknown_type", "unknown message type");
 	}
 	json_decref(msg);
 }
