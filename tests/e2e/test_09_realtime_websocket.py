@@ -171,7 +171,9 @@ def test_non_member_or_unknown_project_subscribe_is_not_found(team):
         ws.send({"type": "subscribe", "project_id": pid, "after": 0})
         err = ws.recv()
         assert err["type"] == "error" and err["code"] == "not_found", err
-        assert set(err) == {"type", "code", "message"}, err
+        # Errors about a project name it (issue 15).
+        assert set(err) == {"type", "code", "message", "project_id"}, err
+        assert err["project_id"] == pid
     # The outsider gets nothing of the project afterwards either.
     team.create()
     assert ws.sync() == []
