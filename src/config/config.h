@@ -43,6 +43,7 @@ struct config {
 	int64_t session_max_age_s;
 	int64_t refresh_grace_s; /* a rotated refresh token shown again this soon: same pair */
 	int64_t device_token_ttl_s;
+	int64_t stream_ticket_ttl_s;
 	int bcrypt_cost;
 	/* rate limiting and scale-out */
 	bool rate_limit;

@@ -20,6 +20,7 @@
 	X(INVALID_CREDENTIALS, 401, "invalid_credentials", "Invalid credentials")                  \
 	X(TOKEN_EXPIRED, 401, "token_expired", "Token expired")                                    \
 	X(SESSION_REVOKED, 401, "session_revoked", "Session revoked")                              \
+	X(TICKET_INVALID, 401, "ticket_invalid", "Stream ticket invalid")                          \
 	X(FORBIDDEN, 403, "forbidden", "Forbidden")                                                \
 	X(NOT_FOUND, 404, "not_found", "Not found")                                                \
 	X(METHOD_NOT_ALLOWED, 405, "method_not_allowed", "Method not allowed")                     \
