@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
@@ -293,6 +294,22 @@ def test_openapi_json_is_the_document_the_binary_was_built_from(docs_server):
     assert weak.status_code == 304
     stale = api.get("/openapi.json", headers={"If-None-Match": '"0123456789abcdef"'})
     assert stale.status_code == 200 and stale.json() == SPEC
+
+
+def test_served_document_points_at_the_server_that_serves_it(docs_server):
+    """`servers` is relative (OpenAPI 3.1 4.8.5: resolved against where the document was
+    fetched), so a client reading /openapi.json from any host or port calls that server,
+    not a hard-coded 127.0.0.1:8080; and no Host header decides it."""
+    api = docs_server.api()
+    doc_url = docs_server.base_url + "/openapi.json"
+    r = api.get("/openapi.json", headers={"Host": "attacker.example"})
+    assert r.status_code == 200
+    servers = r.json()["servers"]
+    assert servers and all(not urlsplit(s["url"]).netloc for s in servers), servers
+    base = urljoin(doc_url, servers[0]["url"])
+    assert base.rstrip("/") == docs_server.base_url, base
+    health = requests.get(urljoin(base, "healthz"), timeout=10)
+    assert health.status_code == 200, health.text
 
 
 def test_docs_page_is_self_contained(docs_server):

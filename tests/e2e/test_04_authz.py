@@ -244,6 +244,7 @@ def check_effect(world, method, pattern, role, ids, resp, before):
         assert members[world.users["newbie"].id] == "member"
     elif (method, pattern) == ("PATCH", "/v1/projects/{id}/members/{user_id}"):
         assert members[target] == "viewer"
+        assert tasks[tid]["assignee_id"] is None  # a viewer keeps no task (as on removal)
     elif (method, pattern) == ("DELETE", "/v1/projects/{id}/members/{user_id}"):
         assert target not in members
         assert tasks[tid]["assignee_id"] is None  # unassigned in the same change
