@@ -65,6 +65,42 @@ def anonymous_allowed(op):
     return security == [] or {} in security
 
 
+METHOD_NAMES = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def readme_routes():
+    """{(METHOD, pattern)} of the README's route table ("| area | routes |" under "The
+    API"). Its shorthand: `GET`/`PATCH /path` gives both methods the path; `/login` after
+    `POST /v1/auth/register` is `POST /v1/auth/login`; queries and notes are dropped."""
+    text = (REPO / "README.md").read_text()
+    table = text[text.index("| area | routes |"):]
+    table = table[:table.index("\n\n")]
+    routes = set()
+    for row in table.splitlines()[2:]:
+        pending, methods, last = [], [], None
+        for token in re.findall(r"`([^`]+)`", row.split("|")[2]):
+            token = token.split("?")[0].strip()
+            words = token.split()
+            if len(words) == 1 and words[0] in METHOD_NAMES:
+                pending.append(words[0])
+                continue
+            if len(words) == 2 and words[0] in METHOD_NAMES and words[1].startswith("/"):
+                methods, last, pending = pending + [words[0]], words[1], []
+            elif len(words) == 1 and token.startswith("/") and last and methods:
+                last = last.rsplit("/", 1)[0] + token  # a sibling of the previous path
+            else:
+                continue  # a message name or a header, not a route
+            routes.update((m, last) for m in methods)
+    return routes
+
+
+def test_readme_lists_every_route():
+    """The README's route table names exactly the routes of routes.c."""
+    listed = readme_routes()
+    assert set(ROUTES) - listed == set(), "routes the README does not list"
+    assert listed - set(ROUTES) == set(), "routes the README lists that routes.c lacks"
+
+
 # ---------------------------------------------------------------------------------------
 # The document itself
 
