@@ -85,7 +85,7 @@ def test_create_with_only_a_title_applies_the_defaults(team):
 
 def test_create_with_every_field(team):
     body = {"title": "Ship it", "description": "all of it", "status": "in_progress",
-            "priority": "urgent", "assignee_id": team.viewer.id,
+            "priority": "urgent", "assignee_id": team.owner.id,
             "due_date": "2030-06-01T09:15:00+02:00"}
     r = team.member.api.post(f"/v1/projects/{team.pid}/tasks", json=body)
     assert r.status_code == 201, r.text
@@ -442,7 +442,7 @@ def test_patch_changes_only_the_fields_given(team):
         ({"status": "in_progress", "priority": "high"},
          {"status": "in_progress", "priority": "high"}),
         ({"due_date": "2031-02-03T04:05:06.007+01:00"}, {"due_date": "2031-02-03T03:05:06.007Z"}),
-        ({"assignee_id": team.viewer.id}, {"assignee_id": team.viewer.id}),
+        ({"assignee_id": team.owner.id}, {"assignee_id": team.owner.id}),
         ({"description": None}, {"description": ""}),
         ({"assignee_id": None, "due_date": None}, {"assignee_id": None, "due_date": None}),
         ({"description": "back", "status": "done"}, {"description": "back", "status": "done"}),
@@ -748,12 +748,12 @@ def test_every_change_writes_one_event_with_its_changes(team):
     patches = [
         (team.owner, {"title": "renamed", "priority": "urgent"},
          {"title": ["evented", "renamed"], "priority": ["low", "urgent"]}),
-        (team.member, {"due_date": "2030-05-05T05:05:05+05:00", "assignee_id": team.viewer.id},
-         {"due_date": [None, "2030-05-05T00:05:05.000Z"], "assignee_id": [None, team.viewer.id]}),
+        (team.member, {"due_date": "2030-05-05T05:05:05+05:00", "assignee_id": team.owner.id},
+         {"due_date": [None, "2030-05-05T00:05:05.000Z"], "assignee_id": [None, team.owner.id]}),
         (team.owner, {"description": None, "status": "done", "title": "renamed"},
          {"description": ["d", ""], "status": ["todo", "done"]}),
         (team.member, {"due_date": None, "assignee_id": None},
-         {"due_date": ["2030-05-05T00:05:05.000Z", None], "assignee_id": [team.viewer.id, None]}),
+         {"due_date": ["2030-05-05T00:05:05.000Z", None], "assignee_id": [team.owner.id, None]}),
     ]
     for user, body, changes in patches:
         r = user.api.patch(f"/v1/tasks/{t['id']}", json=body)
