@@ -22,7 +22,7 @@ import uuid
 import pytest
 
 from harness import assert_problem
-from taskkit import db_exec, failing_event_insert, idempotency_rows
+from taskkit import IDEMPOTENCY_SQL, db_exec, failing_event_insert
 
 PASSWORD = "correct horse battery staple"
 JSON = {"Content-Type": "application/json"}
@@ -81,21 +81,21 @@ def users(srv):
 
 def snapshot(store):
     """Every row a project request could change, read directly from the database."""
-    return {
-        "projects": store.query(
+    return store.query_many({  # one round trip (see StoreTarget.query_many)
+        "projects":
             "SELECT id, name, description, owner_id, event_seq, created_at, updated_at, "
-            "version FROM projects ORDER BY id"),
-        "memberships": store.query(
+            "version FROM projects ORDER BY id",
+        "memberships":
             "SELECT project_id, user_id, role, joined_at FROM memberships "
-            "ORDER BY project_id, user_id"),
-        "tasks": store.query(
+            "ORDER BY project_id, user_id",
+        "tasks":
             "SELECT id, project_id, title, description, status, priority_rank, assignee_id, "
-            "due_date, created_by, created_at, updated_at, version FROM tasks ORDER BY id"),
-        "events": store.query(
+            "due_date, created_by, created_at, updated_at, version FROM tasks ORDER BY id",
+        "events":
             "SELECT project_id, seq, type, actor_id, created_at, data FROM events "
-            "ORDER BY project_id, seq"),
-        "idempotency_keys": idempotency_rows(store),
-    }
+            "ORDER BY project_id, seq",
+        "idempotency_keys": IDEMPOTENCY_SQL,
+    })
 
 
 def member_rows(store, project_id):
