@@ -7,6 +7,7 @@
 #include "http/reply.h"
 #include "http/request.h"
 #include "services/paging.h"
+#include "services/precondition.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,14 +20,16 @@ const char *param_uuid(struct request *req, const char *name)
 	return v && uuid_normalize(v, out) ? out : NULL;
 }
 
-/* Parse one entity tag: "12" or W/"12". */
-static bool parse_tag(const char *s, size_t len, int64_t *out)
+/* Parse one entity tag "12" or W/"12" whose opaque part is a version of ours ("1", "2", ...). */
+static bool parse_tag(const char *s, size_t len, bool *weak, int64_t *out)
 {
-	if (len >= 2 && s[0] == 'W' && s[1] == '/') {
+	*weak = len >= 2 && s[0] == 'W' && s[1] == '/';
+	if (*weak) {
 		s += 2;
 		len -= 2;
 	}
-	if (len < 3 || s[0] != '"' || s[len - 1] != '"')
+	/* Tags compare octet by octet, so only the form we send can match: no leading zero. */
+	if (len < 3 || s[0] != '"' || s[len - 1] != '"' || s[1] == '0')
 		return false;
 	int64_t v = 0;
 	for (size_t i = 1; i + 1 < len; i++) {
@@ -35,7 +38,7 @@ static bool parse_tag(const char *s, size_t len, int64_t *out)
 		v = v * 10 + (s[i] - '0');
 	}
 	*out = v;
-	return len > 2;
+	return v > 0;
 }
 
 static const char *trim(const char *s, size_t *len)
@@ -49,40 +52,80 @@ static const char *trim(const char *s, size_t *len)
 	return s;
 }
 
-int if_match_version(struct request *req, int64_t *out)
+/* Call `each` on every non-empty element of the comma-separated list `h`, trimmed. */
+static void each_element(const char *h, void (*each)(const char *s, size_t len, void *cls),
+			 void *cls)
+{
+	for (const char *p = h;;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		const char *s = trim(p, &len);
+		if (len) /* RFC 9110 §5.6.1: empty list elements do not count */
+			each(s, len, cls);
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+}
+
+static void add_if_match_tag(const char *s, size_t len, void *cls)
+{
+	struct precondition *pre = cls;
+	bool weak;
+	int64_t v;
+	if (!parse_tag(s, len, &weak, &v))
+		pre->malformed = true; /* "*" inside a list, too: the grammar allows it alone */
+	else if (weak)
+		pre->weak = true; /* strong comparison (RFC 9110 §13.1.1): never a match */
+	else if (pre->nversions < PRECONDITION_MAX_VERSIONS)
+		pre->versions[pre->nversions++] = v;
+}
+
+void if_match(struct request *req, struct precondition *out)
 {
 	const char *h = request_header(req, "If-Match");
-	*out = 0;
+	*out = (struct precondition){.any = !h};
 	if (!h)
-		return 0;
+		return;
 	size_t len = strlen(h);
 	const char *s = trim(h, &len);
-	if (len == 1 && *s == '*')
-		return 0;
-	if (strchr(s, ',') || !parse_tag(s, len, out) || *out <= 0)
-		return error_set(&req->err, ERR_PRECONDITION_FAILED,
-				 "If-Match must be the resource's ETag, e.g. \"3\"");
-	return 0;
+	if (len == 1 && *s == '*') {
+		out->any = true;
+		return;
+	}
+	each_element(h, add_if_match_tag, out);
+	if (!out->nversions && !out->weak)
+		out->malformed = true; /* an empty header names nothing either */
+}
+
+int if_match_refused(struct request *req, int rc, const struct precondition *pre)
+{
+	if (rc == -ERR_PRECONDITION_FAILED && pre->current > 0)
+		set_etag(req, pre->current);
+	return rc;
+}
+
+struct none_match {
+	int64_t version;
+	bool found;
+};
+
+static void find_none_match_tag(const char *s, size_t len, void *cls)
+{
+	struct none_match *m = cls;
+	bool weak;
+	int64_t v;
+	if ((len == 1 && *s == '*') || (parse_tag(s, len, &weak, &v) && v == m->version))
+		m->found = true;
 }
 
 bool if_none_match(struct request *req, int64_t version)
 {
 	const char *h = request_header(req, "If-None-Match");
-	if (!h)
-		return false;
-	const char *p = h;
-	while (*p) {
-		const char *comma = strchr(p, ',');
-		size_t len = comma ? (size_t)(comma - p) : strlen(p);
-		const char *s = trim(p, &len);
-		int64_t v;
-		if ((len == 1 && *s == '*') || (parse_tag(s, len, &v) && v == version))
-			return true;
-		if (!comma)
-			break;
-		p = comma + 1;
-	}
-	return false;
+	struct none_match m = {.version = version};
+	if (h)
+		each_element(h, find_none_match_tag, &m);
+	return m.found;
 }
 
 void set_etag(struct request *req, int64_t version)

@@ -11,17 +11,25 @@
 
 struct request;
 struct page;
+struct precondition;
 
 /* The path parameter `name` as a lower-case UUID, or NULL when it is not one (answer 404). */
 const char *param_uuid(struct request *req, const char *name);
 
 /*
- * The version demanded by If-Match: 0 when absent or "*"; -ERR_PRECONDITION_FAILED when the
- * header names no version we could ever have.
+ * The If-Match condition of the request (see services/precondition.h): any version when the
+ * header is absent or "*", else the versions its strong tags name. Never fails: a header
+ * that cannot match (weak tags, tags that are not "<version>") makes the write answer 412
+ * once the resource is found, like a stale version.
  */
-int if_match_version(struct request *req, int64_t *out);
+void if_match(struct request *req, struct precondition *out);
 
-/* True when If-None-Match names this version (or "*"): answer 304. */
+/* A write's result `rc`: on 412 the answer carries the ETag of the version the service found
+ * (RFC 9110 lets a client re-read or retry with it). Returns rc. */
+int if_match_refused(struct request *req, int rc, const struct precondition *pre);
+
+/* True when If-None-Match names this version, weakly compared (RFC 9110 §13.1.2), or is "*":
+ * answer 304. */
 bool if_none_match(struct request *req, int64_t version);
 
 /* Set ETag: "<version>". */

@@ -4,6 +4,7 @@
 #include "http/reply.h"
 #include "http/request.h"
 #include "http/server.h"
+#include "services/precondition.h"
 #include "services/projects.h"
 
 static int reply_project(struct request *req, int status, const struct project *p)
@@ -52,34 +53,33 @@ int handle_projects_get(struct request *req)
 	return reply_project(req, 200, &p);
 }
 
-/* PATCH /v1/projects/{id} {name?, description?} -> 200 | 403 | 404 | 412 | 422 */
+/* PATCH /v1/projects/{id} {name?, description?} -> 200 | 403 | 404 | 412 (current ETag) | 422 */
 int handle_projects_patch(struct request *req)
 {
 	struct project p;
 	const char *id = param_uuid(req, "id");
 	json_t *body;
-	int64_t version;
+	struct precondition pre;
 	int rc;
 	if (!id)
 		return error_set(&req->err, ERR_NOT_FOUND, "no such project");
-	if ((rc = request_json(req, &body)) < 0 || (rc = if_match_version(req, &version)) < 0 ||
-	    (rc = project_update(req->app->store, &req->arena, req->user, id, body, version, &p,
-				 &req->err)) < 0)
+	if ((rc = request_json(req, &body)) < 0)
 		return rc;
-	return reply_project(req, 200, &p);
+	if_match(req, &pre);
+	rc = project_update(req->app->store, &req->arena, req->user, id, body, &pre, &p, &req->err);
+	return rc < 0 ? if_match_refused(req, rc, &pre) : reply_project(req, 200, &p);
 }
 
-/* DELETE /v1/projects/{id} -> 204 (tasks, members, events go too) | 403 | 404 | 412 */
+/* DELETE /v1/projects/{id} -> 204 (tasks, members, events go too) | 403 | 404 | 412 (current ETag)
+ */
 int handle_projects_delete(struct request *req)
 {
 	const char *id = param_uuid(req, "id");
-	int64_t version;
+	struct precondition pre;
 	int rc;
 	if (!id)
 		return error_set(&req->err, ERR_NOT_FOUND, "no such project");
-	if ((rc = if_match_version(req, &version)) < 0 ||
-	    (rc = project_delete(req->app->store, &req->arena, req->user, id, version, &req->err)) <
-		0)
-		return rc;
-	return reply_empty(req, 204);
+	if_match(req, &pre);
+	rc = project_delete(req->app->store, &req->arena, req->user, id, &pre, &req->err);
+	return rc < 0 ? if_match_refused(req, rc, &pre) : reply_empty(req, 204);
 }

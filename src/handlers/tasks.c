@@ -5,6 +5,7 @@
 #include "http/reply.h"
 #include "http/request.h"
 #include "http/server.h"
+#include "services/precondition.h"
 #include "services/tasks.h"
 
 static int reply_task(struct request *req, int status, const struct task *t)
@@ -89,33 +90,32 @@ int handle_tasks_get(struct request *req)
 	return reply_task(req, 200, &t);
 }
 
-/* PATCH /v1/tasks/{id} {any writable field} -> 200 | 403 | 404 | 412 | 422 */
+/* PATCH /v1/tasks/{id} {any writable field} -> 200 | 403 | 404 | 412 (current ETag) | 422 */
 int handle_tasks_patch(struct request *req)
 {
 	struct task t;
 	const char *id = param_uuid(req, "id");
 	json_t *body;
-	int64_t version;
+	struct precondition pre;
 	int rc;
 	if (!id)
 		return error_set(&req->err, ERR_NOT_FOUND, "no such task");
-	if ((rc = request_json(req, &body)) < 0 || (rc = if_match_version(req, &version)) < 0 ||
-	    (rc = task_update(req->app->store, &req->arena, req->user, id, body, version, &t,
-			      &req->err)) < 0)
+	if ((rc = request_json(req, &body)) < 0)
 		return rc;
-	return reply_task(req, 200, &t);
+	if_match(req, &pre);
+	rc = task_update(req->app->store, &req->arena, req->user, id, body, &pre, &t, &req->err);
+	return rc < 0 ? if_match_refused(req, rc, &pre) : reply_task(req, 200, &t);
 }
 
-/* DELETE /v1/tasks/{id} -> 204 | 403 | 404 | 412 */
+/* DELETE /v1/tasks/{id} -> 204 | 403 | 404 | 412 (current ETag) */
 int handle_tasks_delete(struct request *req)
 {
 	const char *id = param_uuid(req, "id");
-	int64_t version;
+	struct precondition pre;
 	int rc;
 	if (!id)
 		return error_set(&req->err, ERR_NOT_FOUND, "no such task");
-	if ((rc = if_match_version(req, &version)) < 0 ||
-	    (rc = task_delete(req->app->store, &req->arena, req->user, id, version, &req->err)) < 0)
-		return rc;
-	return reply_empty(req, 204);
+	if_match(req, &pre);
+	rc = task_delete(req->app->store, &req->arena, req->user, id, &pre, &req->err);
+	return rc < 0 ? if_match_refused(req, rc, &pre) : reply_empty(req, 204);
 }

@@ -53,7 +53,11 @@ struct server {
 	pthread_t acceptor;
 	struct conns *conns;
 	pthread_t sweeper;
-	atomic_bool stop_sweeper;
+	/* The sweeper sleeps on sweeper_wake between rounds, so that stopping it is immediate
+	 * (a plain sleep made every shutdown wait for the rest of its 200 ms round). */
+	pthread_mutex_t sweeper_lock;
+	pthread_cond_t sweeper_wake;
+	bool stop_sweeper; /* under sweeper_lock */
 };
 
 /*
@@ -577,12 +581,51 @@ static void *acceptor_main(void *arg)
 static void *sweeper_main(void *arg)
 {
 	struct server *s = arg;
-	while (!atomic_load(&s->stop_sweeper)) {
-		struct timespec ts = {0, 200 * 1000000};
-		nanosleep(&ts, NULL);
+	pthread_mutex_lock(&s->sweeper_lock);
+	while (!s->stop_sweeper) {
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += 200 * 1000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&s->sweeper_wake, &s->sweeper_lock, &until);
+		if (s->stop_sweeper)
+			break;
+		pthread_mutex_unlock(&s->sweeper_lock);
 		conns_sweep(s->conns, time_mono_us());
+		pthread_mutex_lock(&s->sweeper_lock);
 	}
+	pthread_mutex_unlock(&s->sweeper_lock);
 	return NULL;
+}
+
+/* Start the sweeper thread; its clock is CLOCK_MONOTONIC like the deadlines it checks. */
+static int sweeper_start(struct server *s)
+{
+	pthread_condattr_t attr;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->sweeper_wake, &attr);
+	pthread_condattr_destroy(&attr);
+	pthread_mutex_init(&s->sweeper_lock, NULL);
+	if (pthread_create(&s->sweeper, NULL, sweeper_main, s) == 0)
+		return 0;
+	pthread_cond_destroy(&s->sweeper_wake);
+	pthread_mutex_destroy(&s->sweeper_lock);
+	return -1;
+}
+
+static void sweeper_stop(struct server *s)
+{
+	pthread_mutex_lock(&s->sweeper_lock);
+	s->stop_sweeper = true;
+	pthread_cond_signal(&s->sweeper_wake);
+	pthread_mutex_unlock(&s->sweeper_lock);
+	pthread_join(s->sweeper, NULL);
+	pthread_cond_destroy(&s->sweeper_wake);
+	pthread_mutex_destroy(&s->sweeper_lock);
 }
 
 static int listen_on(const struct config *cfg, unsigned *port)
@@ -663,7 +706,7 @@ int server_start(struct app *app, struct server **out)
 		free(s);
 		return -1;
 	}
-	if (pthread_create(&s->sweeper, NULL, sweeper_main, s) != 0) {
+	if (sweeper_start(s) != 0) {
 		log_error("cannot start the request deadline thread");
 		MHD_stop_daemon(s->daemon);
 		close(s->listen_fd);
@@ -673,8 +716,7 @@ int server_start(struct app *app, struct server **out)
 	}
 	if (pthread_create(&s->acceptor, NULL, acceptor_main, s) != 0) {
 		log_error("cannot start the acceptor thread");
-		atomic_store(&s->stop_sweeper, true);
-		pthread_join(s->sweeper, NULL);
+		sweeper_stop(s);
 		MHD_stop_daemon(s->daemon);
 		close(s->listen_fd);
 		conns_free(s->conns);
@@ -726,8 +768,7 @@ void server_stop(struct server *s)
 	if (left > 0)
 		log_warn("shutdown timeout: %d request(s) still in flight", left);
 	/* The sweeper may shut down sockets only while libmicrohttpd owns them. */
-	atomic_store(&s->stop_sweeper, true);
-	pthread_join(s->sweeper, NULL);
+	sweeper_stop(s);
 	MHD_stop_daemon(s->daemon);
 	conns_free(s->conns);
 	free(s);

@@ -201,6 +201,11 @@ int member_update(struct store *st, struct arena *a, const struct user *me, cons
 		goto out;
 	}
 	out->role = role;
+	/* A viewer cannot change tasks, so cannot keep any: unassigned as on removal, in the same
+	 * transaction, each change with its event, before the member.updated event. */
+	if (!strcmp(role, "viewer") &&
+	    (rc = task_unassign_member(c, a, project_id, user_id, me->id, err)) < 0)
+		goto out;
 	if ((rc = store_member_set_role(c, project_id, user_id, role, err)) < 0)
 		goto out;
 	rc = events_append(c, a, project_id, "member.updated", me->id,

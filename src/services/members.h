@@ -1,7 +1,8 @@
 /*
  * members.h — project membership: the rules of API.md "Projects and membership" for members
- * and roles (owner / member / viewer; exactly one owner; removal unassigns the member's
- * tasks). Every change writes its event in the same transaction. No HTTP, no SQL.
+ * and roles (owner / member / viewer; exactly one owner; removal, and demotion to viewer,
+ * unassign the member's tasks). Every change writes its event in the same transaction. No
+ * HTTP, no SQL.
  */
 #ifndef TANDEM_SERVICES_MEMBERS_H
 #define TANDEM_SERVICES_MEMBERS_H

@@ -7,6 +7,7 @@
 #include "services/access.h"
 #include "services/events.h"
 #include "services/members.h"
+#include "services/precondition.h"
 #include "services/tx.h"
 #include "services/validate.h"
 #include "store/store.h"
@@ -122,7 +123,7 @@ int project_list(struct store *st, struct arena *a, const struct user *me, const
 }
 
 int project_update(struct store *st, struct arena *a, const struct user *me, const char *id,
-		   json_t *body, int64_t expected_version, struct project *out, struct error *err)
+		   json_t *body, struct precondition *pre, struct project *out, struct error *err)
 {
 	struct field_spec specs[NPROJECT_FIELDS];
 	bool updated;
@@ -139,9 +140,8 @@ int project_update(struct store *st, struct arena *a, const struct user *me, con
 		return rc;
 	if ((rc = store_project_get_for(c, a, id, me->id, out, err)) < 0)
 		goto out;
-	if (expected_version && out->version != expected_version) {
-		rc = error_set(err, ERR_PRECONDITION_FAILED,
-			       "the project has changed (version %lld)", (long long)out->version);
+	if (!precondition_met(pre, out->version)) {
+		rc = precondition_fail(pre, "project", out->version, err);
 		goto out;
 	}
 	const char *name = body_string(body, "name"), *description = out->description;
@@ -156,8 +156,13 @@ int project_update(struct store *st, struct arena *a, const struct user *me, con
 	out->updated_at = time_now_ms();
 	if ((rc = store_project_update(c, out, out->version, &updated, err)) < 0)
 		goto out;
-	if (!updated) {
-		rc = error_set(err, ERR_PRECONDITION_FAILED, "the project has changed");
+	if (!updated) { /* not expected under the project's lock: a clean 412 if it happens */
+		struct project now;
+		struct error ignored = {0};
+		int64_t current =
+		    store_project_get_for(c, a, id, me->id, &now, &ignored) < 0 ? 0 : now.version;
+		error_release(&ignored);
+		rc = precondition_fail(pre, "project", current, err);
 		goto out;
 	}
 	out->version++;
@@ -170,7 +175,7 @@ out:
 }
 
 int project_delete(struct store *st, struct arena *a, const struct user *me, const char *id,
-		   int64_t expected_version, struct error *err)
+		   struct precondition *pre, struct error *err)
 {
 	struct project p;
 	int rc;
@@ -181,8 +186,8 @@ int project_delete(struct store *st, struct arena *a, const struct user *me, con
 		return rc;
 	if ((rc = store_project_get_for(c, a, id, me->id, &p, err)) < 0)
 		goto out;
-	if (expected_version && p.version != expected_version) {
-		rc = error_set(err, ERR_PRECONDITION_FAILED, "the project has changed");
+	if (!precondition_met(pre, p.version)) {
+		rc = precondition_fail(pre, "project", p.version, err);
 		goto out;
 	}
 	/* Tasks, memberships and events go with it (ON DELETE CASCADE). */

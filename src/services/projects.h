@@ -14,6 +14,7 @@
 
 struct arena;
 struct error;
+struct precondition;
 struct store;
 struct user;
 
@@ -24,14 +25,15 @@ int project_get(struct store *st, struct arena *a, const struct user *me, const 
 int project_list(struct store *st, struct arena *a, const struct user *me, const char *q,
 		 const char *limit, const char *cursor, struct page *out, struct error *err);
 /*
- * Merge-patch {name?, description?}. expected_version 0: unconditional; otherwise
- * -ERR_PRECONDITION_FAILED when stale. A patch that changes nothing writes nothing: no new
+ * Merge-patch {name?, description?}. pre NULL or any version: unconditional; otherwise
+ * -ERR_PRECONDITION_FAILED unless the project's version is one `pre` names (pre->current then
+ * holds the version found, for the ETag). A patch that changes nothing writes nothing: no new
  * version, no event (as for tasks).
  */
 int project_update(struct store *st, struct arena *a, const struct user *me, const char *id,
-		   json_t *body, int64_t expected_version, struct project *out, struct error *err);
+		   json_t *body, struct precondition *pre, struct project *out, struct error *err);
 int project_delete(struct store *st, struct arena *a, const struct user *me, const char *id,
-		   int64_t expected_version, struct error *err);
+		   struct precondition *pre, struct error *err);
 
 /* The API's project object. New reference. */
 json_t *project_json(const struct project *p);

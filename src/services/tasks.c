@@ -8,6 +8,7 @@
 #include "services/access.h"
 #include "services/events.h"
 #include "services/paging.h"
+#include "services/precondition.h"
 #include "services/tx.h"
 #include "services/validate.h"
 #include "store/projects.h"
@@ -155,6 +156,11 @@ static void apply_patch(struct arena *a, struct task *t, json_t *body)
 	}
 }
 
+/*
+ * An assignee must be able to change the task: a member or the owner of its project. A viewer
+ * (read-only) or a stranger is refused with the same message; demoting a member to viewer
+ * unassigns them (member_update), so no task keeps an assignee who cannot act on it.
+ */
 static int check_assignee(struct db_conn *c, struct arena *a, const struct task *t,
 			  struct error *err)
 {
@@ -164,9 +170,10 @@ static int check_assignee(struct db_conn *c, struct arena *a, const struct task 
 	int rc = store_member_role(c, a, t->project_id, t->assignee_id, &role, err);
 	if (rc < 0)
 		return rc;
-	if (!role) {
-		error_field(err, "assignee_id", "not_a_member",
-			    "must be a member of the task's project");
+	if (!role || !strcmp(role, "viewer")) {
+		error_field(err, "assignee_id", role ? "viewer_cannot_be_assigned" : "not_a_member",
+			    "must be a member or the owner of the task's project (a viewer "
+			    "cannot change tasks)");
 		return -ERR_VALIDATION_FAILED;
 	}
 	return 0;
@@ -237,6 +244,17 @@ static int load_for_write(struct db_conn *c, struct arena *a, const struct user 
 	return load(c, a, me, id, ACCESS_WRITE_TASKS, out, err);
 }
 
+/* The task's version as it is now, for the ETag of a 412 after a lost race; 0 if gone. */
+static int64_t current_version(struct db_conn *c, struct arena *a, const struct user *me,
+			       const char *id)
+{
+	struct task now;
+	struct error ignored = {0};
+	int rc = load(c, a, me, id, ACCESS_READ, &now, &ignored);
+	error_release(&ignored);
+	return rc < 0 ? 0 : now.version;
+}
+
 int task_get(struct store *st, struct arena *a, const struct user *me, const char *id,
 	     struct task *out, struct error *err)
 {
@@ -267,7 +285,7 @@ static json_t *changes(const struct task *o, const struct task *n)
  * between our read and our write (rolled back; the caller re-reads and re-applies).
  */
 static int update_once(struct db_conn *c, struct arena *a, const struct user *me, const char *id,
-		       json_t *body, int64_t expected_version, struct task *out, bool *lost_race,
+		       json_t *body, struct precondition *pre, struct task *out, bool *lost_race,
 		       struct error *err)
 {
 	struct task old;
@@ -278,9 +296,8 @@ static int update_once(struct db_conn *c, struct arena *a, const struct user *me
 		return rc;
 	if ((rc = load_for_write(c, a, me, id, &old, err)) < 0)
 		goto out;
-	if (expected_version && old.version != expected_version) {
-		rc = error_set(err, ERR_PRECONDITION_FAILED, "the task has changed (version %lld)",
-			       (long long)old.version);
+	if (!precondition_met(pre, old.version)) {
+		rc = precondition_fail(pre, "task", old.version, err);
 		goto out;
 	}
 	*out = old;
@@ -288,14 +305,16 @@ static int update_once(struct db_conn *c, struct arena *a, const struct user *me
 	json_t *ch = arena_json(a, changes(&old, out));
 	if (json_object_size(ch) == 0)
 		goto out; /* nothing changes: no new version, no event */
-	if ((rc = check_assignee(c, a, out, err)) < 0)
+	/* Only a new assignee is checked: a PATCH of the title keeps whoever was assigned. */
+	if (json_object_get(ch, "assignee_id") && (rc = check_assignee(c, a, out, err)) < 0)
 		goto out;
 	out->updated_at = time_now_ms();
 	if ((rc = store_task_update(c, out, old.version, &updated, err)) < 0)
 		goto out;
 	if (!updated) {
 		*lost_race = true;
-		rc = error_set(err, ERR_PRECONDITION_FAILED, "the task has changed");
+		rc = precondition_fail(
+		    pre, "task", precondition_strict(pre) ? current_version(c, a, me, id) : 0, err);
 		goto out;
 	}
 	out->version = old.version + 1;
@@ -307,7 +326,7 @@ out:
 }
 
 int task_update(struct store *st, struct arena *a, const struct user *me, const char *id,
-		json_t *body, int64_t expected_version, struct task *out, struct error *err)
+		json_t *body, struct precondition *pre, struct task *out, struct error *err)
 {
 	struct field_spec specs[NTASK_FIELDS];
 	int rc;
@@ -321,9 +340,9 @@ int task_update(struct store *st, struct arena *a, const struct user *me, const 
 		return -ERR_UNAVAILABLE;
 	for (int attempt = 0; attempt < TASK_UPDATE_RETRIES; attempt++) {
 		bool lost_race = false;
-		rc = update_once(c, a, me, id, body, expected_version, out, &lost_race, err);
+		rc = update_once(c, a, me, id, body, pre, out, &lost_race, err);
 		/* Without If-Match a lost race is no failure: re-read and re-apply our fields. */
-		if (!lost_race || expected_version)
+		if (!lost_race || precondition_strict(pre))
 			return rc;
 		error_release(err);
 	}
@@ -332,7 +351,7 @@ int task_update(struct store *st, struct arena *a, const struct user *me, const 
 
 /* One attempt at a delete, in its own transaction; *lost_race as for update_once(). */
 static int delete_once(struct db_conn *c, struct arena *a, const struct user *me, const char *id,
-		       int64_t expected_version, bool *lost_race, struct error *err)
+		       struct precondition *pre, bool *lost_race, struct error *err)
 {
 	struct task t;
 	bool deleted;
@@ -342,8 +361,8 @@ static int delete_once(struct db_conn *c, struct arena *a, const struct user *me
 		return rc;
 	if ((rc = load_for_write(c, a, me, id, &t, err)) < 0)
 		goto out;
-	if (expected_version && t.version != expected_version) {
-		rc = error_set(err, ERR_PRECONDITION_FAILED, "the task has changed");
+	if (!precondition_met(pre, t.version)) {
+		rc = precondition_fail(pre, "task", t.version, err);
 		goto out;
 	}
 	if ((rc = store_task_delete(c, id, t.version, &deleted, err)) < 0)
@@ -352,7 +371,8 @@ static int delete_once(struct db_conn *c, struct arena *a, const struct user *me
 		/* A writer committed in between: re-read, so that the event holds the version
 		 * really deleted. */
 		*lost_race = true;
-		rc = error_set(err, ERR_PRECONDITION_FAILED, "the task has changed");
+		rc = precondition_fail(
+		    pre, "task", precondition_strict(pre) ? current_version(c, a, me, id) : 0, err);
 		goto out;
 	}
 	rc = events_append(c, a, t.project_id, "task.deleted", me->id, arena_json(a, task_json(&t)),
@@ -362,7 +382,7 @@ out:
 }
 
 int task_delete(struct store *st, struct arena *a, const struct user *me, const char *id,
-		int64_t expected_version, struct error *err)
+		struct precondition *pre, struct error *err)
 {
 	int rc;
 	struct db_conn *c = store_conn(st, err);
@@ -370,8 +390,8 @@ int task_delete(struct store *st, struct arena *a, const struct user *me, const 
 		return -ERR_UNAVAILABLE;
 	for (int attempt = 0; attempt < TASK_UPDATE_RETRIES; attempt++) {
 		bool lost_race = false;
-		rc = delete_once(c, a, me, id, expected_version, &lost_race, err);
-		if (!lost_race || expected_version)
+		rc = delete_once(c, a, me, id, pre, &lost_race, err);
+		if (!lost_race || precondition_strict(pre))
 			return rc;
 		error_release(err);
 	}

@@ -16,6 +16,7 @@ struct arena;
 struct db_conn;
 struct error;
 struct jsonw;
+struct precondition;
 struct store;
 struct user;
 
@@ -30,11 +31,14 @@ int task_create(struct store *st, struct arena *a, const struct user *me, const 
 		json_t *body, struct task *out, struct error *err);
 int task_get(struct store *st, struct arena *a, const struct user *me, const char *id,
 	     struct task *out, struct error *err);
-/* expected_version 0: last write wins per field; otherwise 412 when stale. */
+/*
+ * pre NULL or any version: last write wins per field; otherwise 412 unless the task's version
+ * is one `pre` names (pre->current then holds the version found, for the ETag).
+ */
 int task_update(struct store *st, struct arena *a, const struct user *me, const char *id,
-		json_t *body, int64_t expected_version, struct task *out, struct error *err);
+		json_t *body, struct precondition *pre, struct task *out, struct error *err);
 int task_delete(struct store *st, struct arena *a, const struct user *me, const char *id,
-		int64_t expected_version, struct error *err);
+		struct precondition *pre, struct error *err);
 /* A page of tasks, serialised: `data` is the JSON array of task objects (`len` bytes,
  * NUL-terminated, owned by the arena given to task_list); next_cursor NULL on the last page. */
 struct task_page {
@@ -47,7 +51,8 @@ struct task_page {
 int task_list(struct store *st, struct arena *a, const struct user *me, const struct task_query *q,
 	      bool in_project, struct task_page *out, struct error *err);
 
-/* Unassign user_id's tasks in project_id (member removal), with a task.updated each. */
+/* Unassign user_id's tasks in project_id (member removed or demoted to viewer), with a
+ * task.updated each, in the caller's transaction. */
 int task_unassign_member(struct db_conn *c, struct arena *a, const char *project_id,
 			 const char *user_id, const char *actor_id, struct error *err);
 

@@ -164,6 +164,26 @@ class StoreTarget:
         finally:
             con.close()
 
+    def query_many(self, queries):
+        """{name: rows} for {name: sql}: what query() gives for each, read in one go -- one
+        psql run (one statement, so one snapshot) on PostgreSQL instead of one per query,
+        which is what a test's before/after comparison of several tables costs."""
+        if self.backend == "postgres":
+            for name in queries:
+                assert name.isidentifier(), name
+            parts = ", ".join(f"'{name}', (SELECT coalesce(json_agg(t), '[]'::json) "
+                              f"FROM ({sql}) t)" for name, sql in queries.items())
+            return json.loads(self.cluster.psql(f"SELECT json_build_object({parts})",
+                                                dbname=self.dbname))
+        con = sqlite3.connect(f"file:{self.sqlite_path}?mode=ro", uri=True, timeout=30)
+        try:
+            con.row_factory = sqlite3.Row
+            con.execute("BEGIN")  # one read transaction: one snapshot, as on PostgreSQL
+            return {name: [dict(r) for r in con.execute(sql).fetchall()]
+                    for name, sql in queries.items()}
+        finally:
+            con.close()
+
 
 class Api:
     """A small HTTP client for one server: a requests.Session with the base URL and an

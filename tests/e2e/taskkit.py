@@ -230,10 +230,16 @@ def add_history(team, n, pad=1000):
     return hi
 
 
+TASKS_SQL = ("SELECT id, project_id, title, description, status, priority_rank, assignee_id, "
+             "due_date, created_by, created_at, updated_at, version FROM tasks ORDER BY id")
+EVENTS_SQL = "SELECT project_id, seq, type, actor_id, data FROM events ORDER BY project_id, seq"
+IDEMPOTENCY_SQL = ("SELECT user_id, key, method, path, request_hash, status, response_headers, "
+                   "response_body, created_at, expires_at FROM idempotency_keys "
+                   "ORDER BY user_id, key")
+
+
 def task_rows(store):
-    return store.query("SELECT id, project_id, title, description, status, priority_rank, "
-                       "assignee_id, due_date, created_by, created_at, updated_at, version "
-                       "FROM tasks ORDER BY id")
+    return store.query(TASKS_SQL)
 
 
 def task_row(store, task_id):
@@ -242,22 +248,20 @@ def task_row(store, task_id):
 
 
 def event_rows(store):
-    return store.query("SELECT project_id, seq, type, actor_id, data FROM events "
-                       "ORDER BY project_id, seq")
+    return store.query(EVENTS_SQL)
 
 
 def idempotency_rows(store):
-    return store.query("SELECT user_id, key, method, path, request_hash, status, "
-                       "response_headers, response_body, created_at, expires_at "
-                       "FROM idempotency_keys ORDER BY user_id, key")
+    return store.query(IDEMPOTENCY_SQL)
 
 
 def snapshot(store):
     """Everything a task request could change: tasks, events, the projects' counters and
-    the stored Idempotency-Key answers."""
-    return {"tasks": task_rows(store), "events": event_rows(store),
-            "projects": store.query("SELECT id, event_seq, version FROM projects ORDER BY id"),
-            "idempotency_keys": idempotency_rows(store)}
+    the stored Idempotency-Key answers (read in one go: see StoreTarget.query_many)."""
+    return store.query_many({
+        "tasks": TASKS_SQL, "events": EVENTS_SQL,
+        "projects": "SELECT id, event_seq, version FROM projects ORDER BY id",
+        "idempotency_keys": IDEMPOTENCY_SQL})
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
@@ -89,6 +90,42 @@ def anonymous_allowed(op):
     (an optional token, as on the WebSocket upgrade)."""
     security = op.get("security", SPEC["security"])
     return security == [] or {} in security
+
+
+METHOD_NAMES = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def readme_routes():
+    """{(METHOD, pattern)} of the README's route table ("| area | routes |" under "The
+    API"). Its shorthand: `GET`/`PATCH /path` gives both methods the path; `/login` after
+    `POST /v1/auth/register` is `POST /v1/auth/login`; queries and notes are dropped."""
+    text = (REPO / "README.md").read_text()
+    table = text[text.index("| area | routes |"):]
+    table = table[:table.index("\n\n")]
+    routes = set()
+    for row in table.splitlines()[2:]:
+        pending, methods, last = [], [], None
+        for token in re.findall(r"`([^`]+)`", row.split("|")[2]):
+            token = token.split("?")[0].strip()
+            words = token.split()
+            if len(words) == 1 and words[0] in METHOD_NAMES:
+                pending.append(words[0])
+                continue
+            if len(words) == 2 and words[0] in METHOD_NAMES and words[1].startswith("/"):
+                methods, last, pending = pending + [words[0]], words[1], []
+            elif len(words) == 1 and token.startswith("/") and last and methods:
+                last = last.rsplit("/", 1)[0] + token  # a sibling of the previous path
+            else:
+                continue  # a message name or a header, not a route
+            routes.update((m, last) for m in methods)
+    return routes
+
+
+def test_readme_lists_every_route():
+    """The README's route table names exactly the routes of routes.c."""
+    listed = readme_routes()
+    assert set(ROUTES) - listed == set(), "routes the README does not list"
+    assert listed - set(ROUTES) == set(), "routes the README lists that routes.c lacks"
 
 
 # ---------------------------------------------------------------------------------------
@@ -347,6 +384,22 @@ def test_openapi_json_is_the_document_the_binary_was_built_from(docs_server):
     assert weak.status_code == 304
     stale = api.get("/openapi.json", headers={"If-None-Match": '"0123456789abcdef"'})
     assert stale.status_code == 200 and stale.json() == SPEC
+
+
+def test_served_document_points_at_the_server_that_serves_it(docs_server):
+    """`servers` is relative (OpenAPI 3.1 4.8.5: resolved against where the document was
+    fetched), so a client reading /openapi.json from any host or port calls that server,
+    not a hard-coded 127.0.0.1:8080; and no Host header decides it."""
+    api = docs_server.api()
+    doc_url = docs_server.base_url + "/openapi.json"
+    r = api.get("/openapi.json", headers={"Host": "attacker.example"})
+    assert r.status_code == 200
+    servers = r.json()["servers"]
+    assert servers and all(not urlsplit(s["url"]).netloc for s in servers), servers
+    base = urljoin(doc_url, servers[0]["url"])
+    assert base.rstrip("/") == docs_server.base_url, base
+    health = requests.get(urljoin(base, "healthz"), timeout=10)
+    assert health.status_code == 200, health.text
 
 
 def test_docs_page_is_self_contained(docs_server):

@@ -22,7 +22,7 @@ import uuid
 import pytest
 
 from harness import assert_problem
-from taskkit import db_exec, failing_event_insert, idempotency_rows
+from taskkit import IDEMPOTENCY_SQL, db_exec, failing_event_insert
 
 PASSWORD = "correct horse battery staple"
 JSON = {"Content-Type": "application/json"}
@@ -81,21 +81,21 @@ def users(srv):
 
 def snapshot(store):
     """Every row a project request could change, read directly from the database."""
-    return {
-        "projects": store.query(
+    return store.query_many({  # one round trip (see StoreTarget.query_many)
+        "projects":
             "SELECT id, name, description, owner_id, event_seq, created_at, updated_at, "
-            "version FROM projects ORDER BY id"),
-        "memberships": store.query(
+            "version FROM projects ORDER BY id",
+        "memberships":
             "SELECT project_id, user_id, role, joined_at FROM memberships "
-            "ORDER BY project_id, user_id"),
-        "tasks": store.query(
+            "ORDER BY project_id, user_id",
+        "tasks":
             "SELECT id, project_id, title, description, status, priority_rank, assignee_id, "
-            "due_date, created_by, created_at, updated_at, version FROM tasks ORDER BY id"),
-        "events": store.query(
+            "due_date, created_by, created_at, updated_at, version FROM tasks ORDER BY id",
+        "events":
             "SELECT project_id, seq, type, actor_id, created_at, data FROM events "
-            "ORDER BY project_id, seq"),
-        "idempotency_keys": idempotency_rows(store),
-    }
+            "ORDER BY project_id, seq",
+        "idempotency_keys": IDEMPOTENCY_SQL,
+    })
 
 
 def member_rows(store, project_id):
@@ -440,17 +440,21 @@ def test_patch_project_if_match(srv, users):
     r = alice.api.patch(url, json={"name": "v2"}, headers={"If-Match": '"1"'})
     assert r.status_code == 200 and r.json()["version"] == 2, r.text
     before = snapshot(srv.store)
-    # Stale (or nonsense) If-Match: 412 and nothing changes, no event.
-    for im in ('"1"', '"3"', 'W/"1"', "1", '"abc"', '"1", "2"'):
+    # Stale, weak (never matches If-Match: RFC 9110 13.1.1) or nonsense If-Match: 412 with
+    # the current ETag, and nothing changes, no event.
+    for im in ('"1"', '"3"', 'W/"1"', 'W/"2"', "1", '"abc"', '"1", "3"'):
         r = alice.api.patch(url, json={"name": "lost update"}, headers={"If-Match": im})
         assert_problem(r, 412, "precondition_failed")
+        assert r.headers["ETag"] == '"2"', (im, r.headers)
         assert snapshot(srv.store) == before, im
     assert alice.api.get(url).json()["name"] == "v2"
-    # The current ETag, or *, goes through.
+    # The current ETag, alone or in a list, or *, goes through.
     r = alice.api.patch(url, json={"name": "v3"}, headers={"If-Match": '"2"'})
     assert r.status_code == 200 and r.json()["version"] == 3
     r = alice.api.patch(url, json={"name": "v4"}, headers={"If-Match": "*"})
     assert r.status_code == 200 and r.json()["version"] == 4
+    r = alice.api.patch(url, json={"name": "v5"}, headers={"If-Match": '"1", "4"'})
+    assert r.status_code == 200 and r.json()["version"] == 5
 
 
 def test_delete_project_if_match_and_cascade(srv, users):
@@ -465,9 +469,10 @@ def test_delete_project_if_match_and_cascade(srv, users):
     url = f"/v1/projects/{p['id']}"
 
     before = snapshot(srv.store)
-    for im in ('"2"', '"0"', "junk"):
-        assert_problem(alice.api.delete(url, headers={"If-Match": im}), 412,
-                       "precondition_failed")
+    for im in ('"2"', '"0"', "junk", 'W/"1"'):
+        r = alice.api.delete(url, headers={"If-Match": im})
+        assert_problem(r, 412, "precondition_failed")
+        assert r.headers["ETag"] == '"1"', (im, r.headers)
         assert snapshot(srv.store) == before
     r = alice.api.delete(url, headers={"If-Match": '"1"'})
     assert r.status_code == 204 and r.content == b""
@@ -919,6 +924,49 @@ def test_removing_a_member_unassigns_their_tasks(srv, users):
     assert get_task(alice, t5["id"])["assignee_id"] == bob.id
 
 
+def test_demoting_a_member_to_viewer_unassigns_their_tasks(srv, users):
+    """A viewer cannot change tasks, so keeps none (issue 15): as on removal, one commit,
+    one task.updated per task, then the member.updated; only in that project; idempotent."""
+    alice, bob, carol = users("alice"), users("bob"), users("carol")
+    p = create_project(alice, "P")
+    other = create_project(alice, "Other")
+    for pid in (p["id"], other["id"]):
+        add_member(alice, pid, bob)
+        add_member(alice, pid, carol)
+    t1 = create_task(alice, p["id"], "t1", assignee_id=bob.id)
+    t2 = create_task(carol, p["id"], "t2", assignee_id=carol.id)
+    t3 = create_task(alice, other["id"], "t3", assignee_id=bob.id)
+    seq = project_row(srv.store, p["id"])["event_seq"]
+
+    url = f"/v1/projects/{p['id']}/members/{bob.id}"
+    r = alice.api.patch(url, json={"role": "viewer"})
+    assert r.status_code == 200 and r.json()["role"] == "viewer", r.text
+    now = get_task(alice, t1["id"])
+    assert now["assignee_id"] is None and now["version"] == t1["version"] + 1
+    assert now["title"] == t1["title"]
+    assert get_task(alice, t2["id"]) == t2
+    assert get_task(alice, t3["id"])["assignee_id"] == bob.id
+    evs = all_events(alice, p["id"], after=seq)
+    assert [(e["seq"], e["type"]) for e in evs] == [(seq + 1, "task.updated"),
+                                                    (seq + 2, "member.updated")]
+    assert evs[0]["data"]["id"] == t1["id"] and evs[0]["actor_id"] == alice.id
+    assert evs[0]["data"]["changes"] == {"assignee_id": [bob.id, None]}
+    assert evs[1]["data"]["user"]["id"] == bob.id and evs[1]["data"]["role"] == "viewer"
+
+    # Again: nothing changes, nothing is recorded. Nor can the viewer be given a task back.
+    before = snapshot(srv.store)
+    assert alice.api.patch(url, json={"role": "viewer"}).status_code == 200
+    r = alice.api.patch(f"/v1/tasks/{t1['id']}", json={"assignee_id": bob.id})
+    assert field_errors(assert_problem(r, 422, "validation_failed")) == \
+        {("assignee_id", "viewer_cannot_be_assigned")}
+    assert snapshot(srv.store) == before
+    # Made a member again, the tasks stay unassigned; the member may take one.
+    assert alice.api.patch(url, json={"role": "member"}).status_code == 200
+    assert get_task(alice, t1["id"])["assignee_id"] is None
+    r = alice.api.patch(f"/v1/tasks/{t1['id']}", json={"assignee_id": bob.id})
+    assert r.status_code == 200 and r.json()["assignee_id"] == bob.id
+
+
 def run_together(calls):
     """Run the calls from threads released at the same moment; their responses, in order."""
     barrier = threading.Barrier(len(calls))
@@ -1100,8 +1148,9 @@ def change_ops(alice, bob, carol, pid, tid):
                                                   json={"name": "Renamed"}), 1),
         "add_member": (lambda: alice.api.post(f"/v1/projects/{pid}/members",
                                               json={"user_id": carol.id, "role": "viewer"}), 1),
+        # Bob becomes a viewer: his task is unassigned, then the member.updated.
         "update_member": (lambda: alice.api.patch(f"/v1/projects/{pid}/members/{bob.id}",
-                                                  json={"role": "viewer"}), 1),
+                                                  json={"role": "viewer"}), 2),
         "transfer": (lambda: alice.api.patch(f"/v1/projects/{pid}/members/{bob.id}",
                                              json={"role": "owner"}), 2),
         "remove_member": (lambda: alice.api.delete(f"/v1/projects/{pid}/members/{bob.id}"), 2),
@@ -1111,7 +1160,8 @@ def change_ops(alice, bob, carol, pid, tid):
 
 @pytest.mark.parametrize("op, failing", [
     ("create_task", 1), ("patch_task", 1), ("delete_task", 1),
-    ("patch_project", 1), ("add_member", 1), ("update_member", 1),
+    ("patch_project", 1), ("add_member", 1),
+    ("update_member", 1), ("update_member", 2),  # the task.updated, or the member.updated
     ("transfer", 1), ("transfer", 2),  # either of its two member.updated events
     ("remove_member", 1), ("remove_member", 2),  # the task.updated, or the member.removed
     ("leave", 1), ("leave", 2),
@@ -1120,7 +1170,8 @@ def test_a_change_and_its_events_commit_together(srv, users, op, failing):
     alice, bob, carol = users("alice"), users("bob"), users("carol")
     p = create_project(alice)
     add_member(alice, p["id"], bob, "member")
-    t = create_task(alice, p["id"], assignee_id=bob.id)  # removing Bob unassigns it: 2 events
+    # Removing Bob, or making him a viewer, unassigns it: 2 events.
+    t = create_task(alice, p["id"], assignee_id=bob.id)
     request, nevents = change_ops(alice, bob, carol, p["id"], t["id"])[op]
     seq = project_row(srv.store, p["id"])["event_seq"]
     before = snapshot(srv.store)

@@ -153,17 +153,16 @@ class World:
 
     def db(self):
         """Every row a request could change (users included: nobody's account may change)."""
-        q = self.srv.store.query
-        return {
-            "users": q("SELECT id, username, is_active, is_admin, version FROM users ORDER BY id"),
-            "projects": q("SELECT id, name, description, owner_id, event_seq, updated_at, "
-                          "version FROM projects ORDER BY id"),
-            "memberships": q("SELECT project_id, user_id, role, joined_at FROM memberships "
-                             "ORDER BY project_id, user_id"),
-            "tasks": q("SELECT id, project_id, title, assignee_id, updated_at, version "
-                       "FROM tasks ORDER BY id"),
-            "events": q("SELECT project_id, seq, type FROM events ORDER BY project_id, seq"),
-        }
+        return self.srv.store.query_many({  # one round trip (see StoreTarget.query_many)
+            "users": "SELECT id, username, is_active, is_admin, version FROM users ORDER BY id",
+            "projects": "SELECT id, name, description, owner_id, event_seq, updated_at, "
+                        "version FROM projects ORDER BY id",
+            "memberships": "SELECT project_id, user_id, role, joined_at FROM memberships "
+                           "ORDER BY project_id, user_id",
+            "tasks": "SELECT id, project_id, title, assignee_id, updated_at, version "
+                     "FROM tasks ORDER BY id",
+            "events": "SELECT project_id, seq, type FROM events ORDER BY project_id, seq",
+        })
 
     def close(self):
         for u in self.users.values():
@@ -244,6 +243,7 @@ def check_effect(world, method, pattern, role, ids, resp, before):
         assert members[world.users["newbie"].id] == "member"
     elif (method, pattern) == ("PATCH", "/v1/projects/{id}/members/{user_id}"):
         assert members[target] == "viewer"
+        assert tasks[tid]["assignee_id"] is None  # a viewer keeps no task (as on removal)
     elif (method, pattern) == ("DELETE", "/v1/projects/{id}/members/{user_id}"):
         assert target not in members
         assert tasks[tid]["assignee_id"] is None  # unassigned in the same change

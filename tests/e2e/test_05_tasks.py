@@ -85,7 +85,7 @@ def test_create_with_only_a_title_applies_the_defaults(team):
 
 def test_create_with_every_field(team):
     body = {"title": "Ship it", "description": "all of it", "status": "in_progress",
-            "priority": "urgent", "assignee_id": team.viewer.id,
+            "priority": "urgent", "assignee_id": team.owner.id,
             "due_date": "2030-06-01T09:15:00+02:00"}
     r = team.member.api.post(f"/v1/projects/{team.pid}/tasks", json=body)
     assert r.status_code == 201, r.text
@@ -251,11 +251,27 @@ def test_unauthenticated_requests_are_401(team):
 # assignees
 
 
-def test_assignee_may_be_any_member_of_the_project(team):
-    for user in (team.owner, team.member, team.viewer):
+def test_assignee_may_be_a_member_or_the_owner(team):
+    for user in (team.owner, team.member):
         t = team.create(assignee_id=user.id)
         assert t["assignee_id"] == user.id
         assert_row_is(team.store, t)
+
+
+def test_viewer_cannot_be_assigned(team):
+    """A viewer could not change the task they were given (issue 15): 422, nothing stored."""
+    t = team.create(assignee_id=team.member.id)
+    before = snapshot(team.store)
+    r = team.owner.api.post(f"/v1/projects/{team.pid}/tasks",
+                            json={"title": "x", "assignee_id": team.viewer.id})
+    body = assert_problem(r, 422, "validation_failed")
+    assert field_errors(body) == [("assignee_id", "viewer_cannot_be_assigned")], body
+    assert "member or the owner" in body["errors"][0]["message"], body
+    r = team.member.api.patch(f"/v1/tasks/{t['id']}",
+                              json={"title": "y", "assignee_id": team.viewer.id})
+    body = assert_problem(r, 422, "validation_failed")
+    assert field_errors(body) == [("assignee_id", "viewer_cannot_be_assigned")], body
+    assert snapshot(team.store) == before
 
 
 def test_assignee_outside_the_project_is_422(team):
@@ -271,6 +287,8 @@ def test_assignee_outside_the_project_is_422(team):
         r = team.owner.api.patch(f"/v1/tasks/{t['id']}", json={"assignee_id": assignee})
         body = assert_problem(r, 422, "validation_failed")
         assert field_errors(body) == [("assignee_id", code)], body
+        if code == "not_a_member":  # the same words as for a viewer
+            assert "member or the owner" in body["errors"][0]["message"], body
         assert snapshot(team.store) == before, assignee
 
 
@@ -424,7 +442,7 @@ def test_patch_changes_only_the_fields_given(team):
         ({"status": "in_progress", "priority": "high"},
          {"status": "in_progress", "priority": "high"}),
         ({"due_date": "2031-02-03T04:05:06.007+01:00"}, {"due_date": "2031-02-03T03:05:06.007Z"}),
-        ({"assignee_id": team.viewer.id}, {"assignee_id": team.viewer.id}),
+        ({"assignee_id": team.owner.id}, {"assignee_id": team.owner.id}),
         ({"description": None}, {"description": ""}),
         ({"assignee_id": None, "due_date": None}, {"assignee_id": None, "due_date": None}),
         ({"description": "back", "status": "done"}, {"description": "back", "status": "done"}),
@@ -512,37 +530,46 @@ def test_if_none_match_stale_is_200(team, header):
     assert r.json()["version"] == 2 and r.headers["ETag"] == '"2"'
 
 
-def test_stale_if_match_is_412_and_changes_nothing(team):
+def test_stale_if_match_is_412_with_the_current_etag_and_changes_nothing(team):
     t = team.create(title="v1")
     team.owner.api.patch(f"/v1/tasks/{t['id']}", json={"title": "v2"})
     before = snapshot(team.store)
-    for tag in ('"1"', 'W/"1"', '"3"', '"999"'):
+    # Stale, or weak (If-Match compares strongly, RFC 9110 13.1.1: W/"2" never matches, not
+    # even the current version), or a list without the current version.
+    for tag in ('"1"', 'W/"1"', '"3"', '"999"', 'W/"2"', '"1", "3"', 'W/"2", "1"', '"02"'):
         r = team.member.api.patch(f"/v1/tasks/{t['id']}", json={"title": "lost"},
                                   headers={"If-Match": tag})
         assert_problem(r, 412, "precondition_failed")
+        assert r.headers["ETag"] == '"2"', (tag, r.headers)  # so the client can re-read
         r = team.member.api.delete(f"/v1/tasks/{t['id']}", headers={"If-Match": tag})
         assert_problem(r, 412, "precondition_failed")
+        assert r.headers["ETag"] == '"2"', (tag, r.headers)
         assert snapshot(team.store) == before, tag
+    r = team.member.api.patch(f"/v1/tasks/{t['id']}", json={"title": "lost"},
+                              headers={"If-Match": 'W/"2"'})
+    assert "weak" in r.json()["detail"], r.json()
     # A malformed If-Match can never match, so it never writes either: 412 like a stale one
     # (openapi.yaml, parameter If-Match: "a value that cannot be a version of ours is 412").
-    for tag in ("2", "abc", '"two"', '""', '"-1"', 'W/2'):
+    for tag in ("2", "abc", '"two"', '""', '"-1"', 'W/2', '"1", *', ""):
         r = team.member.api.patch(f"/v1/tasks/{t['id']}", json={"title": "lost"},
                                   headers={"If-Match": tag})
         assert_problem(r, 412, "precondition_failed")
+        assert r.headers["ETag"] == '"2"', (tag, r.headers)
         r = team.member.api.delete(f"/v1/tasks/{t['id']}", headers={"If-Match": tag})
         assert_problem(r, 412, "precondition_failed")
         assert snapshot(team.store) == before, tag
 
 
-def test_current_if_match_succeeds_strong_or_weak(team):
+def test_current_if_match_succeeds_strong_in_a_list_or_star(team):
     t = team.create(title="v1")
-    for version, tag in ((1, '"1"'), (2, 'W/"2"'), (3, '"3"'), (4, "*")):
+    for version, tag in ((1, '"1"'), (2, '"1", "2"'), (3, 'W/"3", "3"'), (4, "*"),
+                         (5, '"9" ,, "5"')):
         r = team.member.api.patch(f"/v1/tasks/{t['id']}", json={"title": f"v{version + 1}"},
                                   headers={"If-Match": tag})
         assert r.status_code == 200, (tag, r.text)
         assert r.json()["version"] == version + 1 and r.json()["title"] == f"v{version + 1}"
         assert r.headers["ETag"] == f'"{version + 1}"'
-    r = team.member.api.delete(f"/v1/tasks/{t['id']}", headers={"If-Match": 'W/"5"'})
+    r = team.member.api.delete(f"/v1/tasks/{t['id']}", headers={"If-Match": '"4", "6"'})
     assert r.status_code == 204, r.text
     assert task_row(team.store, t["id"]) is None
 
@@ -721,12 +748,12 @@ def test_every_change_writes_one_event_with_its_changes(team):
     patches = [
         (team.owner, {"title": "renamed", "priority": "urgent"},
          {"title": ["evented", "renamed"], "priority": ["low", "urgent"]}),
-        (team.member, {"due_date": "2030-05-05T05:05:05+05:00", "assignee_id": team.viewer.id},
-         {"due_date": [None, "2030-05-05T00:05:05.000Z"], "assignee_id": [None, team.viewer.id]}),
+        (team.member, {"due_date": "2030-05-05T05:05:05+05:00", "assignee_id": team.owner.id},
+         {"due_date": [None, "2030-05-05T00:05:05.000Z"], "assignee_id": [None, team.owner.id]}),
         (team.owner, {"description": None, "status": "done", "title": "renamed"},
          {"description": ["d", ""], "status": ["todo", "done"]}),
         (team.member, {"due_date": None, "assignee_id": None},
-         {"due_date": ["2030-05-05T00:05:05.000Z", None], "assignee_id": [team.viewer.id, None]}),
+         {"due_date": ["2030-05-05T00:05:05.000Z", None], "assignee_id": [team.owner.id, None]}),
     ]
     for user, body, changes in patches:
         r = user.api.patch(f"/v1/tasks/{t['id']}", json=body)

@@ -114,7 +114,7 @@ def model_filter(tasks, params, me_id):
 
 
 class World:
-    """Three projects: `p1` (alice owns; bob member, carol viewer), `p2` (bob owns; alice
+    """Three projects: `p1` (alice owns; bob and carol members), `p2` (bob owns; alice
     member), `p3` (dave's; alice is not in it). Alice is the caller of every list."""
 
     def __init__(self, server, seed=5):
@@ -127,7 +127,7 @@ class World:
         self.p2 = create_project(self.bob.api, "p2")
         self.p3 = create_project(self.dave.api, "p3")
         add_member(self.alice.api, self.p1, self.bob, "member")
-        add_member(self.alice.api, self.p1, self.carol, "viewer")
+        add_member(self.alice.api, self.p1, self.carol, "member")  # assignable: not a viewer
         add_member(self.bob.api, self.p2, self.alice, "member")
         add_member(self.dave.api, self.p3, self.bob, "member")
         assignees = {self.p1: [self.alice, self.bob, self.carol, None, None],

@@ -133,7 +133,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CALL(auth_update_profile(NULL, &a, &me, body, &u, &err),
 	     !json_object_get(body, "password") && !json_object_get(body, "is_admin"));
 	CALL(project_create(NULL, &a, &me, body, &p, &err), has_string(body, "name", 1, 100));
-	CALL(project_update(NULL, &a, &me, PROJECT, body, 0, &p, &err),
+	CALL(project_update(NULL, &a, &me, PROJECT, body, NULL, &p, &err),
 	     !json_object_get(body, "owner_id"));
 	CALL(member_add(NULL, &a, &me, PROJECT, body, &m, &err),
 	     !!json_object_get(body, "user_id") + !!json_object_get(body, "username") +
@@ -143,7 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	     json_is_string(json_object_get(body, "role")));
 	CALL(task_create(NULL, &a, &me, PROJECT, body, &t, &err),
 	     has_string(body, "title", 1, 200));
-	CALL(task_update(NULL, &a, &me, TASK, body, 0, &t, &err),
+	CALL(task_update(NULL, &a, &me, TASK, body, NULL, &t, &err),
 	     !json_object_get(body, "version") && !json_object_get(body, "project_id"));
 
 	arena_release(&a);

@@ -25,6 +25,7 @@
 #include "handlers/ratelimit.h"
 #include "http/request.h"
 #include "http/router.h"
+#include "services/precondition.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -134,7 +135,7 @@ static bool url_safe(const char *s)
 static void run(struct request *req)
 {
 	json_t *body;
-	int64_t version;
+	struct precondition pre;
 	int rc = request_json(req, &body);
 	if (rc == 0)
 		FUZZ_CHECK(json_is_object(body));
@@ -143,11 +144,14 @@ static void run(struct request *req)
 			   rc == -ERR_VALIDATION_FAILED);
 	error_release(&req->err);
 
-	rc = if_match_version(req, &version);
-	FUZZ_CHECK(rc == 0 ? version >= 0 : rc == -ERR_PRECONDITION_FAILED);
-	if (rc == 0 && version > 0)
-		FUZZ_CHECK(request_header(req, "If-Match") != NULL);
-	error_release(&req->err);
+	if_match(req, &pre);
+	FUZZ_CHECK(request_header(req, "If-Match") || pre.any);
+	FUZZ_CHECK(!pre.any || (!pre.nversions && !pre.weak && !pre.malformed));
+	FUZZ_CHECK(pre.nversions >= 0 && pre.nversions <= PRECONDITION_MAX_VERSIONS);
+	for (int i = 0; i < pre.nversions; i++)
+		FUZZ_CHECK(pre.versions[i] > 0);
+	/* A condition that is not "any" names a version or says why it cannot match. */
+	FUZZ_CHECK(pre.any || pre.nversions || pre.weak || pre.malformed);
 	(void)if_none_match(req, 3);
 
 	const char *url = request_url_with(req, "cursor", "abc.DEF-_");

@@ -242,6 +242,8 @@ def requests():
         "H Content-Type: text/plain\nH If-Match: *\nB{}",
         "H Content-Type: application/json\nH If-Match: \"0\"\nB{\"a\":1,\"a\":2}",
         "H Content-Type: application/jsonx\nH If-Match: \"99999999999999999999\"\nB",
+        # If-Match lists: weak and "*" inside a list never match, empty elements are skipped.
+        "H If-Match: W/\"2\", \"3\" ,, \"02\", *\nH If-None-Match: ,W/\"3\",\nB{}",
         "P /v1/projects/" + PROJECT + "/tasks\nQ status=todo,done\nQ q=fix login\nQ cursor=old\n"
         "Q flag\nQ \u00e9=\u00fc&x",
         "P /v1/a%2Fb c\nQ limit=5",
