@@ -1,5 +1,6 @@
 /* db.c — the thin wrappers of db.h over a connection's driver. */
 #include "store/db.h"
+#include "core/arena.h"
 #include "core/error.h"
 
 #include <stdlib.h>
@@ -13,6 +14,18 @@ int db_query(struct db_conn *c, struct arena *a, const char *sql, const struct d
 int db_exec(struct db_conn *c, const char *sql, const struct db_param *p, int np, struct error *err)
 {
 	return c->driver->query(c, NULL, sql, p, np, NULL, err);
+}
+
+int db_exec_affected(struct db_conn *c, const char *sql, const struct db_param *p, int np,
+		     int64_t *affected, struct error *err)
+{
+	struct db_rows r;
+	struct arena a;
+	arena_init(&a);
+	int rc = c->driver->query(c, &a, sql, p, np, &r, err);
+	*affected = rc < 0 ? 0 : r.affected;
+	arena_release(&a);
+	return rc;
 }
 
 int db_begin(struct db_conn *c, bool write, struct error *err)

@@ -106,6 +106,9 @@ int db_query(struct db_conn *c, struct arena *a, const char *sql, const struct d
 	     struct db_rows *out, struct error *err);
 int db_exec(struct db_conn *c, const char *sql, const struct db_param *p, int np,
 	    struct error *err);
+/* db_exec, and the number of rows the statement changed in *affected (0 on failure). */
+int db_exec_affected(struct db_conn *c, const char *sql, const struct db_param *p, int np,
+		     int64_t *affected, struct error *err);
 int db_begin(struct db_conn *c, bool write, struct error *err);
 int db_commit(struct db_conn *c, struct error *err);
 void db_rollback(struct db_conn *c);

@@ -77,17 +77,11 @@ int store_idem_purge(struct db_conn *c, const char *user_id, const char *key, in
 int store_idem_purge_expired(struct db_conn *c, int64_t now, int64_t stale_before, int limit,
 			     int64_t *deleted, struct error *err)
 {
-	struct db_rows r;
-	struct arena a;
-	arena_init(&a);
 	struct db_param v[] = {DB_INT(now), DB_INT(stale_before), DB_INT(limit)};
-	int rc =
-	    db_query(c, &a,
-		     "DELETE FROM idempotency_keys WHERE (user_id, key) IN (SELECT user_id, key "
-		     "FROM idempotency_keys WHERE expires_at <= $1 OR (status IS NULL AND "
-		     "created_at < $2) LIMIT $3)",
-		     v, DB_NPARAMS(v), &r, err);
-	*deleted = rc < 0 ? 0 : r.affected;
-	arena_release(&a);
-	return rc;
+	return db_exec_affected(
+	    c,
+	    "DELETE FROM idempotency_keys WHERE (user_id, key) IN (SELECT user_id, key "
+	    "FROM idempotency_keys WHERE expires_at <= $1 OR (status IS NULL AND "
+	    "created_at < $2) LIMIT $3)",
+	    v, DB_NPARAMS(v), deleted, err);
 }

@@ -46,15 +46,10 @@ int store_ticket_take(struct db_conn *c, struct arena *a, const char *hash,
 int store_ticket_purge(struct db_conn *c, int64_t before, int limit, int64_t *deleted,
 		       struct error *err)
 {
-	struct db_rows r;
-	struct arena a;
-	arena_init(&a);
 	struct db_param p[] = {DB_INT(before), DB_INT(limit)};
-	int rc = db_query(c, &a,
-			  "DELETE FROM stream_tickets WHERE token_hash IN (SELECT token_hash FROM "
-			  "stream_tickets WHERE expires_at < $1 LIMIT $2)",
-			  p, 2, &r, err);
-	*deleted = rc < 0 ? 0 : r.affected;
-	arena_release(&a);
-	return rc;
+	return db_exec_affected(
+	    c,
+	    "DELETE FROM stream_tickets WHERE token_hash IN (SELECT token_hash FROM "
+	    "stream_tickets WHERE expires_at < $1 LIMIT $2)",
+	    p, 2, deleted, err);
 }

@@ -292,15 +292,10 @@ int store_refresh_revoke_user(struct db_conn *c, const char *user_id, int64_t no
 int store_refresh_purge(struct db_conn *c, int64_t before, int limit, int64_t *deleted,
 			struct error *err)
 {
-	struct db_rows r;
-	struct arena a;
-	arena_init(&a);
 	struct db_param p[] = {DB_INT(before), DB_INT(limit)};
-	int rc = db_query(c, &a,
-			  "DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens "
-			  "WHERE expires_at < $1 OR revoked_at < $1 LIMIT $2)",
-			  p, 2, &r, err);
-	*deleted = rc < 0 ? 0 : r.affected;
-	arena_release(&a);
-	return rc;
+	return db_exec_affected(
+	    c,
+	    "DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens "
+	    "WHERE expires_at < $1 OR revoked_at < $1 LIMIT $2)",
+	    p, 2, deleted, err);
 }
