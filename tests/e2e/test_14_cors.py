@@ -92,7 +92,8 @@ def world(request, tmp_path_factory):
         store = StoreTarget(backend, tmp / "data", cluster, dbname)
     else:
         store = StoreTarget(backend, tmp / "data")
-    srv = TandemServer(store, tmp, env={"TANDEM_CORS_ORIGINS": SETTING}, name=f"cors-{backend}")
+    env = {"TANDEM_CORS_ORIGINS": SETTING, "TANDEM_MAX_BODY_BYTES": "1024"}
+    srv = TandemServer(store, tmp, env=env, name=f"cors-{backend}")
     srv.start()
     try:
         yield World(srv)
@@ -221,6 +222,11 @@ def test_actual_answers_to_a_listed_origin_are_readable(world):
     granted(r, ORIGIN)
     r = api.get("/v1/projects/01890000-0000-7000-8000-000000000000", headers=h)
     assert_problem(r, 404, "not_found")
+    granted(r, ORIGIN)
+    # refused from the headers alone, before routing (the early answer path)
+    r = api.post("/v1/projects", data=b"{" + b" " * 2048 + b"}",
+                 headers={**h, "Content-Type": "application/json"})
+    assert_problem(r, 413, "payload_too_large")
     granted(r, ORIGIN)
     for path in ("/openapi.json", "/docs", "/healthz", "/v1"):
         r = world.anon.get(path, headers={"Origin": OTHER_LISTED})
