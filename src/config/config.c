@@ -78,6 +78,10 @@ static const struct setting settings[] = {
      315360000,
      "absolute lifetime of a login session in seconds: refreshing never extends it past this "
      "(then log in again); its access tokens stop working with it"},
+    {"stream-ticket-ttl", "TANDEM_STREAM_TICKET_TTL", K_INT, OFF(stream_ticket_ttl_s), "30", 1,
+     3600,
+     "seconds a stream ticket (POST /v1/realtime/tickets) may wait to be used, once, in "
+     "?ticket= of an event stream or a WebSocket"},
     {"bcrypt-cost", "TANDEM_BCRYPT_COST", K_INT, OFF(bcrypt_cost), "12", 4, 31,
      "bcrypt work factor for password hashes"},
     {"rate-limit", "TANDEM_RATE_LIMIT", K_BOOL, OFF(rate_limit), "on", 0, 0,

@@ -41,6 +41,7 @@ struct config {
 	int64_t access_token_ttl_s;
 	int64_t refresh_token_ttl_s;
 	int64_t session_max_age_s;
+	int64_t stream_ticket_ttl_s;
 	int bcrypt_cost;
 	/* rate limiting and scale-out */
 	bool rate_limit;

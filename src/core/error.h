@@ -19,6 +19,7 @@
 	X(UNAUTHENTICATED, 401, "unauthenticated", "Authentication required")                      \
 	X(INVALID_CREDENTIALS, 401, "invalid_credentials", "Invalid credentials")                  \
 	X(TOKEN_EXPIRED, 401, "token_expired", "Token expired")                                    \
+	X(TICKET_INVALID, 401, "ticket_invalid", "Stream ticket invalid")                          \
 	X(FORBIDDEN, 403, "forbidden", "Forbidden")                                                \
 	X(NOT_FOUND, 404, "not_found", "Not found")                                                \
 	X(METHOD_NOT_ALLOWED, 405, "method_not_allowed", "Method not allowed")                     \

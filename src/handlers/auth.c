@@ -5,8 +5,10 @@
 #include "handlers/handlers.h"
 #include "http/reply.h"
 #include "http/request.h"
+#include "http/router.h"
 #include "http/server.h"
 #include "services/sessions.h"
+#include "services/tickets.h"
 
 static int no_store(struct request *req)
 {
@@ -15,14 +17,37 @@ static int no_store(struct request *req)
 	return 0;
 }
 
+/*
+ * The caller of a non-public route: the bearer token of the Authorization header, or on a
+ * ROUTE_TICKET route without one, the stream ticket of ?ticket= (spent here; called again for
+ * the same request, the access token it stood for is checked).
+ */
 int handlers_authenticate(struct request *req)
 {
 	struct user *u = arena_alloc(&req->arena, sizeof(*u));
-	int rc = auth_authenticate(req->app->auth, req->app->store, &req->arena,
-				   request_header(req, "Authorization"), u, &req->err);
-	if (rc == -ERR_UNAUTHENTICATED || rc == -ERR_TOKEN_EXPIRED)
+	const char *authorization = request_header(req, "Authorization");
+	const char *ticket =
+	    req->route && (req->route->flags & ROUTE_TICKET) ? request_query(req, "ticket") : NULL;
+	int rc;
+	if (req->ticket_token) {
+		rc = auth_token_user(req->app->auth, req->app->store, &req->arena,
+				     req->ticket_token, u, &req->err);
+	} else if (ticket && authorization) {
+		return error_set(&req->err, ERR_BAD_REQUEST,
+				 "send either an Authorization header or ?ticket=, not both");
+	} else if (ticket) {
+		const char *token;
+		rc = ticket_redeem(req->app->auth, req->app->store, &req->arena, ticket, u, &token,
+				   &req->err);
+		if (rc == 0)
+			req->ticket_token = token;
+	} else {
+		rc = auth_authenticate(req->app->auth, req->app->store, &req->arena, authorization,
+				       u, &req->err);
+	}
+	if (rc == -ERR_UNAUTHENTICATED || rc == -ERR_TOKEN_EXPIRED || rc == -ERR_TICKET_INVALID)
 		reply_header(req, "WWW-Authenticate",
-			     rc == -ERR_TOKEN_EXPIRED || request_header(req, "Authorization")
+			     rc == -ERR_TOKEN_EXPIRED || authorization
 				 ? "Bearer realm=\"tandem\", error=\"invalid_token\""
 				 : "Bearer realm=\"tandem\"");
 	if (rc == 0)

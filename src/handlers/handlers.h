@@ -51,6 +51,7 @@ int handle_members_delete(struct request *req);
 int handle_events_list(struct request *req);
 int handle_realtime(struct request *req);
 int handle_events_stream(struct request *req);
+int handle_realtime_tickets(struct request *req);
 
 /* tasks.c */
 int handle_tasks_create(struct request *req);

@@ -2,7 +2,8 @@
  * realtime.c — the three real-time paths: the WebSocket upgrade (GET /v1/realtime), the
  * Server-Sent Events stream (GET /v1/projects/{id}/events/stream) and the long poll
  * (GET /v1/projects/{id}/events?wait=). All deliver the same event objects, read from the
- * per-project log by the hub.
+ * per-project log by the hub. And the stream tickets (POST /v1/realtime/tickets) with which a
+ * browser opens the first two without a token in the URL (services/tickets.h).
  */
 #include "core/base64url.h"
 #include "core/timeutil.h"
@@ -19,6 +20,8 @@
 #include "realtime/websocket.h"
 #include "services/auth.h"
 #include "services/events.h"
+#include "services/tickets.h"
+#include "services/validate.h"
 #include "services/token.h"
 
 #include <stdlib.h>
@@ -31,17 +34,32 @@ struct upgrade_ctx {
 	struct hub *hub;
 	char user_id[UUID_STR_LEN];
 	char ip[64];
-	const char *token; /* the request's header: hub_adopt_websocket copies it in time */
+	/* the request's header or a ticket's token in its arena: hub_adopt_websocket copies it
+	 * in time */
+	const char *token;
 	int64_t exp_ms, checked_us;
+	bool ticket_refused;
 };
 
 static void upgraded(void *cls, int fd, const char *extra, size_t extra_len, void *handle)
 {
 	struct upgrade_ctx *u = cls;
-	struct hub_who who = {u->user_id, u->token, u->exp_ms, u->checked_us};
-	hub_adopt_websocket(u->hub, fd, extra, extra_len, handle, u->user_id[0] ? &who : NULL,
-			    u->ip);
+	struct hub_who who = {u->user_id, u->token, u->exp_ms, u->checked_us, u->ticket_refused};
+	hub_adopt_websocket(u->hub, fd, extra, extra_len, handle,
+			    u->user_id[0] || u->ticket_refused ? &who : NULL, u->ip);
 	free(u);
+}
+
+/* The token of the request's "Authorization: Bearer <token>" header, or NULL. */
+static const char *bearer_token(struct request *req)
+{
+	const char *h = request_header(req, "Authorization");
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return h;
 }
 
 /*
@@ -51,14 +69,12 @@ static void upgraded(void *cls, int fd, const char *extra, size_t extra_len, voi
  */
 static int live_who(struct request *req, struct hub_who *who)
 {
-	const char *h = request_header(req, "Authorization");
+	/* A stream ticket stands for an access token of its session (services/tickets.h). */
+	const char *h = req->ticket_token ? req->ticket_token : bearer_token(req);
 	struct access_claims claims;
-	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+	if (!h)
 		return error_set(&req->err, ERR_UNAUTHENTICATED,
 				 "this request needs a bearer token");
-	h += 7;
-	while (*h == ' ')
-		h++;
 	/* Verified by the router a moment ago: the thread's token cache answers. */
 	int rc = token_verify(&req->arena, &req->app->auth->key, h, &claims, &req->err);
 	if (rc < 0)
@@ -100,7 +116,11 @@ static bool header_has_token(const char *h, const char *token)
 	return false;
 }
 
-/* GET /v1/realtime (Upgrade: websocket) -> 101 | 400 | 401 (bad bearer token) | 429 */
+/*
+ * GET /v1/realtime?ticket= (Upgrade: websocket) -> 101 | 400 | 401 (bad bearer token) | 429.
+ * A ticket authenticates the socket at once; a refused ticket still upgrades, then closes
+ * with 4001 (handlers_authenticate's rules, without a 401 a browser could not see).
+ */
 int handle_realtime(struct request *req)
 {
 	const char *upgrade = request_header(req, "Upgrade");
@@ -123,11 +143,38 @@ int handle_realtime(struct request *req)
 	if (hub_draining(req->app->hub))
 		return error_set(&req->err, ERR_UNAVAILABLE, "shutting down");
 
+	const char *ticket = request_query(req, "ticket");
+	if (ticket && request_header(req, "Authorization"))
+		return error_set(&req->err, ERR_BAD_REQUEST,
+				 "send either an Authorization header or ?ticket=, not both");
 	struct upgrade_ctx *u = xcalloc(1, sizeof(*u));
 	u->hub = req->app->hub;
-	/* A bearer header is checked now (401 before the upgrade); without one the client
-	 * authenticates with its first message. Tokens in the URL are never read. */
-	if (request_header(req, "Authorization")) {
+	/* A bearer header is checked now (401 before the upgrade), a ticket is spent now; without
+	 * either the client authenticates with its first message. Tokens in the URL are never
+	 * read. */
+	if (ticket) {
+		struct user *me = arena_alloc(&req->arena, sizeof(*me));
+		const char *token;
+		struct access_claims claims;
+		int rc = ticket_redeem(req->app->auth, req->app->store, &req->arena, ticket, me,
+				       &token, &req->err);
+		if (rc == 0)
+			rc = token_verify(&req->arena, &req->app->auth->key, token, &claims,
+					  &req->err);
+		if (rc == -ERR_TICKET_INVALID) {
+			error_release(&req->err);
+			u->ticket_refused = true;
+		} else if (rc < 0) {
+			free(u);
+			return rc;
+		} else {
+			req->user = me;
+			memcpy(u->user_id, me->id, UUID_STR_LEN);
+			u->token = token;
+			u->exp_ms = claims.exp * 1000;
+			u->checked_us = req->start_us; /* ticket_redeem checked it after this */
+		}
+	} else if (request_header(req, "Authorization")) {
 		struct hub_who who;
 		int rc = handlers_authenticate(req);
 		if (rc == 0)
@@ -155,30 +202,37 @@ int handle_realtime(struct request *req)
 }
 
 /*
- * GET /v1/projects/{id}/events/stream (Last-Event-ID) -> 200 text/event-stream | 404 |
- * 422 (Last-Event-ID beyond the project's last event) | 429
+ * GET /v1/projects/{id}/events/stream?after=&ticket= (Last-Event-ID) -> 200 text/event-stream
+ * | 400 | 401 | 404 | 422 (the resume point beyond the project's last event) | 429.
+ * The resume point is Last-Event-ID (an EventSource's reconnection) or else ?after= (an
+ * EventSource cannot set the header on its first connection); without either, only what
+ * happens from now on.
  */
 int handle_events_stream(struct request *req)
 {
 	const char *id = param_uuid(req, "id");
 	const char *last = request_header(req, "Last-Event-ID");
+	const char *after_q = request_query(req, "after");
+	const char *field = last ? "Last-Event-ID" : "after";
 	struct hub_who who;
-	int64_t seq, after;
+	int64_t seq, after, v = 0;
 	int rc;
 	if (!id)
 		return error_set(&req->err, ERR_NOT_FOUND, "no such project");
+	if (last && !events_seq_parse(last, &v))
+		return error_set(&req->err, ERR_BAD_REQUEST, "Last-Event-ID must be an event seq");
+	if (!last && after_q && !events_seq_parse(after_q, &v)) {
+		error_field(&req->err, "after", "invalid", "must be a whole number >= 0");
+		return -ERR_VALIDATION_FAILED;
+	}
 	if ((rc = events_head(req->app->store, &req->arena, req->user->id, id, &seq, &req->err)) <
 	    0)
 		return rc;
-	after = seq; /* without Last-Event-ID: only what happens from now on */
-	if (last) {
-		int64_t v;
-		if (!events_seq_parse(last, &v))
-			return error_set(&req->err, ERR_BAD_REQUEST,
-					 "Last-Event-ID must be an event seq");
+	after = seq; /* without a resume point: only what happens from now on */
+	if (last || after_q) {
 		if (v > seq) {
 			/* It would never see the events up to it, a removal among them. */
-			error_field(&req->err, "Last-Event-ID", "out_of_range",
+			error_field(&req->err, field, "out_of_range",
 				    "must not be beyond the project's last event (seq %lld)",
 				    (long long)seq);
 			return -ERR_VALIDATION_FAILED;
@@ -304,4 +358,29 @@ int handle_events_list(struct request *req)
 			return too_many_streams(req);
 	}
 	return reply_json(req, 200, json_incref(out)); /* out is the arena's */
+}
+
+/* POST /v1/realtime/tickets (no body, or {}) -> 201 {ticket, expires_in} | 401 | 415 | 422 */
+int handle_realtime_tickets(struct request *req)
+{
+	const char *h = bearer_token(req); /* the router authenticated the request with it */
+	const char *ticket;
+	int64_t expires_in;
+	int rc;
+	reply_header(req, "Cache-Control", "no-store");
+	if (req->body_len > 0) { /* {} or nothing: it takes no field */
+		json_t *body;
+		if ((rc = request_json(req, &body)) < 0 ||
+		    (rc = validate_object(body, NULL, 0, &req->err)) < 0)
+			return rc;
+	}
+	if (!h)
+		return error_set(&req->err, ERR_UNAUTHENTICATED,
+				 "this request needs a bearer token");
+	if ((rc = ticket_create(req->app->auth, req->app->store, &req->arena, h, &ticket,
+				&expires_in, &req->err)) < 0)
+		return rc;
+	return reply_json(
+	    req, 201,
+	    json_pack("{s:s, s:I}", "ticket", ticket, "expires_in", (json_int_t)expires_in));
 }

@@ -57,6 +57,9 @@ struct request {
 
 	/* The caller, once authenticated (NULL on public routes). */
 	struct user *user;
+	/* The access token the caller was authenticated with when it came as a stream ticket
+	 * (?ticket=, services/tickets.h), in the arena; NULL otherwise. */
+	const char *ticket_token;
 
 	/* The reply being built. */
 	int status;

@@ -29,6 +29,9 @@ struct route {
 /* The strict limit per user and per IP when the body carries a password to check or an
  * e-mail address to look up. */
 #define ROUTE_SENSITIVE 0x10
+/* A live channel a browser opens: without an Authorization header, ?ticket= (a stream ticket,
+ * services/tickets.h) authenticates it. */
+#define ROUTE_TICKET 0x20
 
 extern const struct route routes[];
 extern const size_t routes_count;

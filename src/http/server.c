@@ -57,13 +57,32 @@ struct server {
 	atomic_bool stop_sweeper;
 };
 
+/*
+ * libmicrohttpd's own messages are warnings, except its reports that a client went away
+ * while its answer was being sent: a browser closing an event stream (a page left, a tab
+ * closed) does exactly that every time, so they are routine (issue 15: debug, not warn).
+ */
+static bool peer_gone(const char *msg)
+{
+	static const char *const causes[] = {
+	    "The socket is no longer available for sending",
+	    "The connection was forcibly closed by remote peer",
+	    "The socket is not connected",
+	};
+	for (size_t i = 0; i < sizeof(causes) / sizeof(causes[0]); i++)
+		if (strstr(msg, causes[i]))
+			return true;
+	return false;
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char buf[512];
 	(void)cls;
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	buf[strcspn(buf, "\n")] = '\0';
-	log_json(LOG_WARN, buf, json_pack("{s:s}", "component", "http"));
+	log_json(peer_gone(buf) ? LOG_DEBUG : LOG_WARN, buf,
+		 json_pack("{s:s}", "component", "http"));
 }
 
 static bool sane_request_id(const char *s)

@@ -405,7 +405,10 @@ void hub_adopt_websocket(struct hub *h, int fd, const char *extra, size_t extra_
 		memcpy(a->extra, extra, extra_len); /* `extra` is in libmicrohttpd's pool */
 		a->extra_len = extra_len;
 	}
-	if (who) { /* copied now: the request (and its headers) go with the connection below */
+	if (who && who->ticket_refused) {
+		a->ticket_refused = true;
+	} else if (who) { /* copied now: the request (and its headers) go with the connection
+			     below */
 		snprintf(a->user_id, sizeof(a->user_id), "%s", who->user_id);
 		a->tok.token = xstrdup(who->token);
 		a->tok.exp_ms = who->exp_ms;

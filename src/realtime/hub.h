@@ -69,6 +69,10 @@ struct hub_who {
 	const char *token;
 	int64_t exp_ms;
 	int64_t checked_us; /* the token's check began then (time_mono_us) */
+	/* hub_adopt_websocket only: the upgrade's ?ticket= was refused (the other fields are
+	 * unused): the socket gets an error ticket_invalid and closes with 4001 unauthenticated
+	 * (a browser sees no HTTP status of a refused upgrade, only the close). */
+	bool ticket_refused;
 };
 
 /*

@@ -144,6 +144,7 @@ struct ws {
 	int64_t tokens, tokens_ms; /* the message budget, in thousandths of a message */
 	int over;		   /* messages refused since the last one within the budget */
 	bool rate_closed;	   /* over the budget for good: 1008 once the queue is sent */
+	bool ticket_closed;	   /* its ?ticket= was refused: 4001 once the queue is sent */
 	struct live_token tok;	   /* the token it authenticated with (authed only) */
 };
 
@@ -180,6 +181,7 @@ struct adopt {
 	char ip[CAP_KEY_LEN];
 	struct live_token tok; /* moved to the connection */
 	int64_t checked_us;    /* its token check began then (time_mono_us) */
+	bool ticket_refused;   /* see hub_who */
 };
 
 struct note {
@@ -210,6 +212,7 @@ struct job {
 	struct ws *ws;
 	char project_id[UUID_STR_LEN];
 	char user_id[UUID_STR_LEN];
+	json_t *msg_id;		/* JOB_AUTH, JOB_SUBSCRIBE: the message's id, or NULL */
 	const char *token;	/* JOB_AUTH, JOB_SUBSCRIBE: checked again */
 	int64_t exp_ms;		/* JOB_AUTH: the token's expiry */
 	int64_t checked_us;	/* JOB_AUTH: the check began then (time_mono_us) */

@@ -146,10 +146,26 @@ void ws_send_json(struct ws *w, json_t *o)
 	}
 }
 
-static void ws_error(struct ws *w, const char *code, const char *message)
+/*
+ * A reply to a client message: `id` (borrowed; NULL: none) is the message's own, echoed so
+ * that a client with several requests out can match the answer (issue 15). o is stolen.
+ */
+static void ws_reply(struct ws *w, const json_t *id, json_t *o)
 {
-	ws_send_json(
-	    w, json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", message));
+	if (id)
+		json_object_set_new(o, "id", json_copy((json_t *)id));
+	ws_send_json(w, o);
+}
+
+/* An error: for the message with `id` (NULL: none or unknown) and the project `project_id`
+ * it concerns (NULL: none). */
+static void ws_error(struct ws *w, const json_t *id, const char *project_id, const char *code,
+		     const char *message)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", message);
+	if (project_id)
+		json_object_set_new(o, "project_id", json_string(project_id));
+	ws_reply(w, id, o);
 }
 
 void ws_close(struct ws *w, uint16_t code, const char *reason)
@@ -192,11 +208,31 @@ static void ws_start_job(struct ws *w, struct job *j)
 	worker_post(w->hub, j);
 }
 
-static void ws_authenticate(struct ws *w, json_t *msg)
+/* The longest `id` a client message may carry, and project_id an error echoes. */
+#define WS_ID_MAX 64
+
+/* Characters (code points) of n bytes of UTF-8 (jansson's strings are valid UTF-8). */
+static size_t utf8_chars(const char *s, size_t n)
+{
+	size_t chars = 0;
+	for (size_t i = 0; i < n; i++)
+		chars += ((unsigned char)s[i] & 0xc0u) != 0x80u; /* count the lead bytes */
+	return chars;
+}
+
+static void ws_start_job_for(struct ws *w, struct job *j, const json_t *id)
+{
+	if (id)
+		j->msg_id = json_copy((json_t *)id);
+	ws_start_job(w, j);
+}
+
+static void ws_authenticate(struct ws *w, json_t *msg, const json_t *id)
 {
 	const char *token = json_string_value(json_object_get(msg, "token"));
 	if (!token && w->authed) {
-		ws_error(w, "validation_failed", "an auth message needs a string \"token\"");
+		ws_error(w, id, NULL, "validation_failed",
+			 "an auth message needs a string \"token\"");
 		return;
 	}
 	if (!token) {
@@ -205,29 +241,43 @@ static void ws_authenticate(struct ws *w, json_t *msg)
 	}
 	struct job *j = job_create(JOB_AUTH);
 	j->token = arena_strdup(&j->arena, token);
-	ws_start_job(w, j);
+	ws_start_job_for(w, j, id);
 }
 
-static void ws_subscribe(struct ws *w, json_t *msg)
+/* The project a message names, as the client wrote it, for its error (NULL: not a string). */
+static const char *named_project(json_t *msg)
+{
+	return json_string_value(json_object_get(msg, "project_id"));
+}
+
+/* The same, to echo in an error: not when it is longer than any id (NULL then). */
+static const char *echoed_project(json_t *msg)
+{
+	const char *p = named_project(msg);
+	return p && utf8_chars(p, strlen(p)) <= WS_ID_MAX ? p : NULL;
+}
+
+static void ws_subscribe(struct ws *w, json_t *msg, const json_t *id)
 {
 	struct hub *h = w->hub;
-	const char *pid_in = json_string_value(json_object_get(msg, "project_id"));
+	const char *pid_in = named_project(msg);
 	json_t *after = json_object_get(msg, "after");
 	char pid[UUID_STR_LEN];
 	if (!pid_in || !uuid_normalize(pid_in, pid)) {
-		ws_error(w, "validation_failed", "project_id must be a project id");
+		ws_error(w, id, echoed_project(msg), "validation_failed",
+			 "project_id must be a project id");
 		return;
 	}
 	if (after && !json_is_null(after) &&
 	    (!json_is_integer(after) || json_integer_value(after) < 0)) {
-		ws_error(w, "validation_failed", "after must be null or a seq >= 0");
+		ws_error(w, id, pid, "validation_failed", "after must be null or a seq >= 0");
 		return;
 	}
 	pthread_mutex_lock(&h->lock);
 	bool existing = ws_sub_find(w, pid) != NULL;
 	pthread_mutex_unlock(&h->lock);
 	if (!existing && w->nsubs >= h->lim.max_subscriptions) {
-		ws_error(w, "too_many_subscriptions", "unsubscribe from a project first");
+		ws_error(w, id, pid, "too_many_subscriptions", "unsubscribe from a project first");
 		return;
 	}
 	/* The same rule as REST (events_head: ACCESS_READ), on the worker. */
@@ -237,7 +287,7 @@ static void ws_subscribe(struct ws *w, json_t *msg)
 	j->token = arena_strdup(&j->arena, w->tok.token ? w->tok.token : "");
 	j->has_after = after && json_is_integer(after);
 	j->after = j->has_after ? json_integer_value(after) : 0;
-	ws_start_job(w, j);
+	ws_start_job_for(w, j, id);
 }
 
 static void ws_subscribed(struct ws *w, struct job *j)
@@ -248,26 +298,29 @@ static void ws_subscribed(struct ws *w, struct job *j)
 		return;
 	}
 	if (j->rc < 0 && j->rc != -ERR_NOT_FOUND) {
-		ws_error(w, "unavailable", "the service is temporarily unavailable; retry later");
+		ws_error(w, j->msg_id, j->project_id, "unavailable",
+			 "the service is temporarily unavailable; retry later");
 		return;
 	}
 	if (j->rc < 0) {
-		ws_error(w, "not_found", "no such project");
+		ws_error(w, j->msg_id, j->project_id, "not_found", "no such project");
 		return;
 	}
 	if (j->has_after && j->after > j->seq) {
 		/* A resume point past the head would never see the events before it, a removal
 		 * among them (issue 14). */
-		ws_send_json(w, json_pack("{s:s, s:s, s:s, s:s, s:I}", "type", "error", "code",
-					  "validation_failed", "message",
-					  "after is beyond the project's last event", "project_id",
-					  j->project_id, "seq", (json_int_t)j->seq));
+		ws_reply(w, j->msg_id,
+			 json_pack("{s:s, s:s, s:s, s:s, s:I}", "type", "error", "code",
+				   "validation_failed", "message",
+				   "after is beyond the project's last event", "project_id",
+				   j->project_id, "seq", (json_int_t)j->seq));
 		return;
 	}
 	/* Reply first: events with seq > after follow it, then live ones, from the log. Nothing
 	 * can come between: the subscription exists from here on, on this thread. */
-	ws_send_json(w, json_pack("{s:s, s:s, s:I}", "type", "subscribed", "project_id",
-				  j->project_id, "seq", (json_int_t)j->seq));
+	ws_reply(w, j->msg_id,
+		 json_pack("{s:s, s:s, s:I}", "type", "subscribed", "project_id", j->project_id,
+			   "seq", (json_int_t)j->seq));
 	pthread_mutex_lock(&h->lock);
 	struct sub *s = ws_sub_find(w, j->project_id);
 	if (s) {
@@ -289,12 +342,13 @@ static void ws_subscribed(struct ws *w, struct job *j)
 	pthread_mutex_unlock(&h->lock);
 }
 
-static void ws_unsubscribe(struct ws *w, json_t *msg)
+static void ws_unsubscribe(struct ws *w, json_t *msg, const json_t *id)
 {
-	const char *pid_in = json_string_value(json_object_get(msg, "project_id"));
+	const char *pid_in = named_project(msg);
 	char pid[UUID_STR_LEN];
 	if (!pid_in || !uuid_normalize(pid_in, pid)) {
-		ws_error(w, "validation_failed", "project_id must be a project id");
+		ws_error(w, id, echoed_project(msg), "validation_failed",
+			 "project_id must be a project id");
 		return;
 	}
 	pthread_mutex_lock(&w->hub->lock);
@@ -303,11 +357,25 @@ static void ws_unsubscribe(struct ws *w, json_t *msg)
 		ws_sub_remove(w, found);
 	pthread_mutex_unlock(&w->hub->lock);
 	if (!found) {
-		ws_error(w, "not_found", "not subscribed to this project");
+		ws_error(w, id, pid, "not_found", "not subscribed to this project");
 		return;
 	}
-	ws_send_json(w, json_pack("{s:s, s:s, s:s}", "type", "unsubscribed", "project_id", pid,
-				  "reason", "requested"));
+	ws_reply(w, id,
+		 json_pack("{s:s, s:s, s:s}", "type", "unsubscribed", "project_id", pid, "reason",
+			   "requested"));
+}
+
+/*
+ * A message's optional `id`: a string of at most WS_ID_MAX characters or an integer. True
+ * with *id NULL when there is none; false when it is there but not one of those.
+ */
+static bool message_id(json_t *msg, json_t **id)
+{
+	*id = json_object_get(msg, "id");
+	if (!*id || json_is_integer(*id))
+		return true;
+	const char *s = json_string_value(*id);
+	return s && utf8_chars(s, json_string_length(*id)) <= WS_ID_MAX;
 }
 
 static void ws_handle(struct ws *w, uint8_t opcode, const char *data, size_t len)
@@ -318,30 +386,37 @@ static void ws_handle(struct ws *w, uint8_t opcode, const char *data, size_t len
 		if (!w->authed)
 			ws_close(w, 4001, "unauthenticated");
 		else
-			ws_error(w, "bad_request", "only text frames carrying JSON are accepted");
+			ws_error(w, NULL, NULL, "bad_request",
+				 "only text frames carrying JSON are accepted");
 		return;
 	}
 	json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
 	const char *type = json_string_value(json_object_get(msg, "type"));
+	json_t *id = NULL;
+	bool id_ok = json_is_object(msg) && message_id(msg, &id);
 	if (!w->authed) {
-		if (type && !strcmp(type, "auth"))
-			ws_authenticate(w, msg);
+		if (type && !strcmp(type, "auth") && id_ok)
+			ws_authenticate(w, msg, id);
 		else
 			ws_close(w, 4001, "unauthenticated");
 	} else if (!msg || !json_is_object(msg)) {
-		ws_error(w, "malformed_json", "a message must be a JSON object");
+		ws_error(w, NULL, NULL, "malformed_json", "a message must be a JSON object");
+	} else if (!id_ok) {
+		ws_error(w, NULL, echoed_project(msg), "validation_failed",
+			 "id must be a string of at most 64 characters or an integer");
 	} else if (!type) {
-		ws_error(w, "validation_failed", "a message needs a string \"type\"");
+		ws_error(w, id, echoed_project(msg), "validation_failed",
+			 "a message needs a string \"type\"");
 	} else if (!strcmp(type, "subscribe")) {
-		ws_subscribe(w, msg);
+		ws_subscribe(w, msg, id);
 	} else if (!strcmp(type, "unsubscribe")) {
-		ws_unsubscribe(w, msg);
+		ws_unsubscribe(w, msg, id);
 	} else if (!strcmp(type, "ping")) {
-		ws_send_json(w, json_pack("{s:s}", "type", "pong"));
+		ws_reply(w, id, json_pack("{s:s}", "type", "pong"));
 	} else if (!strcmp(type, "auth")) {
-		ws_authenticate(w, msg); /* a new token before the current one expires */
+		ws_authenticate(w, msg, id); /* a new token before the current one expires */
 	} else {
-		ws_error(w, "unknown_type", "unknown message type");
+		ws_error(w, id, echoed_project(msg), "unknown_type", "unknown message type");
 	}
 	json_decref(msg);
 }
@@ -404,17 +479,18 @@ static void ws_reauthenticated(struct ws *w, struct job *j)
 	if (w->closing || w->dead)
 		return;
 	if (j->rc == 0 && strcmp(j->user_id, w->user_id) != 0) {
-		ws_error(w, "forbidden", "the token is another user's");
+		ws_error(w, j->msg_id, NULL, "forbidden", "the token is another user's");
 		return;
 	}
 	if (j->rc < 0) {
-		ws_error(w, error_code(-j->rc),
+		ws_error(w, j->msg_id, NULL, error_code(-j->rc),
 			 j->rc == -ERR_UNAVAILABLE ? "the token could not be checked; retry later"
 						   : "the token is not valid");
 		return;
 	}
 	ws_token_set(w, j->token, j->exp_ms, j->checked_us);
-	ws_send_json(w, json_pack("{s:s, s:s}", "type", "authenticated", "user_id", w->user_id));
+	ws_reply(w, j->msg_id,
+		 json_pack("{s:s, s:s}", "type", "authenticated", "user_id", w->user_id));
 }
 
 void ws_job_done(struct hub *h, struct job *j)
@@ -442,11 +518,13 @@ void ws_job_done(struct hub *h, struct job *j)
 				ws_close(w, 1013, "too many connections for this user");
 				break;
 			}
-			ws_send_json(w, json_pack("{s:s, s:s}", "type", "authenticated", "user_id",
-						  j->user_id));
-		} else {
-			ws_close(w, 4001,
-				 j->rc == -ERR_TOKEN_EXPIRED ? "token_expired" : "unauthenticated");
+			ws_reply(w, j->msg_id,
+				 json_pack("{s:s, s:s}", "type", "authenticated", "user_id",
+					   j->user_id));
+		} else if (!w->closing && !w->dead) {
+			/* token_expired: refresh and send auth again; unauthenticated: log in
+			 * again; 1013: it could not be checked now */
+			ws_token_refused(w, j->rc);
 		}
 		break;
 	case JOB_SUBSCRIBE:
@@ -567,7 +645,7 @@ static bool ws_within_budget(struct ws *w)
 	if (w->closing || w->dead || w->rate_closed)
 		return false;
 	if (w->over++ == 0) {
-		ws_error(w, "rate_limited", "too many messages; slow down");
+		ws_error(w, NULL, NULL, "rate_limited", "too many messages; slow down");
 	} else if (w->over > l->msg_burst) {
 		/* Closed once what is queued (the error, typically) is sent: wslay would send the
 		 * close frame ahead of it (ws_pump). */
@@ -629,8 +707,8 @@ static wslay_event_context_ptr ws_ctx(struct ws *w)
  * nothing queued or half sent, no close begun, no paused delivery, no job out. */
 static bool ws_at_rest(const struct ws *w)
 {
-	return w->ctx && !w->closing && !w->dead && !w->rate_closed && !w->full_since_ms &&
-	       !w->extra && !w->job && !w->stash && ws_input_at_rest(&w->in) &&
+	return w->ctx && !w->closing && !w->dead && !w->rate_closed && !w->ticket_closed &&
+	       !w->full_since_ms && !w->extra && !w->job && !w->stash && ws_input_at_rest(&w->in) &&
 	       wslay_event_want_read(w->ctx) && !wslay_event_want_write(w->ctx) &&
 	       wslay_event_get_queued_msg_count(w->ctx) == 0 &&
 	       !wslay_event_get_close_received(w->ctx) && !wslay_event_get_close_sent(w->ctx);
@@ -691,6 +769,9 @@ void ws_pump(struct hub *h, struct ws *w)
 	if (w->rate_closed && !w->closing && w->ctx &&
 	    wslay_event_get_queued_msg_count(w->ctx) == 0)
 		ws_close(w, 1008, "message rate exceeded");
+	if (w->ticket_closed && !w->closing && w->ctx &&
+	    wslay_event_get_queued_msg_count(w->ctx) == 0)
+		ws_close(w, 4001, "unauthenticated");
 	if (w->full_since_ms && ws_queued(w) < h->lim.max_queue / 2) {
 		/* Resume: it fell behind while paused, so it catches up on pages of its own
 		 * from the log rather than hold back the live reads of its topics. */
@@ -787,6 +868,13 @@ void ws_adopt(struct hub *h, struct adopt *ad)
 			ws_close(w, 1013, "too many connections");
 		else if (w->authed)
 			ws_revoked_since(w, ad->checked_us);
+	}
+	if (ad->ticket_refused && !w->closing) {
+		/* The upgrade's ?ticket= was refused: say why, then close as for a bad token. */
+		ws_error(w, NULL, NULL, "ticket_invalid",
+			 "the stream ticket is not valid (unknown, already used or expired): get a "
+			 "new one with POST /v1/realtime/tickets");
+		w->ticket_closed = true; /* 4001 once the error is sent (ws_pump) */
 	}
 	w->rx_budget = WS_RX_BUDGET;
 	if (w->extra && ws_ctx(w) && wslay_event_recv(w->ctx) != 0) {

@@ -35,6 +35,7 @@ void job_free(struct job *j)
 		return;
 	for (int i = 0; i < j->nevents; i++)
 		free(j->events[i].ws);
+	json_decref(j->msg_id);
 	arena_release(&j->arena);
 	free(j);
 }

@@ -11,6 +11,7 @@ int auth_init(struct auth *au, const struct config *cfg, const void *secret, siz
 	au->access_ttl_s = cfg->access_token_ttl_s;
 	au->refresh_ttl_s = cfg->refresh_token_ttl_s;
 	au->session_max_age_s = cfg->session_max_age_s;
+	au->stream_ticket_ttl_s = cfg->stream_ticket_ttl_s;
 	au->bcrypt_cost = cfg->bcrypt_cost;
 	if (len < 32 || len > sizeof(au->key.secret)) {
 		fprintf(stderr, "tandem: the JWT secret must be 32 to %zu bytes\n",

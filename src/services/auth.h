@@ -19,7 +19,8 @@ struct config;
 struct auth {
 	struct token_key key;
 	int64_t access_ttl_s, refresh_ttl_s;
-	int64_t session_max_age_s; /* a refresh family's absolute lifetime */
+	int64_t session_max_age_s;   /* a refresh family's absolute lifetime */
+	int64_t stream_ticket_ttl_s; /* how long a stream ticket may wait to be redeemed */
 	int bcrypt_cost;
 	char dummy_hash[PASSWORD_HASH_MAX]; /* logins of unknown users are checked against it,
 					       so they take as long as real ones */

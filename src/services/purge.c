@@ -12,6 +12,7 @@
 #include "store/db.h"
 #include "store/idempotency.h"
 #include "store/store.h"
+#include "store/tickets.h"
 #include "store/users.h"
 
 #include <errno.h>
@@ -29,7 +30,7 @@ struct purger {
 	bool stop;
 };
 
-enum what { IDEMPOTENCY_KEYS, REFRESH_TOKENS };
+enum what { IDEMPOTENCY_KEYS, REFRESH_TOKENS, STREAM_TICKETS };
 
 /* One batch in its own write transaction; *n says how many rows went. */
 static int batch(struct db_conn *c, enum what w, const struct purge_policy *p, int64_t now,
@@ -42,8 +43,10 @@ static int batch(struct db_conn *c, enum what w, const struct purge_policy *p, i
 	if (w == IDEMPOTENCY_KEYS)
 		rc = store_idem_purge_expired(c, now, now - IDEMPOTENCY_STALE_MS, PURGE_BATCH, n,
 					      err);
-	else
+	else if (w == REFRESH_TOKENS)
 		rc = store_refresh_purge(c, now - p->refresh_grace_ms, PURGE_BATCH, n, err);
+	else
+		rc = store_ticket_purge(c, now, PURGE_BATCH, n, err);
 	return tx_finish(c, rc, err);
 }
 
@@ -53,7 +56,7 @@ int purge_run(struct store *st, const struct purge_policy *p, int64_t now_ms,
 	struct db_conn *c = store_conn(st, err);
 	if (!c)
 		return -ERR_UNAVAILABLE;
-	for (int w = IDEMPOTENCY_KEYS; w <= REFRESH_TOKENS; w++) {
+	for (int w = IDEMPOTENCY_KEYS; w <= STREAM_TICKETS; w++) {
 		int64_t n;
 		do {
 			int rc = batch(c, (enum what)w, p, now_ms, &n, err);
@@ -61,8 +64,10 @@ int purge_run(struct store *st, const struct purge_policy *p, int64_t now_ms,
 				return rc;
 			if (w == IDEMPOTENCY_KEYS)
 				out->idempotency_keys += n;
-			else
+			else if (w == REFRESH_TOKENS)
 				out->refresh_tokens += n;
+			else
+				out->stream_tickets += n;
 		} while (n == PURGE_BATCH);
 	}
 	return 0;
@@ -82,15 +87,16 @@ static void *purger_main(void *arg)
 		if (pg->stop)
 			break;
 		pthread_mutex_unlock(&pg->lock);
-		struct purge_counts n = {0, 0};
+		struct purge_counts n = {0, 0, 0};
 		struct error err = ERROR_INIT;
 		if (purge_run(pg->st, &pg->policy, time_now_ms(), &n, &err) < 0)
 			log_warn("purge of expired rows failed: %s", err.detail);
-		else if (n.idempotency_keys || n.refresh_tokens)
+		else if (n.idempotency_keys || n.refresh_tokens || n.stream_tickets)
 			log_json(LOG_DEBUG, "purged",
-				 json_pack("{s:I, s:I}", "idempotency_keys",
+				 json_pack("{s:I, s:I, s:I}", "idempotency_keys",
 					   (json_int_t)n.idempotency_keys, "refresh_tokens",
-					   (json_int_t)n.refresh_tokens));
+					   (json_int_t)n.refresh_tokens, "stream_tickets",
+					   (json_int_t)n.stream_tickets));
 		error_release(&err);
 		pthread_mutex_lock(&pg->lock);
 	}

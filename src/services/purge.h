@@ -1,9 +1,9 @@
 /*
- * purge.h — housekeeping: expired idempotency keys and dead refresh tokens are deleted
- * periodically (both tables grew forever). A background thread wakes every `interval_s` and
- * deletes in batches of PURGE_BATCH rows, one short write transaction each, so it never holds
- * the SQLite writer (or PostgreSQL row locks) for long. Several instances may purge one
- * database at once: each batch deletes what is still there.
+ * purge.h — housekeeping: expired idempotency keys, dead refresh tokens and expired stream
+ * tickets are deleted periodically (the tables would grow forever). A background thread wakes
+ * every `interval_s` and deletes in batches of PURGE_BATCH rows, one short write transaction
+ * each, so it never holds the SQLite writer (or PostgreSQL row locks) for long. Several instances
+ * may purge one database at once: each batch deletes what is still there.
  */
 #ifndef TANDEM_SERVICES_PURGE_H
 #define TANDEM_SERVICES_PURGE_H
@@ -27,7 +27,7 @@ struct purge_policy {
 };
 
 struct purge_counts {
-	int64_t idempotency_keys, refresh_tokens;
+	int64_t idempotency_keys, refresh_tokens, stream_tickets;
 };
 
 /* One purge now, in batches; adds what went to *out. 0 or a negative error kind. */

@@ -20,6 +20,7 @@ import socket
 import struct
 import threading
 import time
+import urllib.parse
 from types import SimpleNamespace
 
 import pytest
@@ -47,13 +48,18 @@ class Closed(Exception):
 _open = []  # every client made by the running test, closed at its end
 
 
+def close_open_clients():
+    """Close every client the running test made (Ws, RawWs, Sse)."""
+    while _open:
+        _open.pop().close()
+
+
 @pytest.fixture(autouse=True)
 def close_clients(tandem_server):
     """Close the test's clients before its servers stop (import this into a test module).
     A WebSocket still open at SIGTERM costs the server's close handshake timeout."""
     yield
-    while _open:
-        _open.pop().close()
+    close_open_clients()
 
 
 def close_code(payload):
@@ -62,8 +68,8 @@ def close_code(payload):
     return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
 
 
-def ws_url(server):
-    return f"ws://127.0.0.1:{server.port}/v1/realtime"
+def ws_url(server, query=""):
+    return f"ws://127.0.0.1:{server.port}/v1/realtime" + (f"?{query}" if query else "")
 
 
 # ---------------------------------------------------------------------------------------
@@ -75,12 +81,14 @@ class Ws:
 
     Ws(server, token) authenticates with the upgrade's Authorization header;
     Ws(server, token, first_message=True) upgrades anonymously and sends
-    {"type":"auth","token":...} first; Ws(server) stays anonymous.
+    {"type":"auth","token":...} first; Ws(server) stays anonymous; Ws(server, ticket=T)
+    upgrades with ?ticket=T.
     """
 
-    def __init__(self, server, token=None, first_message=False):
+    def __init__(self, server, token=None, first_message=False, ticket=None):
         header = [f"Authorization: Bearer {token}"] if token and not first_message else []
-        self.ws = websocket.create_connection(ws_url(server), header=header,
+        query = urllib.parse.urlencode({"ticket": ticket}) if ticket is not None else ""
+        self.ws = websocket.create_connection(ws_url(server, query), header=header,
                                               timeout=RECV_TIMEOUT)
         self.pings = 0  # server pings seen (and answered) so far
         _open.append(self)
@@ -169,7 +177,8 @@ class Ws:
 
     def close_code(self, timeout=RECV_TIMEOUT):
         """Read until the server closes; its close code (None: no close frame). Any message
-        still in flight is returned too: (code, messages)."""
+        still in flight is returned too: (code, messages). The close frame's reason is left
+        in self.close_reason (text)."""
         msgs = []
         try:
             while True:
@@ -177,6 +186,7 @@ class Ws:
                 if op == OP_TEXT:
                     msgs.append(json.loads(data))
         except Closed as c:
+            self.close_reason = c.reason.decode()
             return c.code, msgs
         except (ConnectionError, OSError):
             return None, msgs
@@ -201,7 +211,8 @@ class RawWs:
     """
 
     def __init__(self, server, token=None, headers=None, early=b"", rcvbuf=None,
-                 handshake=True):
+                 handshake=True, target="/v1/realtime"):
+        self.target = target  # the request target of the handshake
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -226,7 +237,7 @@ class RawWs:
                 h.pop(k, None)
             else:
                 h[k] = v
-        req = "GET /v1/realtime HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
+        req = f"GET {self.target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
         self.sock.sendall(req.encode() + b"\r\n" + early)
         while b"\r\n\r\n" not in self.buf:
             chunk = self.sock.recv(65536)
@@ -334,12 +345,13 @@ class RawWs:
 
     def expect_close(self, timeout=RECV_TIMEOUT):
         """Read until the server closes: (close code or None for a bare EOF, the text
-        messages before it)."""
+        messages before it). The close frame's reason is left in self.close_reason (text)."""
         msgs = []
         try:
             while True:
                 msgs.append(self.recv(timeout))
         except Closed as c:
+            self.close_reason = c.reason.decode()
             return c.code, msgs
         except (ConnectionResetError, BrokenPipeError):
             return None, msgs
@@ -373,9 +385,11 @@ class RawWs:
 
 
 class Sse:
-    """GET /v1/projects/{pid}/events/stream over plain HTTP/1.1."""
+    """GET /v1/projects/{pid}/events/stream over plain HTTP/1.1 (`query`: a dict for the
+    query string, ?after= or ?ticket=)."""
 
-    def __init__(self, server, token, pid, last_event_id=None, headers=None, rcvbuf=None):
+    def __init__(self, server, token, pid, last_event_id=None, headers=None, rcvbuf=None,
+                 query=None):
         self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=RECV_TIMEOUT)
         _open.append(self)
         if rcvbuf:  # a small receive window: the server's writes block sooner
@@ -390,7 +404,10 @@ class Sse:
         if last_event_id is not None:
             h["Last-Event-ID"] = str(last_event_id)
         h.update(headers or {})
-        self.conn.request("GET", f"/v1/projects/{pid}/events/stream", headers=h)
+        path = f"/v1/projects/{pid}/events/stream"
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        self.conn.request("GET", path, headers=h)
         self.resp = self.conn.getresponse()
         self.status = self.resp.status
 

@@ -136,7 +136,9 @@ def test_operation_documents_what_the_shared_machinery_answers(method, template)
         if status.startswith(("4", "5")) and not readiness:
             assert list(resp.get("content", {})) == ["application/problem+json"], \
                 f"{status} must be a problem+json answer"
-        if status == "201":
+        # A stream ticket (issue 15) is created but has no URL of its own: it is spent once,
+        # in a live channel's URL; every other 201 says where the new thing is.
+        if status == "201" and template != "/v1/realtime/tickets":
             assert "Location" in headers, "201 without Location"
 
 

@@ -129,6 +129,7 @@ def test_a_first_message_that_does_not_authenticate_closes_with_4001(team, messa
     code, msgs = ws.close_code()
     assert code == 4001, (code, msgs)
     assert msgs == []
+    assert ws.close_reason == "unauthenticated"  # log in again (issue 15)
 
 
 def test_no_auth_message_within_5_seconds_closes_with_4001(team):
@@ -136,6 +137,8 @@ def test_no_auth_message_within_5_seconds_closes_with_4001(team):
     assert raw.status == 101
     code, msgs = raw.expect_close(timeout=30)
     assert code == 4001 and msgs == []
+    # Its own reason (issue 15): not the "unauthenticated" of a refused token.
+    assert raw.close_reason == "authentication timeout"
     assert team.anon.get("/healthz").status_code == 200
 
 
@@ -168,7 +171,9 @@ def test_non_member_or_unknown_project_subscribe_is_not_found(team):
         ws.send({"type": "subscribe", "project_id": pid, "after": 0})
         err = ws.recv()
         assert err["type"] == "error" and err["code"] == "not_found", err
-        assert set(err) == {"type", "code", "message"}, err
+        # Errors about a project name it (issue 15).
+        assert set(err) == {"type", "code", "message", "project_id"}, err
+        assert err["project_id"] == pid
     # The outsider gets nothing of the project afterwards either.
     team.create()
     assert ws.sync() == []

@@ -10,8 +10,8 @@
 - One client holds at most TANDEM_MAX_CONNECTIONS_PER_IP connections (default 64).
 - The stored answer of an Idempotency-Key commits with the change it describes: when storing
   it fails (a trigger injects the fault), the change is undone too and a retry runs once.
-- Expired idempotency keys and dead refresh tokens are purged (TANDEM_PURGE_INTERVAL), live
-  ones kept.
+- Expired idempotency keys, dead refresh tokens and expired stream tickets are purged
+  (TANDEM_PURGE_INTERVAL), live ones kept.
 """
 import json
 import socket
@@ -269,16 +269,21 @@ def test_expired_keys_and_dead_refresh_tokens_are_purged(tandem_server):
         VALUES ('{LIVE}', '{uid}', '{FAMILY}1', 'live-hash', {now}, {far});
         INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, created_at, expires_at,
             revoked_at)
-        VALUES ('{REVOKED}', '{uid}', '{FAMILY}2', 'revoked-hash', 1000, {far}, 1000);""")
+        VALUES ('{REVOKED}', '{uid}', '{FAMILY}2', 'revoked-hash', 1000, {far}, 1000);
+        INSERT INTO stream_tickets (token_hash, user_id, session_id, token_version,
+            access_expires_at, created_at, expires_at)
+        VALUES ('ticket-live', '{uid}', '{FAMILY}1', 1, {far}, {now}, {far}),
+               ('ticket-expired', '{uid}', '{FAMILY}1', 1, {far}, 1000, 2000);""")
     assert len(store.query("SELECT key FROM idempotency_keys")) == 2
     assert len(store.query("SELECT id FROM refresh_tokens")) == 3
 
     def left():
         return (sorted(r["key"] for r in store.query("SELECT key FROM idempotency_keys")),
-                sorted(r["id"] for r in store.query("SELECT id FROM refresh_tokens")))
+                sorted(r["id"] for r in store.query("SELECT id FROM refresh_tokens")),
+                [r["token_hash"] for r in store.query("SELECT token_hash FROM stream_tickets")])
 
     for _ in range(600):  # the purge runs every second; expiry plus grace is 4 s
-        if left() == (["live"], [LIVE]):
+        if left() == (["live"], [LIVE], ["ticket-live"]):
             break
         time.sleep(0.1)
-    assert left() == (["live"], [LIVE])
+    assert left() == (["live"], [LIVE], ["ticket-live"])

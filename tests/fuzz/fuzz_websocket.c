@@ -5,8 +5,10 @@
  *
  * The first input byte sets the scene: bit 0, the socket was authenticated at the upgrade
  * (bearer header); bit 1, an `auth` message's token is good; bits 2-3, what a subscribe finds
- * (0/1 the project, 2 no such project, 3 the database away). The rest is the client's byte
- * stream (frames must be masked, as RFC 6455 requires of clients).
+ * (0/1 the project, 2 no such project, 3 the database away); bit 4, the upgrade's ?ticket= was
+ * refused (an unauthenticated socket that sends its error and closes). Messages may carry an
+ * `id` the answers echo. The rest is the client's byte stream (frames must be masked, as
+ * RFC 6455 requires of clients).
  *
  * The connection is a real struct ws adopted by a hub that has no thread: its bytes come as
  * the "extra" bytes read with the handshake, its answers go to one end of a socketpair, and
@@ -118,6 +120,8 @@ static void connection(const uint8_t *data, size_t size)
 		memcpy(ad.user_id, USER, UUID_STR_LEN);
 		ad.tok.token = strdup("header.token.sig"); /* moved to the connection */
 		ad.tok.exp_ms = time_now_ms() + 3600 * 1000;
+	} else if (scene & 16) {
+		ad.ticket_refused = true;
 	}
 	ws_adopt(&hub, &ad);
 	/* The hub's loop, for this one connection: answer its jobs, let it read what is left. */

@@ -184,6 +184,16 @@ def websockets():
     write("websocket", b"\x01" + frame(1, "x" * 300) + b"\x81\xff" + struct.pack(">Q", 70000) +
           b"\x11\x22\x33\x44" + b"yyyy")
     write("websocket", b"\x03" + auth[:5])
+    # Message ids (issue 15): echoed when a string <= 64 characters or an integer.
+    write("websocket", b"\x02" + frame(1, compact({"type": "auth", "token": "a.b.c", "id": 1})) +
+          frame(1, compact({"type": "subscribe", "project_id": PROJECT, "id": "s\u00e9"})) +
+          frame(1, compact({"type": "ping", "id": "x" * 65})) +
+          frame(1, compact({"type": "ping", "id": {"a": [1]}})) +
+          frame(1, compact({"type": "unsubscribe", "project_id": "nope", "id": -7})))
+    write("websocket", b"\x09" + frame(1, compact({"type": "subscribe", "project_id": PROJECT,
+                                                    "after": 99, "id": 2 ** 70})))
+    # A refused ticket: the error, then 4001; whatever the client sends meanwhile.
+    write("websocket", b"\x10" + auth + ping_msg)
 
 
 def requests():

@@ -415,6 +415,19 @@ static void test_session_max_age_has_a_default_and_a_range(void **state)
 			    NULL);
 }
 
+static void test_stream_ticket_ttl_has_a_default_and_a_range(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(load(f, NULL), 0);
+	assert_int_equal(f->cfg.stream_ticket_ttl_s, 30);
+	assert_int_equal(load(f, "--stream-ticket-ttl", "5", NULL), 0);
+	assert_int_equal(f->cfg.stream_ticket_ttl_s, 5);
+	assert_fails_naming(f, load(f, "--stream-ticket-ttl", "0", NULL),
+			    "TANDEM_STREAM_TICKET_TTL", NULL);
+	assert_fails_naming(f, load(f, "--stream-ticket-ttl", "3601", NULL),
+			    "TANDEM_STREAM_TICKET_TTL", NULL);
+}
+
 static void test_unknown_flag_is_named(void **state)
 {
 	struct fixture *f = *state;
@@ -514,6 +527,7 @@ int main(void)
 	    T(test_secret_flags_are_overwritten_in_argv),
 	    T(test_jwt_secret_and_secret_file_are_exclusive),
 	    T(test_session_max_age_has_a_default_and_a_range),
+	    T(test_stream_ticket_ttl_has_a_default_and_a_range),
 	    T(test_unknown_flag_is_named),
 	    T(test_flag_prefix_is_not_accepted),
 	    T(test_flag_without_its_value_is_named),

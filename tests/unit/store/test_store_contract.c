@@ -30,6 +30,7 @@
 #include "core/uuid.h"
 #include "store/db.h"
 #include "store/store.h"
+#include "store/tickets.h"
 #include "fixture.h"
 
 /* ---- migrations --------------------------------------------------------------------- */
@@ -60,13 +61,12 @@ static void test_migrate_on_an_empty_database_applies_all(void **state)
 	migrations_for(store_dialect(f->s), &count);
 	/* The fixture's migration ran through the same call; redo it on a clean slate. */
 	ok(f, db_exec(f->c, "DROP TABLE schema_migrations", NULL, 0, &f->err), "drop");
-	static const char *const drops[] = {"DROP TABLE idempotency_keys",
-					    "DROP TABLE events",
-					    "DROP TABLE tasks",
-					    "DROP TABLE memberships",
-					    "DROP TABLE projects",
-					    "DROP TABLE refresh_tokens",
-					    "DROP TABLE users"};
+	static const char *const drops[] = {
+	    "DROP TABLE stream_tickets", "DROP TABLE idempotency_keys",
+	    "DROP TABLE events",	 "DROP TABLE tasks",
+	    "DROP TABLE memberships",	 "DROP TABLE projects",
+	    "DROP TABLE refresh_tokens", "DROP TABLE users",
+	};
 	for (size_t i = 0; i < sizeof(drops) / sizeof(drops[0]); i++)
 		ok(f, db_exec(f->c, drops[i], NULL, 0, &f->err), drops[i]);
 	ok(f, store_migrate(f->s, &applied, &f->err), "store_migrate");
@@ -134,13 +134,12 @@ static void test_concurrent_migrations_apply_each_migration_once(void **state)
 	int count;
 	migrations_for(store_dialect(f->s), &count);
 	ok(f, db_exec(f->c, "DROP TABLE schema_migrations", NULL, 0, &f->err), "drop");
-	static const char *const drops[] = {"DROP TABLE idempotency_keys",
-					    "DROP TABLE events",
-					    "DROP TABLE tasks",
-					    "DROP TABLE memberships",
-					    "DROP TABLE projects",
-					    "DROP TABLE refresh_tokens",
-					    "DROP TABLE users"};
+	static const char *const drops[] = {
+	    "DROP TABLE stream_tickets", "DROP TABLE idempotency_keys",
+	    "DROP TABLE events",	 "DROP TABLE tasks",
+	    "DROP TABLE memberships",	 "DROP TABLE projects",
+	    "DROP TABLE refresh_tokens", "DROP TABLE users",
+	};
 	for (size_t i = 0; i < sizeof(drops) / sizeof(drops[0]); i++)
 		ok(f, db_exec(f->c, drops[i], NULL, 0, &f->err), drops[i]);
 
@@ -528,6 +527,42 @@ static void test_foreign_key_cascade_deletes_dependents(void **state)
 	struct db_param d[] = {txt(uid)};
 	ok(f, db_exec(f->c, "DELETE FROM users WHERE id = $1", d, 1, &f->err), "delete user");
 	assert_int_equal(count_rows(f, f->c, "SELECT COUNT(*) FROM refresh_tokens"), 0);
+}
+
+static void test_a_stream_ticket_is_taken_once_and_expired_ones_are_purged(void **state)
+{
+	struct fixture *f = *state;
+	char uid[UUID_STR_LEN];
+	must_insert_user(f, "tina", uid);
+	struct stream_ticket live = {"hash-live", uid, uid, 1, 9000, 1000, 5000};
+	struct stream_ticket old = {"hash-old", uid, uid, 1, 9000, 1000, 2000};
+	ok(f, store_ticket_insert(f->c, &live, &f->err), "insert live");
+	ok(f, store_ticket_insert(f->c, &old, &f->err), "insert old");
+
+	/* Another connection (another instance) takes it; then nobody can. */
+	struct store *s2;
+	ok(f, store_create(f->url, &s2, &f->err), "store_create");
+	struct db_conn *c2 = store_conn(s2, &f->err);
+	assert_non_null(c2);
+	struct stream_ticket got;
+	int rc = store_ticket_take(c2, &f->a, "hash-live", &got, &f->err);
+	store_free(s2);
+	assert_int_equal(rc, 0);
+	assert_string_equal(got.user_id, uid);
+	assert_int_equal(got.token_version, 1);
+	assert_int_equal(got.access_expires_at, 9000);
+	assert_int_equal(got.expires_at, 5000);
+	error_release(&f->err);
+	assert_int_equal(store_ticket_take(f->c, &f->a, "hash-live", &got, &f->err),
+			 -ERR_NOT_FOUND);
+	error_release(&f->err);
+
+	int64_t n = -1;
+	ok(f, store_ticket_insert(f->c, &live, &f->err), "insert live again");
+	ok(f, store_ticket_purge(f->c, 3000, 500, &n, &f->err), "purge");
+	assert_int_equal(n, 1);
+	assert_int_equal(count_rows(f, f->c, "SELECT COUNT(*) FROM stream_tickets"), 1);
+	ok(f, store_ticket_take(f->c, &f->a, "hash-live", &got, &f->err), "live stays");
 }
 
 static void test_check_constraint_violation_is_not_a_conflict(void **state)
@@ -1355,6 +1390,8 @@ static void test_many_rows_are_all_returned(void **state)
 					    teardown),                                             \
 	    cmocka_unit_test_setup_teardown(test_foreign_key_cascade_deletes_dependents, setup,    \
 					    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(                                                       \
+		test_a_stream_ticket_is_taken_once_and_expired_ones_are_purged, setup, teardown),  \
 	    cmocka_unit_test_setup_teardown(test_check_constraint_violation_is_not_a_conflict,     \
 					    setup, teardown),                                      \
 	    cmocka_unit_test_setup_teardown(test_rolled_back_transaction_leaves_nothing, setup,    \
