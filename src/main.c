@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/xalloc.h"
 #include "handlers/handlers.h"
+#include "http/cors.h"
 #include "http/server.h"
 #include "services/accounts.h"
 #include "handlers/ratelimit.h"
@@ -165,7 +166,12 @@ static int cmd_serve(struct config *cfg)
 	}
 	struct bus *bus = bus_create(hub, redis);
 	notify_set_sink(bus_publish, bus);
+	struct cors *cors = NULL;
+	char why[320];
+	if (cors_create(cfg->cors_origins, &cors, why, sizeof(why)) < 0)
+		abort(); /* config_load() checked it */
 	struct app app = {.cfg = cfg,
+			  .cors = cors,
 			  .hub = hub,
 			  .drain = drain,
 			  .store = store,
@@ -178,6 +184,7 @@ static int cmd_serve(struct config *cfg)
 			  .authenticate = handlers_authenticate,
 			  .idempotent = handlers_idempotent};
 	if (server_start(&app, &server) < 0) {
+		cors_free(cors);
 		notify_set_sink(NULL, NULL);
 		bus_free(bus);
 		hub_drain(hub);
@@ -197,6 +204,7 @@ static int cmd_serve(struct config *cfg)
 	sigwait(&set, &sig);
 	log_info("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	server_stop(server);
+	cors_free(cors);
 	purger_stop(purger);
 	notify_set_sink(NULL, NULL);
 	bus_free(bus);

@@ -2,6 +2,7 @@
 #include "config/config.h"
 #include "core/redact.h"
 #include "core/xalloc.h"
+#include "http/cors.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -109,6 +110,9 @@ static const struct setting settings[] = {
      "100000", 16, 100000000, "buckets the in-process limiter keeps at most"},
     {"trusted-proxies", "TANDEM_TRUSTED_PROXIES", K_STR, OFF(trusted_proxies), NULL, 0, 0,
      "comma-separated IPs/CIDRs of proxies whose X-Forwarded-For is believed"},
+    {"cors-origins", "TANDEM_CORS_ORIGINS", K_STR, OFF(cors_origins), NULL, 0, 0,
+     "comma-separated origins (scheme://host[:port]) whose browser pages may call the API, or * "
+     "for any origin (never with credentials); unset: CORS off"},
     {"redis-url", "TANDEM_REDIS_URL", K_STR, OFF(redis_url), NULL, 0, 0,
      "redis://[[user]:password@]host[:port][/db] or unix://[[user]:password@]/path[?db=N]: "
      "shared rate limits and event fan-out"},
@@ -345,6 +349,18 @@ int config_load(struct config *cfg, int argc, char **argv, int first, FILE *erro
 			    shown);
 			return -1;
 		}
+	}
+	if (cfg->cors_origins) {
+		struct cors *c;
+		char why[320];
+		if (cors_create(cfg->cors_origins, &c, why, sizeof(why)) < 0) {
+			fprintf(
+			    errout,
+			    "tandem: invalid setting TANDEM_CORS_ORIGINS (--cors-origins): %s\n",
+			    why);
+			return -1;
+		}
+		cors_free(c);
 	}
 	if (cfg->threads == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);

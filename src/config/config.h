@@ -50,6 +50,7 @@ struct config {
 	char *rate_limit_anon, *rate_limit_user, *rate_limit_auth, *rate_limit_login;
 	size_t rate_limit_max_keys;
 	char *trusted_proxies;
+	char *cors_origins; /* NULL: CORS off; else checked by http/cors.h at load */
 	char *redis_url;
 	/* real time */
 	size_t ws_max_message, ws_max_queue;

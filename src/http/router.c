@@ -79,3 +79,21 @@ const struct route_param *router_params(const struct route *r)
 			return route_queries[i].params;
 	return NULL;
 }
+
+bool router_path_methods(const char *path, char *out, size_t out_len)
+{
+	size_t used = 0;
+	bool known = false;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < routes_count; i++) {
+		if (!match(NULL, routes[i].pattern, path, false))
+			continue;
+		known = true;
+		int w = snprintf(out + used, out_len - used, "%s%s", used ? ", " : "",
+				 routes[i].method);
+		if (w > 0 && (size_t)w < out_len - used)
+			used += (size_t)w;
+	}
+	return known;
+}

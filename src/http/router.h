@@ -7,6 +7,7 @@
 #ifndef TANDEM_HTTP_ROUTER_H
 #define TANDEM_HTTP_ROUTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct request;
@@ -67,5 +68,12 @@ enum router_result { ROUTER_FOUND, ROUTER_NOT_FOUND, ROUTER_METHOD_NOT_ALLOWED }
  */
 enum router_result router_match(struct request *req, const char *method, const char *path,
 				char *allow, size_t allow_len);
+
+/*
+ * The methods the route table has for `path` (as in the table: no HEAD, no OPTIONS),
+ * ", "-separated into out, e.g. "GET, PATCH, DELETE" for /v1/projects/{id}. Returns false
+ * (out "") when no route has this path.
+ */
+bool router_path_methods(const char *path, char *out, size_t out_len);
 
 #endif

@@ -23,6 +23,7 @@
 #include "core/xalloc.h"
 #include "http/clientkey.h"
 #include "http/conns.h"
+#include "http/cors.h"
 #include "http/reply.h"
 #include "http/request.h"
 #include "http/router.h"
@@ -322,6 +323,33 @@ static void upgraded(void *cls, struct MHD_Connection *conn, void *con_cls, cons
 	free(uc);
 }
 
+/* Whether answer_options() answered this request (it adds its own CORS headers). */
+static bool answered_options(const struct request *req)
+{
+	return req->method && !strcmp(req->method, "OPTIONS") &&
+	       req->routed == ROUTER_METHOD_NOT_ALLOWED && req->status == 204;
+}
+
+/*
+ * The CORS headers of an actual response (errors, streams and early refusals included, so a
+ * browser script can read why it was refused): Vary: Origin whenever CORS is on, since the
+ * answer depends on it, and the grant when the request's origin is allowed. A protocol
+ * switch gets none: it is not read by a script.
+ */
+static void add_cors(struct server *s, struct request *req, struct MHD_Response *resp)
+{
+	const struct cors *c = s->app->cors;
+	if (!c || req->special.upgraded || answered_options(req))
+		return;
+	MHD_add_response_header(resp, "Vary", "Origin");
+	const char *origin =
+	    cors_allow_origin(c, MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Origin"));
+	if (!origin)
+		return;
+	MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+	MHD_add_response_header(resp, "Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS);
+}
+
 static enum MHD_Result queue(struct server *s, struct request *req)
 {
 	struct MHD_Response *resp;
@@ -359,6 +387,7 @@ static enum MHD_Result queue(struct server *s, struct request *req)
 	}
 	for (int i = 0; i < req->nheaders; i++)
 		MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);
+	add_cors(s, req, resp);
 	if (atomic_load(&s->draining))
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)req->status, resp);
@@ -389,8 +418,9 @@ static void route_early(struct request *req)
 {
 	char allow[128];
 	req->routed = router_match(req, req->method, req->path, allow, sizeof(allow));
+	/* Every known path answers OPTIONS (answer_options), so Allow lists it too. */
 	if (req->routed == ROUTER_METHOD_NOT_ALLOWED)
-		req->allow = arena_strdup(&req->arena, allow);
+		req->allow = arena_printf(&req->arena, "%s, OPTIONS", allow);
 	if (req->routed == ROUTER_FOUND && !(req->route->flags & ROUTE_PUBLIC) &&
 	    req->app->authenticate)
 		req->auth_rc = req->app->authenticate(req);
@@ -406,8 +436,51 @@ static bool body_announced(struct MHD_Connection *conn)
 					   MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
 }
 
+/*
+ * OPTIONS on a known path: 204 with Allow (what HTTP clients expect), before authentication,
+ * rate limits and any body. A CORS preflight (Origin and Access-Control-Request-Method) from
+ * an allowed origin, for a method the path has and request headers the API reads, also gets
+ * the grant; any other preflight gets none, and the browser then refuses the call.
+ */
+static void answer_options(struct request *req)
+{
+	const struct cors *c = req->app->cors;
+	const char *origin = request_header(req, "Origin");
+	const char *method = request_header(req, "Access-Control-Request-Method");
+	char methods[128], headers[256];
+
+	reply_header(req, "Allow", req->allow);
+	if (c)
+		reply_header(req, "Vary", CORS_PREFLIGHT_VARY);
+	const char *allow_origin = cors_allow_origin(c, origin);
+	if (allow_origin && method && router_path_methods(req->path, methods, sizeof(methods)) &&
+	    cors_method_listed(methods, method) &&
+	    cors_allow_headers(request_header(req, "Access-Control-Request-Headers"), headers,
+			       sizeof(headers)) == 0) {
+		reply_header(req, "Access-Control-Allow-Origin", allow_origin);
+		reply_header(req, "Access-Control-Allow-Methods",
+			     arena_strdup(&req->arena, methods));
+		if (headers[0])
+			reply_header(req, "Access-Control-Allow-Headers",
+				     arena_strdup(&req->arena, headers));
+		reply_header(req, "Access-Control-Max-Age", CORS_MAX_AGE);
+	}
+	reply_empty(req, 204);
+}
+
+/* Whether the request asks for a WebSocket (Upgrade: websocket). */
+static bool wants_websocket(struct request *req)
+{
+	const char *up = request_header(req, "Upgrade");
+	return up && !strcasecmp(up, "websocket");
+}
+
 static void dispatch(struct request *req)
 {
+	if (req->routed == ROUTER_METHOD_NOT_ALLOWED && !strcmp(req->method, "OPTIONS")) {
+		answer_options(req);
+		return;
+	}
 	switch (req->routed) {
 	case ROUTER_NOT_FOUND:
 		reply_fail(req, ERR_NOT_FOUND, "no route for %s", req->path);
@@ -419,6 +492,17 @@ static void dispatch(struct request *req)
 		return;
 	default:
 		break;
+	}
+	/* With CORS on, a browser page from an origin not listed may not open a WebSocket
+	 * either (browsers always send Origin on the upgrade; other clients send none). */
+	const char *origin = request_header(req, "Origin");
+	if (req->app->cors && origin && !cors_allow_origin(req->app->cors, origin) &&
+	    wants_websocket(req)) {
+		reply_fail(
+		    req, ERR_FORBIDDEN,
+		    "WebSocket upgrades from origin %s are not allowed (TANDEM_CORS_ORIGINS)",
+		    origin);
+		return;
 	}
 	int rc = req->auth_rc;
 	/* Limits apply whatever authentication said: a refusal has no effect at all. */

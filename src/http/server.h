@@ -19,6 +19,7 @@ struct auth;
 struct limits;
 struct redis;
 struct hub;
+struct cors;
 
 struct app {
 	const struct config *cfg;
@@ -35,6 +36,8 @@ struct app {
 	/* Called once when shutdown begins: end streams, wake parked requests, close sockets. */
 	void (*drain)(struct app *app);
 	struct hub *hub; /* real-time delivery */
+	/* The CORS policy (http/cors.h); NULL: CORS off. */
+	const struct cors *cors;
 	/* Rate limiting, after authentication: 0 or -ERR_RATE_LIMITED (headers added). */
 	int (*rate_limit)(struct request *req);
 	/*

@@ -153,7 +153,8 @@ class Contract:
         template = self.match(path)
         if template is None or method not in self.paths[template]:
             return [f"{where}: {p}" for p in
-                    self._check_unrouted(template, status, headers, body, head, body_read)]
+                    self._check_unrouted(method, template, status, headers, body, head,
+                                        body_read)]
         op = self.paths[template][method]
         responses = op.get("responses", {})
         resp = responses.get(str(status)) or responses.get(f"{str(status)[0]}XX") \
@@ -166,23 +167,28 @@ class Contract:
         problems += self._check_body(resp, headers, body, head, body_read)
         return [f"{where} ({method} {template}): {p}" for p in problems]
 
-    def _check_unrouted(self, template, status, headers, body, head, body_read):
+    def _check_unrouted(self, method, template, status, headers, body, head, body_read):
         """A request the document has no operation for: the server's routing answers, which
         the document states in its Conventions (404 for an unknown path, 405 with Allow for
-        a known path and another method, 413 before routing)."""
-        allowed = (404, 413) if template is None else (405, 413)
+        a known path and another method, 204 with Allow to OPTIONS on a known path, 413
+        before routing)."""
+        options = method == "OPTIONS" and template is not None
+        allowed = (404, 413) if template is None else (204, 413) if options else (405, 413)
         problems = []
         if status not in allowed:
             what = "an unknown path" if template is None else f"a method {template} lacks"
             problems.append(f"{what} must answer {' or '.join(map(str, allowed))}")
-        if status == 405:
+        if status in (204, 405):
             allow = {m.strip() for m in headers.get("Allow", "").split(",") if m.strip()}
-            want = set(self.paths[template])
+            want = set(self.paths[template]) | {"OPTIONS"}
             if "GET" in want:
                 want.add("HEAD")
             if allow != want:
                 problems.append(f"Allow is {sorted(allow)}, the document says {sorted(want)}")
-        if not head and body_read:
+        if status == 204:
+            if body_read and body:
+                problems.append(f"OPTIONS answered a body of {len(body)} bytes")
+        elif not head and body_read:
             problems += self._check_problem_body(status, headers, body)
         return problems
 

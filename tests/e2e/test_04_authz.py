@@ -304,14 +304,15 @@ def test_permission_matrix(world, method, pattern):
 
 
 def test_unrouted_methods_answer_405_for_everyone(world):
-    """Every other method on these paths: 405 with Allow, whoever asks, nothing changes."""
+    """Every other method on these paths: 405 with Allow, whoever asks, nothing changes.
+    Allow lists OPTIONS too: every known path answers it (issue 15, CORS preflight)."""
     ids = world.fresh_project()
     by_path = {}
     for method, pattern in ROUTES:
         by_path.setdefault(pattern, set()).add(method)
     before = world.db()
     for pattern, allowed in sorted(by_path.items()):
-        want_allow = set(allowed) | ({"HEAD"} if "GET" in allowed else set())
+        want_allow = set(allowed) | {"OPTIONS"} | ({"HEAD"} if "GET" in allowed else set())
         for method in METHODS:
             if method in allowed:
                 continue

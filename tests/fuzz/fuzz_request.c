@@ -15,7 +15,8 @@
  * input is the body. Properties beyond the sanitizers: request_json answers 415, 400 or 422
  * or gives an object; If-Match gives a positive version, none, or 412; the Link target is
  * plain ASCII in the URL's safe set and ends with the cursor given; the client address is the peer
- * or an entry of X-Forwarded-For.
+ * or an entry of X-Forwarded-For; a CORS grant (http/cors.c) goes only to a listed Origin and
+ * names only request headers that were asked, each once per asking.
  */
 #include "fuzz.h"
 #include "config/config.h"
@@ -23,6 +24,7 @@
 #include "core/error.h"
 #include "handlers/common.h"
 #include "handlers/ratelimit.h"
+#include "http/cors.h"
 #include "http/request.h"
 #include "http/router.h"
 #include "services/precondition.h"
@@ -41,6 +43,7 @@ struct item {
 };
 
 static struct item items[MAX_ITEMS];
+static struct cors *cors;
 static int nitems;
 static struct sockaddr_storage peer;
 static union MHD_ConnectionInfo peer_info;
@@ -119,6 +122,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	cfg.rate_limit_auth = "10/min";
 	cfg.rate_limit_max_keys = 16;
 	cfg.trusted_proxies = "127.0.0.1, 10.0.0.0/8, ::1, fd00::/8";
+	char why[320];
+	if (cors_create("http://127.0.0.1:5173, https://app.example.com", &cors, why, sizeof(why)) <
+	    0)
+		return -1;
 	return limits_create(&cfg, NULL, &limits);
 }
 
@@ -178,6 +185,31 @@ static void run(struct request *req)
 	const char *xff = request_header_all(req, "X-Forwarded-For");
 	if (xff && strcmp(ip, request_peer(req)) != 0)
 		FUZZ_CHECK(strstr(xff, ip) != NULL);
+
+	const char *origin = request_header(req, "Origin");
+	const char *granted = cors_allow_origin(cors, origin);
+	if (granted)
+		FUZZ_CHECK(!strcmp(granted, origin) &&
+			   (!strcmp(origin, "http://127.0.0.1:5173") ||
+			    !strcmp(origin, "https://app.example.com")));
+	const char *asked = request_header(req, "Access-Control-Request-Headers");
+	char allow[256];
+	if (cors_allow_headers(asked, allow, sizeof(allow)) == 0) {
+		/* every name granted was asked (in any case) */
+		for (const char *p = allow; *p;) {
+			size_t len = strcspn(p, ",");
+			char name[64];
+			FUZZ_CHECK(len > 0 && len < sizeof(name));
+			memcpy(name, p, len);
+			name[len] = '\0';
+			FUZZ_CHECK(asked && strcasestr(asked, name));
+			p += len;
+			while (*p == ',' || *p == ' ')
+				p++;
+		}
+		FUZZ_CHECK(asked || !allow[0]);
+	}
+	(void)cors_method_listed("GET, PATCH, DELETE", request_header(req, "X-Method"));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -195,6 +195,8 @@ def settings():
         ["--rate-limit-anon=60/min", "--trusted-proxies", "10.0.0.0/8", "--access-log=false"],
         ["--max-body-bytes", "1048576", "--bcrypt-cost", "31", "--jwt-secret", "short"],
         ["--database-url", "mysql://x", "extra"],
+        ["--cors-origins", "http://127.0.0.1:5173, https://app.example.com,http://[::1]:8000"],
+        ["--cors-origins=*,http://a.example/", "--cors-origins", "null"],
     ]
     for l in lines:
         write("settings", b"\x01" + "\n".join(l).encode())
@@ -255,6 +257,10 @@ def requests():
         "A ::1\nH X-Forwarded-For: 2001:db8::1,  fd00::5 ,::1",
         "A 127.0.0.1\nH X-Forwarded-For: ,,, \nH x-forwarded-for: 127.0.0.1",
         "A 198.51.100.1\nH X-Forwarded-For: 1.2.3.4",
+        "H Origin: http://127.0.0.1:5173\nH Access-Control-Request-Headers: authorization,"
+        "content-type,if-match,idempotency-key\nH X-Method: PATCH",
+        "H Origin: https://app.example.com.evil\nH Access-Control-Request-Headers: x-custom, "
+        "LAST-EVENT-ID,,\nH X-Method: HEAD",
     ]
     for s in seeds:
         write("request", s)

@@ -341,6 +341,28 @@ static void test_unsupported_database_url_names_the_setting(void **state)
 	assert_fails_naming(f, load(f, NULL), "TANDEM_DATABASE_URL", "mysql://db/tandem", NULL);
 }
 
+static void test_cors_is_off_by_default_and_takes_origins(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(load(f, NULL), 0);
+	assert_null(f->cfg.cors_origins);
+	setenv("TANDEM_CORS_ORIGINS", "http://127.0.0.1:5173, https://app.example.com", 1);
+	assert_int_equal(load(f, NULL), 0);
+	assert_string_equal(f->cfg.cors_origins, "http://127.0.0.1:5173, https://app.example.com");
+	assert_int_equal(load(f, "--cors-origins=*", NULL), 0);
+	assert_string_equal(f->cfg.cors_origins, "*");
+}
+
+static void test_bad_cors_origins_name_the_setting_and_the_item(void **state)
+{
+	struct fixture *f = *state;
+	assert_fails_naming(f, load(f, "--cors-origins", "https://app.example.com/", NULL),
+			    "TANDEM_CORS_ORIGINS", "--cors-origins", "\"https://app.example.com/\"",
+			    "no path", NULL);
+	setenv("TANDEM_CORS_ORIGINS", "*, http://127.0.0.1:5173", 1);
+	assert_fails_naming(f, load(f, NULL), "TANDEM_CORS_ORIGINS", "only value", NULL);
+}
+
 static void test_short_jwt_secret_names_the_setting(void **state)
 {
 	struct fixture *f = *state;
@@ -511,6 +533,8 @@ int main(void)
 	    T(test_bad_log_level_names_the_setting),
 	    T(test_bad_listen_addresses_name_the_setting),
 	    T(test_unsupported_database_url_names_the_setting),
+	    T(test_cors_is_off_by_default_and_takes_origins),
+	    T(test_bad_cors_origins_name_the_setting_and_the_item),
 	    T(test_short_jwt_secret_names_the_setting),
 	    T(test_database_url_errors_do_not_show_its_password),
 	    T(test_secret_flags_are_overwritten_in_argv),

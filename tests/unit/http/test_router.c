@@ -315,6 +315,28 @@ static void test_small_allow_buffer_is_truncated_not_overrun(void **state)
 	assert_true(memchr(allow, '\0', sizeof(allow)) != NULL);
 }
 
+static void test_path_methods_are_the_table_methods_without_head(void **state)
+{
+	char out[ALLOW_LEN];
+	(void)state;
+	assert_true(router_path_methods("/v1/projects/p1", out, sizeof(out)));
+	assert_string_equal(out, "GET, PATCH, DELETE");
+	assert_true(router_path_methods("/healthz", out, sizeof(out)));
+	assert_string_equal(out, "GET");
+	assert_true(router_path_methods("/v1/auth/login", out, sizeof(out)));
+	assert_string_equal(out, "POST");
+}
+
+static void test_path_methods_of_an_unknown_path_are_none(void **state)
+{
+	char out[ALLOW_LEN];
+	(void)state;
+	memset(out, 'x', sizeof(out));
+	assert_false(router_path_methods("/nowhere", out, sizeof(out)));
+	assert_string_equal(out, "");
+	assert_false(router_path_methods("/v1/projects/", out, sizeof(out)));
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -332,6 +354,8 @@ int main(void)
 	    T(test_params_are_captured_into_the_arena),
 	    T(test_empty_segment_is_not_a_param_value),
 	    T(test_small_allow_buffer_is_truncated_not_overrun),
+	    T(test_path_methods_are_the_table_methods_without_head),
+	    T(test_path_methods_of_an_unknown_path_are_none),
 	};
 #undef T
 	return cmocka_run_group_tests_name("http/router", tests, NULL, NULL);

@@ -1,0 +1,217 @@
+/* cors.c — see cors.h. */
+#include "http/cors.h"
+#include "core/xalloc.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct cors {
+	bool any;
+	size_t n;
+	char **origins; /* lower-cased, as a browser serialises an origin */
+};
+
+/* The request headers a browser client may send: those the server reads. */
+static const char *const allowed_headers[] = {
+    "Authorization",   "Content-Type",	"If-Match",	"If-None-Match",
+    "Idempotency-Key", "Last-Event-ID", "X-Request-Id",
+};
+
+static bool is_scheme_char(char c)
+{
+	return isalnum((unsigned char)c) || c == '+' || c == '-' || c == '.';
+}
+
+static bool is_host_char(char c)
+{
+	return isalnum((unsigned char)c) || c == '-' || c == '.';
+}
+
+/*
+ * Check one origin `s` (len bytes, trimmed) against RFC 6454's serialisation:
+ * scheme "://" host [":" port], nothing else. NULL when it is one, else why not.
+ */
+static const char *origin_problem(const char *s, size_t len)
+{
+	size_t i = 0;
+	if (len == 4 && !strncasecmp(s, "null", 4))
+		return "\"null\" is the origin of sandboxed and file: pages, which any site can "
+		       "produce: it cannot be allowed";
+	if (len == 0 || !isalpha((unsigned char)s[0]))
+		return "expected scheme://host[:port]";
+	while (i < len && is_scheme_char(s[i]))
+		i++;
+	size_t scheme_len = i;
+	if (len - i < 3 || memcmp(s + i, "://", 3))
+		return "expected scheme://host[:port]";
+	i += 3;
+	size_t host = i;
+	if (i < len && s[i] == '[') {
+		while (i < len &&
+		       (isxdigit((unsigned char)s[i]) || s[i] == ':' || s[i] == '.' || s[i] == '['))
+			i++;
+		if (i >= len || s[i] != ']' || i == host + 1)
+			return "a bracketed IPv6 host must be closed by ]";
+		i++;
+	} else {
+		while (i < len && is_host_char(s[i]))
+			i++;
+	}
+	if (i == host)
+		return "the host is missing";
+	if (i < len && s[i] == '@')
+		return "an origin has no user name or password";
+	if (i < len && s[i] == ':') {
+		size_t p = ++i;
+		unsigned long port = 0;
+		while (i < len && isdigit((unsigned char)s[i]) && i - p < 6)
+			port = port * 10 + (unsigned long)(s[i++] - '0');
+		if (i == p || port == 0 || port > 65535)
+			return "the port must be a number from 1 to 65535";
+		if ((scheme_len == 4 && !strncasecmp(s, "http", 4) && port == 80) ||
+		    (scheme_len == 5 && !strncasecmp(s, "https", 5) && port == 443))
+			return "a browser leaves the scheme's default port out of an origin: "
+			       "drop it";
+	}
+	if (i < len && s[i] == '/')
+		return "an origin has no path, not even a trailing /";
+	if (i < len)
+		return "expected scheme://host[:port], nothing after it";
+	return NULL;
+}
+
+int cors_create(const char *spec, struct cors **out, char *why, size_t why_len)
+{
+	*out = NULL;
+	if (!spec || !spec[strspn(spec, " \t")])
+		return 0;
+	struct cors *c = xcalloc(1, sizeof(*c));
+	size_t items = 1;
+	for (const char *p = spec; *p; p++)
+		items += *p == ',';
+	c->origins = xcalloc(items, sizeof(*c->origins));
+	for (const char *p = spec;;) {
+		const char *end = strchr(p, ',');
+		if (!end)
+			end = p + strlen(p);
+		const char *a = p, *b = end;
+		while (a < b && (*a == ' ' || *a == '\t'))
+			a++;
+		while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+			b--;
+		size_t len = (size_t)(b - a);
+		const char *problem = NULL;
+		if (len == 0)
+			problem = "an empty item (a stray comma?)";
+		else if (len == 1 && *a == '*')
+			problem =
+			    items == 1 ? NULL : "* allows every origin: it must be the only value";
+		else
+			problem = origin_problem(a, len);
+		if (problem) {
+			snprintf(why, why_len, "\"%.*s\": %s", (int)(len > 200 ? 200 : len), a,
+				 problem);
+			cors_free(c);
+			return -1;
+		}
+		if (len == 1 && *a == '*') {
+			c->any = true;
+		} else {
+			char *o = xstrndup(a, len);
+			for (char *q = o; *q; q++)
+				*q = (char)tolower((unsigned char)*q);
+			c->origins[c->n++] = o;
+		}
+		if (!*end)
+			break;
+		p = end + 1;
+	}
+	*out = c;
+	return 0;
+}
+
+void cors_free(struct cors *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n; i++)
+		free(c->origins[i]);
+	free(c->origins);
+	free(c);
+}
+
+bool cors_any(const struct cors *c)
+{
+	return c && c->any;
+}
+
+const char *cors_allow_origin(const struct cors *c, const char *origin)
+{
+	if (!c || !origin)
+		return NULL;
+	if (c->any)
+		return "*";
+	for (size_t i = 0; i < c->n; i++)
+		if (!strcmp(c->origins[i], origin))
+			return c->origins[i];
+	return NULL;
+}
+
+int cors_allow_headers(const char *requested, char *out, size_t out_len)
+{
+	size_t used = 0;
+	if (out_len == 0)
+		return -1;
+	out[0] = '\0';
+	if (!requested)
+		return 0;
+	for (const char *p = requested; *p;) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (!*p)
+			break;
+		const char *end = p;
+		while (*end && *end != ',')
+			end++;
+		size_t len = (size_t)(end - p);
+		while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		const char *name = NULL;
+		for (size_t i = 0; i < sizeof(allowed_headers) / sizeof(allowed_headers[0]); i++)
+			if (strlen(allowed_headers[i]) == len &&
+			    !strncasecmp(allowed_headers[i], p, len))
+				name = allowed_headers[i];
+		if (!name)
+			return -1;
+		int w = snprintf(out + used, out_len - used, "%s%s", used ? ", " : "", name);
+		if (w < 0 || (size_t)w >= out_len - used)
+			return -1;
+		used += (size_t)w;
+		p = end;
+	}
+	return 0;
+}
+
+bool cors_method_listed(const char *methods, const char *method)
+{
+	if (!methods || !method || !*method)
+		return false;
+	size_t ml = strlen(method);
+	bool get = false;
+	for (const char *p = methods; *p;) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		const char *end = p;
+		while (*end && *end != ',' && *end != ' ')
+			end++;
+		size_t len = (size_t)(end - p);
+		if (len == ml && !memcmp(p, method, ml))
+			return true;
+		get |= len == 3 && !memcmp(p, "GET", 3);
+		p = end;
+	}
+	return get && !strcmp(method, "HEAD");
+}
