@@ -99,16 +99,11 @@ def backend(request):
 _db_counter = itertools.count(1)
 
 
-@pytest.fixture
-def new_store(backend, request, tmp_path):
-    """Factory: a fresh StoreTarget (new data directory; on PostgreSQL an empty database of
-    its own, from the cluster's pool: returned emptied when the test ends)."""
-    counter = itertools.count(1)
-    leased = []
+def _store_factory(request, leased):
+    """make(backend, data_dir) -> StoreTarget; on PostgreSQL with an empty database of its own
+    from the cluster's pool, noted in `leased` for _release()."""
 
-    def make():
-        n = next(counter)
-        data_dir = tmp_path / f"data{n}"
+    def make(backend, data_dir):
         if backend == "postgres":
             cluster = request.getfixturevalue("pg_cluster")
             dbname = cluster.lease_database(f"t{os.getpid()}")
@@ -116,9 +111,34 @@ def new_store(backend, request, tmp_path):
             return StoreTarget(backend, data_dir, cluster, dbname)
         return StoreTarget(backend, data_dir)
 
-    yield make
+    return make
+
+
+def _release(leased):
     for cluster, dbname in leased:
         cluster.release_database(dbname)
+
+
+@pytest.fixture
+def new_store(backend, request, tmp_path):
+    """Factory: a fresh StoreTarget (new data directory; on PostgreSQL an empty database of
+    its own, from the cluster's pool: returned emptied when the test ends)."""
+    counter = itertools.count(1)
+    leased = []
+    make = _store_factory(request, leased)
+    yield lambda: make(backend, tmp_path / f"data{next(counter)}")
+    _release(leased)
+
+
+@pytest.fixture(scope="module")
+def module_stores(request):
+    """Factory for modules that keep one server per backend for all their tests:
+    module_stores(backend, data_dir) -> StoreTarget, as new_store gives, its database
+    returned emptied when the module ends (after the module's own fixtures stopped their
+    servers)."""
+    leased = []
+    yield _store_factory(request, leased)
+    _release(leased)
 
 
 @pytest.fixture

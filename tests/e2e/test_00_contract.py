@@ -15,7 +15,6 @@ Every response of every e2e test is also checked against the document (contract.
 in conftest.py); this file holds the checks that look at the document as a whole.
 """
 
-import itertools
 import json
 import os
 import re
@@ -268,7 +267,6 @@ def _cases():
 
 
 CASES = _cases()
-_db_counter = itertools.count(1)
 
 
 class World:
@@ -308,16 +306,10 @@ class World:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def world(request, tmp_path_factory):
+def world(request, tmp_path_factory, module_stores):
     backend = request.param
     tmp = tmp_path_factory.mktemp(f"contract-{backend}")
-    if backend == "postgres":
-        cluster = request.getfixturevalue("pg_cluster")
-        dbname = f"contract{os.getpid()}_{next(_db_counter)}"
-        cluster.create_database(dbname)
-        store = StoreTarget(backend, tmp / "data", cluster, dbname)
-    else:
-        store = StoreTarget(backend, tmp / "data")
+    store = module_stores(backend, tmp / "data")
     srv = TandemServer(store, tmp, name=f"contract-{backend}")
     srv.start()
     try:

@@ -20,14 +20,13 @@ TANDEM_E2E_BACKENDS (SQLite by default). test_14_cors.py covers CORS on both bac
 
 import functools
 import http.server
-import os
 import shutil
 import tempfile
 import threading
 
 import pytest
 
-from harness import BACKENDS, StoreTarget, TandemServer
+from harness import BACKENDS, TandemServer
 
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -249,7 +248,7 @@ class Browser:
 
 
 @pytest.fixture(scope="module")
-def browser(request, tmp_path_factory):
+def browser(tmp_path_factory, module_stores):
     assert CHROMIUM, "chromium is missing: scripts/deps test installs it"
     pytest.importorskip("selenium", reason="python3-selenium is missing: scripts/deps test")
     backend = BACKENDS[0]
@@ -257,13 +256,7 @@ def browser(request, tmp_path_factory):
     (tmp / "www").mkdir()
     (tmp / "www" / "index.html").write_text(PAGE, encoding="utf-8")
     listed, unlisted = PageServer(tmp / "www"), PageServer(tmp / "www")
-    if backend == "postgres":
-        cluster = request.getfixturevalue("pg_cluster")
-        dbname = f"browser{os.getpid()}"
-        cluster.create_database(dbname)
-        store = StoreTarget(backend, tmp / "data", cluster, dbname)
-    else:
-        store = StoreTarget(backend, tmp / "data")
+    store = module_stores(backend, tmp / "data")
     srv = TandemServer(store, tmp, name="browser",
                        env={"TANDEM_CORS_ORIGINS": listed.origin, "TANDEM_RATE_LIMIT": "on"})
     srv.start()

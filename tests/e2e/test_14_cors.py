@@ -17,13 +17,11 @@ start one more each. The module closes its own WebSockets and streams (rtkit's a
 close_clients would tie every test to the per-test backend parameter as well).
 """
 
-import itertools
-import os
 
 import pytest
 
 import contract
-from harness import BACKENDS, StoreTarget, TandemServer, assert_problem
+from harness import BACKENDS, TandemServer, assert_problem
 from rtkit import RawWs, Sse
 from taskkit import create_project, register
 
@@ -36,7 +34,6 @@ EXPOSED = {"ETag", "Location", "Link", "RateLimit", "RateLimit-Policy", "Retry-A
 CLIENT_HEADERS = ("Authorization", "Content-Type", "If-Match", "If-None-Match",
                   "Idempotency-Key", "Last-Event-ID")
 C = contract.contract()
-_db_counter = itertools.count(1)
 
 
 def names(value):
@@ -82,16 +79,10 @@ class World:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def world(request, tmp_path_factory):
+def world(request, tmp_path_factory, module_stores):
     backend = request.param
     tmp = tmp_path_factory.mktemp(f"cors-{backend}")
-    if backend == "postgres":
-        cluster = request.getfixturevalue("pg_cluster")
-        dbname = f"cors{os.getpid()}_{next(_db_counter)}"
-        cluster.create_database(dbname)
-        store = StoreTarget(backend, tmp / "data", cluster, dbname)
-    else:
-        store = StoreTarget(backend, tmp / "data")
+    store = module_stores(backend, tmp / "data")
     env = {"TANDEM_CORS_ORIGINS": SETTING, "TANDEM_MAX_BODY_BYTES": "1024"}
     srv = TandemServer(store, tmp, env=env, name=f"cors-{backend}")
     srv.start()

@@ -22,13 +22,12 @@ through there).
 """
 
 import itertools
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness import BACKENDS, StoreTarget, TandemServer, assert_problem
+from harness import BACKENDS, TandemServer, assert_problem
 from test_08_ratelimit import Policy, check_allowed, check_refused, limit_headers
 
 PASSWORD = "correct horse battery staple"
@@ -44,7 +43,6 @@ DEVICE_TOKEN = re.compile(r"[0-9a-f-]{36}\.[A-Za-z0-9_-]{22}\.[0-9]{1,19}\.[A-Za
 
 _ips = itertools.count(1)
 _names = itertools.count(1)
-_db_counter = itertools.count(1)
 
 
 def new_ip():
@@ -53,16 +51,10 @@ def new_ip():
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def srv(request, tmp_path_factory):
+def srv(request, tmp_path_factory, module_stores):
     backend = request.param
     tmp = tmp_path_factory.mktemp(f"login-limits-{backend}")
-    if backend == "postgres":
-        cluster = request.getfixturevalue("pg_cluster")
-        dbname = f"loginlimits{os.getpid()}_{next(_db_counter)}"
-        cluster.create_database(dbname)
-        store = StoreTarget(backend, tmp / "data", cluster, dbname)
-    else:
-        store = StoreTarget(backend, tmp / "data")
+    store = module_stores(backend, tmp / "data")
     server = TandemServer(store, tmp, env=SETTINGS, name=f"login-limits-{backend}")
     server.start()
     try:

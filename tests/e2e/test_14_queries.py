@@ -13,29 +13,20 @@ One server per backend for the whole module; every refusal is checked to leave t
 data as it was.
 """
 
-import itertools
-import os
 
 import pytest
 
-from harness import BACKENDS, StoreTarget, TandemServer, assert_problem
+from harness import BACKENDS, TandemServer, assert_problem
 from taskkit import Team, create_project, last_seq, snapshot
 
 TASKS = "/v1/projects/{pid}/tasks"
-_db_counter = itertools.count(1)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def team(request, tmp_path_factory):
+def team(request, tmp_path_factory, module_stores):
     backend = request.param
     tmp = tmp_path_factory.mktemp(f"queries-{backend}")
-    if backend == "postgres":
-        cluster = request.getfixturevalue("pg_cluster")
-        dbname = f"queries{os.getpid()}_{next(_db_counter)}"
-        cluster.create_database(dbname)
-        store = StoreTarget(backend, tmp / "data", cluster, dbname)
-    else:
-        store = StoreTarget(backend, tmp / "data")
+    store = module_stores(backend, tmp / "data")
     srv = TandemServer(store, tmp, name=f"queries-{backend}")
     srv.start()
     try:
@@ -207,7 +198,7 @@ def test_a_cursor_is_bound_to_every_filter_and_the_sort(team):
     for query in ("status=todo", "status=todo,done,in_progress", "sort=priority",
                   "status=todo,done", "status=todo,done&sort=-priority",
                   "status=todo,done&sort=priority&q=todo", "status=todo,done&sort=priority"
-                  "&assignee_id=none", f"status=todo,done&sort=priority&due_after=2020-01-01T"
+                  "&assignee_id=none", "status=todo,done&sort=priority&due_after=2020-01-01T"
                   "00:00:00Z"):
         for p in (path, "/v1/tasks"):
             r = api.get(f"{p}?{query}&cursor={cursor}&limit=1")

@@ -16,33 +16,25 @@ pair of instances.
 import hashlib
 import itertools
 import json
-import os
 import time
 
 import jwt
 import pytest
 
-from harness import BACKENDS, StoreTarget, TandemServer, assert_problem
+from harness import BACKENDS, TandemServer, assert_problem
 from rtkit import RawWs, Sse, Ws, close_open_clients, instance_pair
 from taskkit import PASSWORD, Team, create_project, db_exec, last_seq
 
 SECRET = "e2e-realtime-clients-secret-0123456789abcd"  # >= 32 bytes: tokens can be minted
 MISSING = "00000000-0000-7000-8000-000000000000"
 _names = itertools.count(1)
-_dbs = itertools.count(1)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def world(request, tmp_path_factory):
+def world(request, tmp_path_factory, module_stores):
     backend = request.param
     tmp = tmp_path_factory.mktemp(f"rtclients-{backend}")
-    if backend == "postgres":
-        cluster = request.getfixturevalue("pg_cluster")
-        dbname = f"rtclients{os.getpid()}_{next(_dbs)}"
-        cluster.create_database(dbname)
-        store = StoreTarget(backend, tmp / "data", cluster, dbname)
-    else:
-        store = StoreTarget(backend, tmp / "data")
+    store = module_stores(backend, tmp / "data")
     srv = TandemServer(store, tmp, env={"TANDEM_JWT_SECRET": SECRET},
                        name=f"rtclients-{backend}")
     srv.start()
