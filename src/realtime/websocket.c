@@ -378,46 +378,6 @@ static bool message_id(json_t *msg, json_t **id)
 	return s && utf8_chars(s, json_string_length(*id)) <= WS_ID_MAX;
 }
 
-/*
- * The fields each client message may carry. Like a body's or a query string's, an unknown
- * one is refused, not ignored: a misspelt `after` would otherwise subscribe from now on and
- * skip the history the client asked for.
- */
-static const char *const subscribe_fields[] = {"type", "id", "project_id", "after", NULL};
-static const char *const unsubscribe_fields[] = {"type", "id", "project_id", NULL};
-static const char *const ping_fields[] = {"type", "id", NULL};
-static const char *const auth_fields[] = {"type", "id", "token", NULL};
-
-/* False (with an error sent) when msg has a field that a `type` message does not take. */
-static bool fields_known(struct ws *w, json_t *msg, json_t *id, const char *type,
-			 const char *const *fields)
-{
-	const char *key;
-	json_t *v;
-	json_object_foreach(msg, key, v)
-	{
-		bool known = false;
-		for (size_t i = 0; fields[i] && !known; i++)
-			known = !strcmp(key, fields[i]);
-		if (known)
-			continue;
-		char qb[200], list[128], text[400];
-		size_t used = 0;
-		list[0] = '\0';
-		for (size_t i = 0; fields[i]; i++) {
-			int n = snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "",
-					 fields[i]);
-			if (n > 0 && (size_t)n < sizeof(list) - used)
-				used += (size_t)n;
-		}
-		snprintf(text, sizeof(text), "'%s' is not a field of a %s message (fields: %s)",
-			 error_quote(qb, sizeof(qb), key, 40), type, list);
-		ws_error(w, id, echoed_project(msg), "validation_failed", text);
-		return false;
-	}
-	return true;
-}
-
 static void ws_handle(struct ws *w, uint8_t opcode, const char *data, size_t len)
 {
 	if (w->closing || w->dead)
@@ -448,18 +408,13 @@ static void ws_handle(struct ws *w, uint8_t opcode, const char *data, size_t len
 		ws_error(w, id, echoed_project(msg), "validation_failed",
 			 "a message needs a string \"type\"");
 	} else if (!strcmp(type, "subscribe")) {
-		if (fields_known(w, msg, id, type, subscribe_fields))
-			ws_subscribe(w, msg, id);
+		ws_subscribe(w, msg, id);
 	} else if (!strcmp(type, "unsubscribe")) {
-		if (fields_known(w, msg, id, type, unsubscribe_fields))
-			ws_unsubscribe(w, msg, id);
+		ws_unsubscribe(w, msg, id);
 	} else if (!strcmp(type, "ping")) {
-		if (fields_known(w, msg, id, type, ping_fields))
-			ws_reply(w, id, json_pack("{s:s}", "type", "pong"));
+		ws_reply(w, id, json_pack("{s:s}", "type", "pong"));
 	} else if (!strcmp(type, "auth")) {
-		/* a new token before the current one expires */
-		if (fields_known(w, msg, id, type, auth_fields))
-			ws_authenticate(w, msg, id);
+		ws_authenticate(w, msg, id); /* a new token before the current one expires */
 	} else {
 		ws_error(w, id, echoed_project(msg), "unknown_type", "unknown message type");
 	}
