@@ -94,25 +94,11 @@ int handle_auth_login(struct request *req)
 	return reply_json(req, 200, session_json(&s));
 }
 
-/* POST /v1/auth/refresh {refresh_token} -> 200 new pair | 401 | 422 */
-int handle_auth_refresh(struct request *req)
-{
-	struct session s = {0};
-	json_t *body;
-	int rc;
-	no_store(req);
-	if ((rc = request_json(req, &body)) < 0 ||
-	    (rc = auth_refresh(req->app->auth, req->app->store, &req->arena, body, &s, &req->err)) <
-		0)
-		return rc;
-	return reply_json(req, 200, session_json(&s));
-}
-
 /*
  * No body and no Content-Type (a client that sent only its bearer header) is an empty object,
- * so that the answer names the missing `refresh_token` (422) instead of a Content-Type the
- * client never meant to set. Anything else goes through request_json as on every route: a
- * body that is not JSON is 415, an empty body declared as JSON is 400.
+ * so that the answer names the missing `refresh_token` (422, on refresh and logout alike) instead
+ * of a Content-Type the client never meant to set. Anything else goes through request_json as on
+ * every route: a body that is not JSON is 415, an empty body declared as JSON is 400.
  */
 static int json_or_nothing(struct request *req, json_t **out)
 {
@@ -122,6 +108,20 @@ static int json_or_nothing(struct request *req, json_t **out)
 		return 0;
 	}
 	return request_json(req, out);
+}
+
+/* POST /v1/auth/refresh {refresh_token} -> 200 new pair | 401 | 422 */
+int handle_auth_refresh(struct request *req)
+{
+	struct session s = {0};
+	json_t *body;
+	int rc;
+	no_store(req);
+	if ((rc = json_or_nothing(req, &body)) < 0 ||
+	    (rc = auth_refresh(req->app->auth, req->app->store, &req->arena, body, &s, &req->err)) <
+		0)
+		return rc;
+	return reply_json(req, 200, session_json(&s));
 }
 
 /* POST /v1/auth/logout {refresh_token} -> 204 | 415 | 422 (also with no body) */

@@ -223,7 +223,10 @@ int handle_events_stream(struct request *req)
 	if (last && !events_seq_parse(last, &v))
 		return error_set(&req->err, ERR_BAD_REQUEST, "Last-Event-ID must be an event seq");
 	if (!last && after_q && !events_seq_parse(after_q, &v)) {
-		error_field(&req->err, "after", "invalid", "must be a whole number >= 0");
+		char qb[200];
+		error_field(&req->err, "after", "invalid",
+			    "'%s' is not an event seq (a whole number >= 0)",
+			    error_quote(qb, sizeof(qb), after_q, 40));
 		return -ERR_VALIDATION_FAILED;
 	}
 	if ((rc = events_head(req->app->store, &req->arena, req->user->id, id, &seq, &req->err)) <
@@ -234,8 +237,8 @@ int handle_events_stream(struct request *req)
 		if (v > seq) {
 			/* It would never see the events up to it, a removal among them. */
 			error_field(&req->err, field, "out_of_range",
-				    "must not be beyond the project's last event (seq %lld)",
-				    (long long)seq);
+				    "'%lld' is beyond the project's last event (seq %lld)",
+				    (long long)v, (long long)seq);
 			return -ERR_VALIDATION_FAILED;
 		}
 		after = v;

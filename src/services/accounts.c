@@ -212,7 +212,11 @@ int auth_update_profile(struct store *st, struct arena *a, const struct user *me
 int auth_search_users(struct store *st, struct arena *a, const char *q, int limit,
 		      struct user **out, int *count, struct error *err)
 {
-	if (!q || utf8_length(q) < 2) {
+	if (!q) {
+		error_field(err, "q", "required", "is required (at least 2 characters)");
+		return -ERR_VALIDATION_FAILED;
+	}
+	if (utf8_length(q) < 2) {
 		error_field(err, "q", "too_short", "at least 2 characters");
 		return -ERR_VALIDATION_FAILED;
 	}

@@ -149,10 +149,14 @@ def test_bad_values_are_named_with_what_is_allowed(team):
          "'forever' is not a whole number of seconds from 0 to 30"),
         (path, "q=%FF", "q", "must be UTF-8 text, percent-encoded byte by byte"),
         (path, "q=a%00b", "q", "must not contain a NUL byte (%00)"),
+        # A missing required parameter is named as missing, not as too short.
+        ("/v1/users", "", "q", "is required (at least 2 characters)"),
     ]
     for p, query, field, message in cases:
         e = field_error(api.get(f"{p}?{query}"), 422, "validation_failed", field)
         assert e["message"] == message, (query, e)
+    assert field_error(api.get("/v1/users"), 422, "validation_failed", "q")["code"] == \
+        "required"
     head = last_seq(api, team.pid)
     e = field_error(api.get(f"/v1/projects/{team.pid}/events?after={head + 5}&wait=1"), 422,
                     "validation_failed", "after")

@@ -206,6 +206,8 @@ def test_a_bad_after_is_422_naming_it(world, after, code):
     body = sse.json()
     assert body["code"] == "validation_failed"
     assert [(e["field"], e["code"]) for e in body["errors"]] == [("after", code)], body
+    # The message names the bad value, as the long poll's and every other query value's do.
+    assert f"'{after}'" in body["errors"][0]["message"], body
 
 
 # ---------------------------------------------------------------------------------------

@@ -99,4 +99,11 @@ def test_reuse_after_a_short_grace_window_ends_the_session(tandem_server):
     assert len(rows) == 2 and all(r["revoked_at"] is not None for r in rows), rows
     # A token nobody issued keeps its own answer.
     assert_problem(refresh(api, "A" * 43), 401, "unauthenticated")
+    # No body and no Content-Type at all (a client that forgot it): the answer names the
+    # missing refresh_token, as logout's does, not a Content-Type the client never set.
+    r = api.post("/v1/auth/refresh")
+    body = assert_problem(r, 422, "validation_failed")
+    assert [(e["field"], e["code"]) for e in body["errors"]] == [
+        ("refresh_token", "required")], body
+    assert "no-store" in r.headers.get("Cache-Control", "")
     api.close()
