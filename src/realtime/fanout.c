@@ -158,6 +158,20 @@ static bool sub_ready(struct hub *h, struct sub *s)
 	return true;
 }
 
+/*
+ * A catching-up stream takes a page's events only while its queue is below the low water;
+ * the rest of the page waits for its next read, asked for once the reader has taken the
+ * queue down (sse.c). So a page of large events is fed at the reader's pace and never fills
+ * the queue bound that ends a stream whose reader stopped reading (sse_deliver).
+ */
+static bool page_room(const struct hub *h, const struct sub *s)
+{
+	if (s->kind != SUB_SSE || !s->catching)
+		return true;
+	const struct hub_stream *st = s->owner;
+	return st->len - st->off < catchup_low_water(h);
+}
+
 static void deliver(struct hub *h, struct sub *s, struct fetched *e)
 {
 	s->last = e->seq;
@@ -356,8 +370,12 @@ void fanout_fetched(struct hub *h, struct job *j)
 			/* The batch holds every event after j->after: a subscriber that has seen
 			 * less than that waits for a read of its own (below), or it would skip
 			 * some. A paused one reads them later, from the log. */
-			if (s->last < e->seq && s->last >= j->after && !sub_paused(s))
-				deliver(h, s, e);
+			if (s->last < e->seq && s->last >= j->after && !sub_paused(s)) {
+				if (page_room(h, s))
+					deliver(h, s, e);
+				else /* the rest once its reader has taken the queue down */
+					t->catchup_dirty = true;
+			}
 			s = next;
 		}
 		if (e->removed_user)

@@ -132,6 +132,24 @@ def test_sse_stream_ends_when_the_project_is_deleted(team):
     assert sse.record() is None
 
 
+def test_a_reading_stream_far_behind_on_large_events_catches_up_whole(tandem_server):
+    # A resume point far behind is served in catch-up pages of up to 200 events. A page of
+    # large events is more than the stream's queue bound (TANDEM_WS_MAX_QUEUE): it must be
+    # fed as the reader takes it, not appended whole and the stream ended as if its reader
+    # had stopped reading (it was flaky in the test below, whose resumed stream is this case).
+    srv = tandem_server(env={"TANDEM_WS_MAX_QUEUE": "65536", "TANDEM_SSE_HEARTBEAT": "3600"})
+    team = Team(srv)
+    task = team.create(description="a" * 10000)
+    for i in range(12):  # some 20 KB each: ~240 KB, four times the bound
+        r = team.owner.api.patch(f"/v1/tasks/{task['id']}",
+                                 json={"description": "ab"[i % 2] * 10000})
+        assert r.status_code == 200, r.text
+    final = last_seq(team.owner.api, team.pid)
+    sse = Sse(srv, team.member.token, team.pid, last_event_id=4)
+    assert sse.events_through(final) == event_feed(team.owner.api, team.pid)[4:]
+    assert not sse_stream_fell_behind(srv, team.pid)
+
+
 def test_sse_stream_ends_when_its_reader_falls_behind(tandem_server):
     # The server queues at most TANDEM_WS_MAX_QUEUE bytes for one stream. A reader that
     # takes nothing while events pile up is ended rather than buffered for without bound; it
