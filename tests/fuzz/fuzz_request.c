@@ -168,8 +168,8 @@ static void run(struct request *req)
 
 	/* The query string against the route's parameters (GET /v1/tasks unless P says another
 	 * path): refused as unknown or invalid, or every argument's name reads back a value. */
-	char allow[128];
-	if (router_match(req, "GET", req->path, allow, sizeof(allow)) == ROUTER_FOUND) {
+	char methods[128];
+	if (router_match(req, "GET", req->path, methods, sizeof(methods)) == ROUTER_FOUND) {
 		rc = request_check_query(req);
 		FUZZ_CHECK(rc == 0 || rc == -ERR_UNKNOWN_PARAMETER || rc == -ERR_VALIDATION_FAILED);
 		FUZZ_CHECK(rc == 0 || req->err.kind == -rc);
