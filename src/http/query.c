@@ -116,8 +116,8 @@ static int unknown(struct arena *a, const struct route_param *params, const stru
 		if (empty(&in[i]) || find(params, in[i].name, in[i].name_len))
 			continue;
 		bool seen = false;
-		for (int j = 0; j < i && !seen; j++)
-			seen = in[j].name_len == in[i].name_len &&
+		for (int j = 0; j < i && !seen; j++) /* named before: an empty segment was not */
+			seen = !empty(&in[j]) && in[j].name_len == in[i].name_len &&
 			       !memcmp(in[j].name, in[i].name, in[i].name_len);
 		if (seen)
 			continue;
