@@ -2,6 +2,7 @@
 #include "handlers/common.h"
 #include "core/arena.h"
 #include "core/error.h"
+#include "core/hlist.h"
 #include "core/jsonw.h"
 #include "core/uuid.h"
 #include "http/reply.h"
@@ -41,44 +42,28 @@ static bool parse_tag(const char *s, size_t len, bool *weak, int64_t *out)
 	return v > 0;
 }
 
-static const char *trim(const char *s, size_t *len)
-{
-	while (*len && (*s == ' ' || *s == '\t')) {
-		s++;
-		(*len)--;
-	}
-	while (*len && (s[*len - 1] == ' ' || s[*len - 1] == '\t'))
-		(*len)--;
-	return s;
-}
+struct if_match_walk {
+	struct precondition *pre;
+	int elements;
+	bool star;
+};
 
-/* Call `each` on every non-empty element of the comma-separated list `h`, trimmed. */
-static void each_element(const char *h, void (*each)(const char *s, size_t len, void *cls),
-			 void *cls)
+static bool add_if_match_tag(const char *s, size_t len, void *cls)
 {
-	for (const char *p = h;;) {
-		const char *comma = strchr(p, ',');
-		size_t len = comma ? (size_t)(comma - p) : strlen(p);
-		const char *s = trim(p, &len);
-		if (len) /* RFC 9110 §5.6.1: empty list elements do not count */
-			each(s, len, cls);
-		if (!comma)
-			break;
-		p = comma + 1;
-	}
-}
-
-static void add_if_match_tag(const char *s, size_t len, void *cls)
-{
-	struct precondition *pre = cls;
+	struct if_match_walk *w = cls;
+	struct precondition *pre = w->pre;
 	bool weak;
 	int64_t v;
-	if (!parse_tag(s, len, &weak, &v))
-		pre->malformed = true; /* "*" inside a list, too: the grammar allows it alone */
+	w->elements++;
+	if (len == 1 && *s == '*')
+		w->star = true;
+	else if (!parse_tag(s, len, &weak, &v))
+		pre->malformed = true;
 	else if (weak)
 		pre->weak = true; /* strong comparison (RFC 9110 §13.1.1): never a match */
 	else if (pre->nversions < PRECONDITION_MAX_VERSIONS)
 		pre->versions[pre->nversions++] = v;
+	return true;
 }
 
 void if_match(struct request *req, struct precondition *out)
@@ -87,13 +72,14 @@ void if_match(struct request *req, struct precondition *out)
 	*out = (struct precondition){.any = !h};
 	if (!h)
 		return;
-	size_t len = strlen(h);
-	const char *s = trim(h, &len);
-	if (len == 1 && *s == '*') {
-		out->any = true;
+	struct if_match_walk w = {.pre = out};
+	hlist_each(h, add_if_match_tag, &w);
+	if (w.star && w.elements == 1) {
+		*out = (struct precondition){.any = true};
 		return;
 	}
-	each_element(h, add_if_match_tag, out);
+	if (w.star)
+		out->malformed = true; /* the grammar allows "*" only alone */
 	if (!out->nversions && !out->weak)
 		out->malformed = true; /* an empty header names nothing either */
 }
@@ -110,21 +96,20 @@ struct none_match {
 	bool found;
 };
 
-static void find_none_match_tag(const char *s, size_t len, void *cls)
+static bool find_none_match_tag(const char *s, size_t len, void *cls)
 {
 	struct none_match *m = cls;
 	bool weak;
 	int64_t v;
 	if ((len == 1 && *s == '*') || (parse_tag(s, len, &weak, &v) && v == m->version))
 		m->found = true;
+	return !m->found;
 }
 
 bool if_none_match(struct request *req, int64_t version)
 {
-	const char *h = request_header(req, "If-None-Match");
 	struct none_match m = {.version = version};
-	if (h)
-		each_element(h, find_none_match_tag, &m);
+	hlist_each(request_header(req, "If-None-Match"), find_none_match_tag, &m);
 	return m.found;
 }
 

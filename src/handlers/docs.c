@@ -2,6 +2,7 @@
  * docs.c — GET /openapi.json and GET /docs: the API document and its rendered reference,
  * both embedded in the binary at build time (see docs_data.h). Stateless and thread-safe.
  */
+#include "core/hlist.h"
 #include "handlers/docs_data.h"
 #include "handlers/handlers.h"
 #include "http/reply.h"
@@ -13,32 +14,29 @@
 /* The content only changes with the binary; a short max-age keeps upgrades visible. */
 #define DOCS_CACHE_CONTROL "public, max-age=300"
 
+struct tag_match {
+	const char *etag;
+	bool found;
+};
+
+static bool match_tag(const char *tag, size_t len, void *cls)
+{
+	struct tag_match *m = cls;
+	if (len >= 2 && tag[0] == 'W' && tag[1] == '/') {
+		tag += 2;
+		len -= 2;
+	}
+	m->found =
+	    (len == 1 && *tag == '*') || (len == strlen(m->etag) && !memcmp(tag, m->etag, len));
+	return !m->found;
+}
+
 /* True when If-None-Match lists `etag` (weakly compared, as RFC 9110 wants for GET) or "*". */
 static bool not_modified(struct request *req, const char *etag)
 {
-	const char *h = request_header(req, "If-None-Match");
-	size_t elen = strlen(etag);
-	if (!h)
-		return false;
-	for (const char *p = h; *p;) {
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		const char *end = p;
-		while (*end && *end != ',')
-			end++;
-		size_t len = (size_t)(end - p);
-		while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-			len--;
-		const char *tag = p;
-		if (len >= 2 && tag[0] == 'W' && tag[1] == '/') {
-			tag += 2;
-			len -= 2;
-		}
-		if ((len == 1 && *tag == '*') || (len == elen && !memcmp(tag, etag, elen)))
-			return true;
-		p = end;
-	}
-	return false;
+	struct tag_match m = {.etag = etag};
+	hlist_each(request_header(req, "If-None-Match"), match_tag, &m);
+	return m.found;
 }
 
 static int reply_static(struct request *req, const char *content_type, const char *body, size_t len,

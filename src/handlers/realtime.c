@@ -6,6 +6,7 @@
  * browser opens the first two without a token in the URL (services/tickets.h).
  */
 #include "core/base64url.h"
+#include "core/hlist.h"
 #include "core/timeutil.h"
 #include "core/uuid.h"
 #include "core/xalloc.h"
@@ -104,17 +105,16 @@ static int too_many_streams(struct request *req)
 			 "this user or client address; close one first");
 }
 
+static bool not_token(const char *s, size_t len, void *cls)
+{
+	const char *token = cls;
+	return !(len == strlen(token) && !strncasecmp(s, token, len));
+}
+
+/* True when the comma-separated header `h` lists `token` (any case). */
 static bool header_has_token(const char *h, const char *token)
 {
-	size_t n = strlen(token);
-	for (const char *p = h; p && *p;) {
-		while (*p == ' ' || *p == ',')
-			p++;
-		if (!strncasecmp(p, token, n) && (p[n] == '\0' || p[n] == ',' || p[n] == ' '))
-			return true;
-		p = strchr(p, ',');
-	}
-	return false;
+	return !hlist_each(h, not_token, (void *)token);
 }
 
 /*

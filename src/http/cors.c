@@ -1,5 +1,6 @@
 /* cors.c — see cors.h. */
 #include "http/cors.h"
+#include "core/hlist.h"
 #include "core/xalloc.h"
 
 #include <ctype.h>
@@ -160,58 +161,54 @@ const char *cors_allow_origin(const struct cors *c, const char *origin)
 	return NULL;
 }
 
+struct grant {
+	char *out;
+	size_t len, used;
+};
+
+static bool grant_header(const char *p, size_t len, void *cls)
+{
+	struct grant *g = cls;
+	const char *name = NULL;
+	for (size_t i = 0; i < sizeof(allowed_headers) / sizeof(allowed_headers[0]); i++)
+		if (strlen(allowed_headers[i]) == len && !strncasecmp(allowed_headers[i], p, len))
+			name = allowed_headers[i];
+	if (!name)
+		return false;
+	int w = snprintf(g->out + g->used, g->len - g->used, "%s%s", g->used ? ", " : "", name);
+	if (w < 0 || (size_t)w >= g->len - g->used)
+		return false;
+	g->used += (size_t)w;
+	return true;
+}
+
 int cors_allow_headers(const char *requested, char *out, size_t out_len)
 {
-	size_t used = 0;
 	if (out_len == 0)
 		return -1;
 	out[0] = '\0';
-	if (!requested)
-		return 0;
-	for (const char *p = requested; *p;) {
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		if (!*p)
-			break;
-		const char *end = p;
-		while (*end && *end != ',')
-			end++;
-		size_t len = (size_t)(end - p);
-		while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-			len--;
-		const char *name = NULL;
-		for (size_t i = 0; i < sizeof(allowed_headers) / sizeof(allowed_headers[0]); i++)
-			if (strlen(allowed_headers[i]) == len &&
-			    !strncasecmp(allowed_headers[i], p, len))
-				name = allowed_headers[i];
-		if (!name)
-			return -1;
-		int w = snprintf(out + used, out_len - used, "%s%s", used ? ", " : "", name);
-		if (w < 0 || (size_t)w >= out_len - used)
-			return -1;
-		used += (size_t)w;
-		p = end;
-	}
-	return 0;
+	struct grant g = {.out = out, .len = out_len};
+	return hlist_each(requested, grant_header, &g) ? 0 : -1;
+}
+
+struct method_find {
+	const char *method;
+	bool found, get;
+};
+
+static bool find_method(const char *p, size_t len, void *cls)
+{
+	struct method_find *m = cls;
+	m->found = len == strlen(m->method) && !memcmp(p, m->method, len);
+	m->get |= len == 3 && !memcmp(p, "GET", 3);
+	return !m->found;
 }
 
 bool cors_method_listed(const char *methods, const char *method)
 {
 	if (!methods || !method || !*method)
 		return false;
-	size_t ml = strlen(method);
-	bool get = false;
-	for (const char *p = methods; *p;) {
-		while (*p == ' ' || *p == ',')
-			p++;
-		const char *end = p;
-		while (*end && *end != ',' && *end != ' ')
-			end++;
-		size_t len = (size_t)(end - p);
-		if (len == ml && !memcmp(p, method, ml))
-			return true;
-		get |= len == 3 && !memcmp(p, "GET", 3);
-		p = end;
-	}
-	return get && !strcmp(method, "HEAD");
+	struct method_find m = {.method = method};
+	hlist_each(methods, find_method, &m);
+	return m.found || (m.get && !strcmp(method, "HEAD"));
 }
