@@ -73,6 +73,7 @@ static void forwarded(const char *proxies, const char *peer, const char *xff)
 	cfg.rate_limit_anon = "60/min";
 	cfg.rate_limit_user = "600/min,burst=100";
 	cfg.rate_limit_auth = "10/min";
+	cfg.rate_limit_login = "10/min,burst=5";
 	cfg.rate_limit_max_keys = 16;
 	cfg.trusted_proxies = (char *)proxies;
 	if (limits_create(&cfg, NULL, &l) < 0)

@@ -32,6 +32,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -120,13 +121,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	cfg.rate_limit_anon = "60/min";
 	cfg.rate_limit_user = "600/min";
 	cfg.rate_limit_auth = "10/min";
+	cfg.rate_limit_login = "10/min,burst=5";
 	cfg.rate_limit_max_keys = 16;
 	cfg.trusted_proxies = "127.0.0.1, 10.0.0.0/8, ::1, fd00::/8";
 	char why[320];
+	/* A harness that cannot set up must not run as if it had. */
 	if (cors_create("http://127.0.0.1:5173, https://app.example.com", &cors, why, sizeof(why)) <
-	    0)
-		return -1;
-	return limits_create(&cfg, NULL, &limits);
+		0 ||
+	    limits_create(&cfg, NULL, &limits) < 0)
+		abort();
+	return 0;
 }
 
 static bool url_safe(const char *s)
