@@ -13,9 +13,8 @@ does, with nothing but browser APIs:
 - a second page server on a third port is an origin that is NOT listed: there the browser
   itself refuses (`fetch` rejects with a TypeError, the WebSocket upgrade is refused).
 
-CORS is backend-independent (it happens in the HTTP layer before any store is touched), and
-a browser costs seconds to start, so this module runs on one backend only: the first of
-TANDEM_E2E_BACKENDS (SQLite by default). test_14_cors.py covers CORS on both backends.
+Every test runs on each backend (a server per backend); one Chromium serves them all, since
+a browser costs seconds to start.
 """
 
 import functools
@@ -248,27 +247,36 @@ class Browser:
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory, module_stores):
+def chromium(tmp_path_factory):
+    """One headless Chromium and the two page servers (a listed and an unlisted origin) for
+    the module: starting a browser costs seconds, the backends can share it."""
     assert CHROMIUM, "chromium is missing: scripts/deps test installs it"
-    pytest.importorskip("selenium", reason="python3-selenium is missing: scripts/deps test")
-    backend = BACKENDS[0]
     tmp = tmp_path_factory.mktemp("browser")
     (tmp / "www").mkdir()
     (tmp / "www" / "index.html").write_text(PAGE, encoding="utf-8")
     listed, unlisted = PageServer(tmp / "www"), PageServer(tmp / "www")
-    store = module_stores(backend, tmp / "data")
-    srv = TandemServer(store, tmp, name="browser",
-                       env={"TANDEM_CORS_ORIGINS": listed.origin, "TANDEM_RATE_LIMIT": "on"})
-    srv.start()
     driver = None
     try:
         driver = chrome(tempfile.mkdtemp(prefix="chromium-", dir=tmp))
-        yield Browser(srv, listed, unlisted, driver)
+        yield listed, unlisted, driver
     finally:
         if driver is not None:
             driver.quit()
         listed.close()
         unlisted.close()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def browser(request, tmp_path_factory, module_stores, chromium):
+    listed, unlisted, driver = chromium
+    tmp = tmp_path_factory.mktemp(f"browser-{request.param}")
+    store = module_stores(request.param, tmp / "data")
+    srv = TandemServer(store, tmp, name=f"browser-{request.param}",
+                       env={"TANDEM_CORS_ORIGINS": listed.origin, "TANDEM_RATE_LIMIT": "on"})
+    srv.start()
+    try:
+        yield Browser(srv, listed, unlisted, driver)
+    finally:
         assert srv.stop() == 0, srv.stderr_text()[-4000:]
 
 
@@ -278,12 +286,8 @@ def session(browser):
     return browser.run(browser.listed, "restFlow", browser.api, "pageuser")
 
 
-def need_tickets(browser, res):
+def assert_ticket(res):
     t = res.get("ticket")
-    if t and t["status"] != 201 and browser.srv.api().request(
-            "OPTIONS", "/v1/realtime/tickets").status_code == 404:
-        pytest.skip("POST /v1/realtime/tickets is missing (slice realtime, i15-realtime): "
-                    "a browser's EventSource/WebSocket cannot authenticate without it")
     assert t and t["status"] == 201, t
     assert isinstance(t["body"]["ticket"], str) and t["body"]["expires_in"] == 30, t
 
@@ -321,7 +325,7 @@ def test_fetch_from_a_listed_origin_reads_the_exposed_headers(session):
 
 def test_event_source_with_a_ticket_receives_a_live_event(browser, session):
     res = browser.run(browser.listed, "sseFlow", browser.api)
-    need_tickets(browser, res)
+    assert_ticket(res)
     assert res.get("opened"), res
     assert res["created"]["status"] == 201, res
     event = res["event"]["data"]
@@ -332,7 +336,7 @@ def test_event_source_with_a_ticket_receives_a_live_event(browser, session):
 
 def test_websocket_with_a_ticket_receives_a_live_event(browser, session):
     res = browser.run(browser.listed, "wsFlow", browser.api, browser.ws_api, True)
-    need_tickets(browser, res)
+    assert_ticket(res)
     types = [m["type"] for m in res["messages"]]
     assert "authenticated" not in types and types[0] == "subscribed", res
     assert res["event"]["data"]["id"] == res["created"]["body"]["id"], res
