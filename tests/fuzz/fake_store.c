@@ -1,5 +1,6 @@
 /* fake_store.c — the database that is never there (see fuzz.h). */
 #include "fuzz.h"
+#include "config/config.h"
 #include "core/error.h"
 #include "store/db.h"
 
@@ -123,4 +124,14 @@ void fuzz_fail(const char *file, int line, const char *what)
 	snprintf(msg, sizeof(msg), "property failed at %s:%d: %s", file, line, what);
 	__sanitizer_report_error_summary(msg);
 	abort();
+}
+
+int fuzz_config(struct config *cfg, int nflags, const char *const *flags)
+{
+	char *argv[16] = {"fuzz"};
+	if (nflags > 15)
+		abort();
+	for (int i = 0; i < nflags; i++)
+		argv[i + 1] = (char *)flags[i];
+	return config_load(cfg, nflags + 1, argv, 1, stderr);
 }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 struct arena;
+struct config;
 struct db_conn;
 struct error;
 
@@ -45,5 +46,12 @@ char *fuzz_string(const uint8_t *data, size_t size);
 struct db_conn *fuzz_fake_conn(void);
 /* Statements run on the fake connection since start-up (0: validation refused the input). */
 unsigned long fuzz_fake_queries(void);
+
+/*
+ * tandem's own settings (config_load: every default, so a harness never misses a setting
+ * added later) with the given flags on top, e.g. "--trusted-proxies=10.0.0.0/8". Returns
+ * config_load's answer (a refusal is said on stderr); release with config_release either way.
+ */
+int fuzz_config(struct config *cfg, int nflags, const char *const *flags);
 
 #endif

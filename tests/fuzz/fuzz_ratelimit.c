@@ -68,15 +68,19 @@ static void forwarded(const char *proxies, const char *peer, const char *xff)
 {
 	struct config cfg;
 	struct limits *l = NULL;
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.rate_limit = true;
-	cfg.rate_limit_anon = "60/min";
-	cfg.rate_limit_user = "600/min,burst=100";
-	cfg.rate_limit_auth = "10/min";
-	cfg.rate_limit_login = "10/min,burst=5";
-	cfg.rate_limit_max_keys = 16;
-	cfg.trusted_proxies = (char *)proxies;
-	if (limits_create(&cfg, NULL, &l) < 0)
+	const char *flags[] = {"--rate-limit=on", "--rate-limit-anon=60/min",
+			       "--rate-limit-user=600/min,burst=100", "--rate-limit-max-keys=16",
+			       NULL};
+	int nflags = 4;
+	char *trusted = NULL;
+	if (proxies && asprintf(&trusted, "--trusted-proxies=%s", proxies) > 0)
+		flags[nflags++] = trusted;
+	int rc = fuzz_config(&cfg, nflags, flags);
+	if (rc == 0)
+		rc = limits_create(&cfg, NULL, &l);
+	config_release(&cfg);
+	free(trusted);
+	if (rc < 0)
 		return; /* refused, with a message on stderr */
 	FUZZ_CHECK(l != NULL);
 	if (peer && xff) {

@@ -64,23 +64,6 @@ const char *__wrap_MHD_lookup_connection_value(struct MHD_Connection *c, enum MH
 	return NULL;
 }
 
-int __wrap_MHD_get_connection_values(struct MHD_Connection *c, enum MHD_ValueKind kind,
-				     MHD_KeyValueIterator it, void *cls);
-int __wrap_MHD_get_connection_values(struct MHD_Connection *c, enum MHD_ValueKind kind,
-				     MHD_KeyValueIterator it, void *cls)
-{
-	(void)c;
-	int n = 0;
-	for (int i = 0; i < nitems; i++) {
-		if (items[i].kind != kind)
-			continue;
-		n++;
-		if (it && it(cls, kind, items[i].key, items[i].value) != MHD_YES)
-			break;
-	}
-	return n;
-}
-
 int __wrap_MHD_get_connection_values_n(struct MHD_Connection *c, enum MHD_ValueKind kind,
 				       MHD_KeyValueIteratorN it, void *cls);
 int __wrap_MHD_get_connection_values_n(struct MHD_Connection *c, enum MHD_ValueKind kind,
@@ -99,6 +82,30 @@ int __wrap_MHD_get_connection_values_n(struct MHD_Connection *c, enum MHD_ValueK
 	return n;
 }
 
+/* The plain iterator is the _n one without the lengths. */
+struct plain_it {
+	MHD_KeyValueIterator it;
+	void *cls;
+};
+
+static enum MHD_Result plain_each(void *cls, enum MHD_ValueKind kind, const char *key,
+				  size_t key_size, const char *value, size_t value_size)
+{
+	struct plain_it *p = cls;
+	(void)key_size;
+	(void)value_size;
+	return p->it ? p->it(p->cls, kind, key, value) : MHD_YES;
+}
+
+int __wrap_MHD_get_connection_values(struct MHD_Connection *c, enum MHD_ValueKind kind,
+				     MHD_KeyValueIterator it, void *cls);
+int __wrap_MHD_get_connection_values(struct MHD_Connection *c, enum MHD_ValueKind kind,
+				     MHD_KeyValueIterator it, void *cls)
+{
+	struct plain_it p = {it, cls};
+	return __wrap_MHD_get_connection_values_n(c, kind, plain_each, &p);
+}
+
 const union MHD_ConnectionInfo *__wrap_MHD_get_connection_info(struct MHD_Connection *c,
 							       enum MHD_ConnectionInfoType t, ...);
 const union MHD_ConnectionInfo *__wrap_MHD_get_connection_info(struct MHD_Connection *c,
@@ -115,21 +122,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
+	static const char *const flags[] = {
+	    "--rate-limit=on", "--rate-limit-anon=60/min", "--rate-limit-user=600/min",
+	    "--rate-limit-max-keys=16", "--trusted-proxies=127.0.0.1, 10.0.0.0/8, ::1, fd00::/8"};
 	struct config cfg;
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.rate_limit = true;
-	cfg.rate_limit_anon = "60/min";
-	cfg.rate_limit_user = "600/min";
-	cfg.rate_limit_auth = "10/min";
-	cfg.rate_limit_login = "10/min,burst=5";
-	cfg.rate_limit_max_keys = 16;
-	cfg.trusted_proxies = "127.0.0.1, 10.0.0.0/8, ::1, fd00::/8";
 	char why[320];
 	/* A harness that cannot set up must not run as if it had. */
-	if (cors_create("http://127.0.0.1:5173, https://app.example.com", &cors, why, sizeof(why)) <
+	if (fuzz_config(&cfg, sizeof(flags) / sizeof(flags[0]), flags) < 0 ||
+	    cors_create("http://127.0.0.1:5173, https://app.example.com", &cors, why, sizeof(why)) <
 		0 ||
 	    limits_create(&cfg, NULL, &limits) < 0)
 		abort();
+	config_release(&cfg); /* limits keeps what it needs */
 	return 0;
 }
 
