@@ -7,6 +7,7 @@
 #define TANDEM_CORE_TIMEUTIL_H
 
 #include <stdint.h>
+#include <time.h>
 
 /* "2024-01-15T14:30:00.000Z" plus NUL */
 #define TIME_RFC3339_LEN 25
@@ -14,6 +15,9 @@
 int64_t time_now_ms(void);
 /* Monotonic clock in microseconds, for durations. */
 int64_t time_mono_us(void);
+/* The CLOCK_MONOTONIC time `ms` from now, as pthread_cond_timedwait wants it (a condition
+ * whose attribute sets that clock). */
+struct timespec time_mono_after_ms(int64_t ms);
 
 /* Format ms since epoch as RFC 3339 UTC with milliseconds. out has TIME_RFC3339_LEN bytes. */
 void time_format_ms(int64_t ms, char out[TIME_RFC3339_LEN]);

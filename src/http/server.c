@@ -667,13 +667,7 @@ static void *sweeper_main(void *arg)
 	struct server *s = arg;
 	pthread_mutex_lock(&s->sweeper_lock);
 	while (!s->stop_sweeper) {
-		struct timespec until;
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_nsec += 200 * 1000000;
-		if (until.tv_nsec >= 1000000000) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000;
-		}
+		struct timespec until = time_mono_after_ms(200);
 		pthread_cond_timedwait(&s->sweeper_wake, &s->sweeper_lock, &until);
 		if (s->stop_sweeper)
 			break;

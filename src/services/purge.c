@@ -78,9 +78,7 @@ static void *purger_main(void *arg)
 	struct purger *pg = arg;
 	pthread_mutex_lock(&pg->lock);
 	while (!pg->stop) {
-		struct timespec until;
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += pg->policy.interval_s;
+		struct timespec until = time_mono_after_ms((int64_t)pg->policy.interval_s * 1000);
 		while (!pg->stop &&
 		       pthread_cond_timedwait(&pg->wake, &pg->lock, &until) != ETIMEDOUT)
 			;

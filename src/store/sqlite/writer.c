@@ -30,6 +30,7 @@
  */
 #include "store/sqlite/writer.h"
 #include "core/log.h"
+#include "core/timeutil.h"
 #include "core/xalloc.h"
 
 #include <assert.h>
@@ -156,13 +157,7 @@ int writer_queue_enter(struct writer_queue *q, int timeout_ms)
 		q->tail = &w;
 		q->waiting++;
 		q->waits++;
-		clock_gettime(CLOCK_MONOTONIC, &deadline);
-		deadline.tv_sec += timeout_ms / 1000;
-		deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
-		if (deadline.tv_nsec >= 1000000000L) {
-			deadline.tv_sec++;
-			deadline.tv_nsec -= 1000000000L;
-		}
+		deadline = time_mono_after_ms(timeout_ms);
 		while (!w.granted) {
 			if (pthread_cond_timedwait(&w.cond, &queues_lock, &deadline) == ETIMEDOUT &&
 			    !w.granted) {

@@ -309,6 +309,19 @@ static void test_monotonic_clock_never_goes_back(void **state)
 	}
 }
 
+static void test_a_monotonic_deadline_is_normalised_and_that_far_ahead(void **state)
+{
+	(void)state;
+	for (int64_t ms = 0; ms <= 2999; ms += 37) {
+		int64_t before = time_mono_us();
+		struct timespec t = time_mono_after_ms(ms);
+		int64_t after = time_mono_us();
+		assert_true(t.tv_nsec >= 0 && t.tv_nsec < 1000000000L);
+		int64_t at = (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+		assert_true(at >= before + ms * 1000 && at <= after + ms * 1000);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -342,6 +355,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_agrees_with_timegm),
 	    cmocka_unit_test(test_now_is_after_2020),
 	    cmocka_unit_test(test_monotonic_clock_never_goes_back),
+	    cmocka_unit_test(test_a_monotonic_deadline_is_normalised_and_that_far_ahead),
 	};
 	return cmocka_run_group_tests_name("core/timeutil", tests, NULL, NULL);
 }
